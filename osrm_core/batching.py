@@ -1,0 +1,41 @@
+"""Tokenise a task's rows into model batches (dynamic padding; seeded shuffling)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+import torch
+
+
+def _column(ds, field: str) -> list:
+    return list(ds[field])
+
+
+def iterate(tokenizer, ds, text_fields: Sequence[str], batch_size: int, max_length: int,
+            order: Sequence[int] | None = None, pad_to_max: bool = False) -> Iterator[tuple[dict, torch.Tensor]]:
+    """Yield (model inputs, labels) over `ds` in `order` (default: as stored).
+
+    Inputs are padded to the longest row of the batch (or to `max_length` with pad_to_max, as the
+    released OSRM code does); labels are int64 for classification and float32 for regression.
+    """
+    cols = [_column(ds, f) for f in text_fields]
+    labels = torch.as_tensor(list(ds["label"]))
+    idx = list(range(len(labels))) if order is None else list(order)
+    for i in range(0, len(idx), batch_size):
+        sel = idx[i:i + batch_size]
+        texts = [[c[j] for j in sel] for c in cols]
+        enc = tokenizer(*texts, truncation=True, max_length=max_length,
+                        padding="max_length" if pad_to_max else True, return_tensors="pt")
+        yield dict(enc), labels[sel]
+
+
+def shuffled(n: int, seed: int, epoch: int = 0) -> list[int]:
+    """A permutation of range(n) that depends only on (seed, epoch)."""
+    g = torch.Generator().manual_seed(seed * 1000003 + epoch)
+    return torch.randperm(n, generator=g).tolist()
+
+
+def length_sorted(tokenizer, ds, text_fields: Sequence[str]) -> list[int]:
+    """Indices sorted by character length (longest first): evaluation pads less."""
+    lengths = [sum(len(str(ds[f][i])) for f in text_fields) for i in range(len(ds))]
+    return sorted(range(len(lengths)), key=lambda i: -lengths[i])

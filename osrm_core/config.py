@@ -1,0 +1,170 @@
+"""One source of truth for every parameter: pydantic models (``extra="forbid"``).
+
+``pipeline.yaml`` is a dump of :class:`PipelineConfig`; each Typer stage reads it and lets a few
+flags override fields (the flags are views of these fields, their help text is the field's).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from osrm_core.errors import OsrmError
+
+Init = Literal["gaussian", "osrm"]
+Freeze = Literal["N", "A", "B"]
+Estimator = Literal["sample-mean", "task-mean", "token"]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(Strict):
+    data_dir: str | None = Field(None, description="Local folder with the suite's files (GLUE stand-ins); null = packaged/hub source.")
+    max_train: int | None = Field(None, ge=1, description="Cap on training rows per task (the paper caps GLUE at 105000).")
+    max_eval: int | None = Field(None, ge=1, description="Cap on validation/test rows per task (the paper: 15000).")
+    max_length: int = Field(128, ge=8, description="Tokenizer truncation length (the paper: 128).")
+
+
+class LoraConfig(Strict):
+    rank: int = Field(8, ge=1, description="LoRA rank r.")
+    alpha: float = Field(16.0, gt=0, description="LoRA alpha; scale s = alpha/r (alpha/sqrt(r) with rslora).")
+    dropout: float = Field(0.0, ge=0, lt=1, description="LoRA dropout.")
+    blocks: str = Field("qv", description="Target blocks by letter: any of q, k, v, o (e.g. 'qv', 'qkv').")
+    rslora: bool = Field(False, description="Rank-stabilised scale alpha/sqrt(r).")
+    init: Init = Field("osrm", description="A initialisation: 'gaussian' (plain LoRA) or 'osrm' (orthogonal subspace).")
+    freeze: Freeze = Field("N", description="During fine-tuning freeze: N nothing, A the down-projection, B the up-projection.")
+    procrustes: bool = Field(False, description="After each step project A back to orthonormal rows (polar factor U V^T).")
+
+    @field_validator("blocks")
+    @classmethod
+    def _blocks(cls, v: str) -> str:
+        if not v or any(c not in "qkvo" for c in v) or len(set(v)) != len(v):
+            raise ValueError("must be distinct letters from 'qkvo', e.g. 'qv'")
+        return v
+
+    @property
+    def scale(self) -> float:
+        return self.alpha / (self.rank**0.5 if self.rslora else self.rank)
+
+
+class OsrmConfig(Strict):
+    estimator: Estimator = Field("sample-mean", description="Feature estimator: sample-mean (paper), task-mean (released code), token.")
+    k: int = Field(100, ge=1, description="Samples per task fed to the frozen backbone (paper: 100).")
+    include_padding: bool = Field(False, description="Average over padding positions too (the released code's behaviour).")
+    seed: int = Field(42, description="Seed for sample choice and the deterministic pick inside degenerate eigenspaces.")
+    batch_size: int = Field(32, ge=1, description="Batch size of the feature-extraction forward passes.")
+
+
+class FinetuneConfig(Strict):
+    epochs: float = Field(3, gt=0, description="Epochs (per-task values in hparams_file win).")
+    lr: float = Field(4e-4, gt=0, description="Peak learning rate (per-task values in hparams_file win).")
+    batch_size: int = Field(32, ge=1, description="Per-device batch size.")
+    grad_accum: int = Field(1, ge=1, description="Gradient-accumulation steps.")
+    warmup_ratio: float = Field(0.06, ge=0, le=1, description="Linear warm-up fraction of the total steps.")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
+    hparams_file: str | None = Field(None, description="JSON of per-task {epochs, lr} like the paper's (configs/hparams/).")
+    bf16: Literal["auto", "on", "off"] = Field("auto", description="bf16 autocast: auto = on where the device supports it.")
+    gradient_checkpointing: bool = Field(False, description="Recompute activations in the backward pass.")
+    select_on: Literal["validation", "last"] = Field("validation", description="Keep the epoch with the best validation score, or the last.")
+    log_every: int = Field(20, ge=1, description="Steps between logged training metrics.")
+    checkpoint_every: int = Field(200, ge=0, description="Steps between resumable checkpoints (0 = off).")
+    deepspeed: str | None = Field(None, description="DeepSpeed JSON (configs/deepspeed/); null = plain torch.")
+    threads: int | None = Field(None, ge=1, description="torch CPU threads; null = torch default.")
+
+
+class MergeConfig(Strict):
+    methods: dict[str, dict[str, Any]] = Field(
+        default_factory=lambda: {"weight_average": {}, "task_arithmetic": {"lambda": 0.3}, "ties": {"lambda": 1.0, "density": 0.2}},
+        description="Merge method name -> its parameters (see osrm_core.merge.METHODS).",
+    )
+    seed: int = Field(42, description="Seed for stochastic methods (DARE).")
+
+
+class EvaluateConfig(Strict):
+    split: Literal["validation", "test"] = Field("test", description="Split that is scored (model selection uses validation).")
+    batch_size: int = Field(64, ge=1, description="Evaluation batch size.")
+
+
+class PipelineConfig(Strict):
+    workdir: str = Field("runs/default", description="Root folder of every artifact.")
+    backbone: str = Field("minilm", description="Backbone config name in configs/backbones/, or a YAML path.")
+    suite: str = Field("default", description="Task suite in configs/suites/.")
+    tasks: list[str] = Field(default_factory=list, description="Tasks to run; empty = every task of the suite.")
+    inits: list[Init] = Field(default_factory=lambda: ["gaussian", "osrm"], description="Inits that the pipeline compares.")
+    seed: int = Field(42, description="Global seed (data splits, LoRA init, training order).")
+    data: DataConfig = Field(default_factory=DataConfig)
+    lora: LoraConfig = Field(default_factory=LoraConfig)
+    osrm: OsrmConfig = Field(default_factory=OsrmConfig)
+    finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
+    merge: MergeConfig = Field(default_factory=MergeConfig)
+    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
+
+    @field_validator("tasks")
+    @classmethod
+    def _unique(cls, v: list[str]) -> list[str]:
+        dup = sorted({t for t in v if v.count(t) > 1})
+        if dup:
+            raise ValueError(f"duplicate task names {dup}: list each task once")
+        return v
+
+    @model_validator(mode="after")
+    def _rank_vs_k(self) -> "PipelineConfig":
+        if self.osrm.estimator == "sample-mean" and self.osrm.k < 2:
+            raise ValueError("osrm.k must be >= 2 for the sample-mean estimator")
+        return self
+
+    def digest(self, *sections: str) -> str:
+        """sha256 of the named sections (all when none), for manifests and cache keys."""
+        data = self.model_dump(mode="json")
+        if sections:
+            data = {s: data[s] for s in sections}
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+
+def _format_validation(err: ValidationError, source: str) -> str:
+    first = err.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"]) or "<root>"
+    kind = first["type"]
+    if kind == "extra_forbidden":
+        return f"{source}: unknown key '{loc}' — check its spelling (see pipeline.yaml for the valid keys)"
+    return f"{source}: field '{loc}': {first['msg']} — fix that value"
+
+
+def parse_config(data: dict | None, source: str = "config") -> PipelineConfig:
+    """Validate a dict into a PipelineConfig; any problem becomes a one-line OsrmError."""
+    if data is not None and not isinstance(data, dict):
+        raise OsrmError(f"{source}: expected a mapping of sections at the top level, got {type(data).__name__}")
+    try:
+        return PipelineConfig.model_validate(data or {})
+    except ValidationError as err:
+        raise OsrmError(_format_validation(err, source)) from None
+
+
+def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> PipelineConfig:
+    """Read pipeline.yaml (or any YAML view of PipelineConfig), apply dotted overrides."""
+    path = Path(path)
+    if not path.is_file():
+        raise OsrmError(f"config file {path} does not exist — pass --config with the path to pipeline.yaml")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise OsrmError(f"{path}{where}: malformed YAML ({getattr(err, 'problem', err)}) — fix the syntax") from None
+    data = data or {}
+    for dotted, value in (overrides or {}).items():
+        if value is None:
+            continue
+        node = data
+        *parents, leaf = dotted.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    return parse_config(data, str(path))

@@ -1,0 +1,30 @@
+"""Move existing updates into a task's OSRM subspace (DESIGN.md §2, "Convert").
+
+Least-squares projection of dW onto the row space of A_t (rows orthonormal, so pinv(A_t) = A_t^T):
+    dW' = dW A_t^T A_t.
+As a LoRA with scale s:  A' = A_t,  B' = dW A_t^T / s  — dividing by s avoids the released code's
+double scaling (it effectively applied 2 * dW A^T A with alpha/r = 2).
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def project_dense(delta: torch.Tensor, a_t: torch.Tensor, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(A' = A_t: r x d_in, B' = dW A_t^T / s: d_out x r) for a dense update dW (d_out x d_in)."""
+    a = a_t.float()
+    return a.clone(), (delta.float() @ a.T) / scale
+
+
+def project_lora(a: torch.Tensor, b: torch.Tensor, scale_in: float, a_t: torch.Tensor, scale_out: float):
+    """Project a LoRA (A: r x d_in, B: d_out x r, scale_in) without forming dW: B' = s_in B (A A_t^T) / s_out."""
+    at = a_t.float()
+    return at.clone(), (b.float() @ (a.float() @ at.T)) * (scale_in / scale_out)
+
+
+def projection_residual(delta: torch.Tensor, a_t: torch.Tensor) -> float:
+    """||dW - dW A^T A||_F / ||dW||_F: how much of the update lies outside the subspace (dropped)."""
+    a = a_t.double()
+    d = delta.double()
+    return float((d - d @ a.T @ a).norm() / d.norm().clamp_min(1e-300))

@@ -1,0 +1,72 @@
+"""RegMean: merge each linear layer by the closed-form solution of a regression on the task inputs.
+
+Paper: Jin, Ren, Preotiuc-Pietro, Cheng, "Dataless Knowledge Fusion by Merging Weights of Language
+Models", ICLR 2023, arXiv:2212.09849.
+Variant: per linear module, with the input Grams ``G_t = X_t^T X_t`` (d_in × d_in) and
+``G'_t = α G_t + (1 − α) diag(G_t)`` (off-diagonals scaled by α = 0.9):
+``W = (Σ_t W_t G'_t)(Σ_t G'_t)^{-1}`` in our ``d_out × d_in`` layout (the paper's
+``W^T = (Σ G'_t)^{-1} Σ G'_t W_t^T``), with ``W_t = W0 + τ_t``.  Because
+``W0 (Σ G'_t)(Σ G'_t)^{-1} = W0`` the base cancels exactly, and we compute the update directly,
+``Δ = (Σ_t τ_t G'_t)(Σ_t G'_t + ρ I)^{-1}``, so W0 is not needed and the small ridge ρ (relative to the
+mean diagonal, for stability when some input directions carry no energy) shrinks only the update.
+Solved in float64.  The result is exact in factor space: ``Δ = [B_1 … B_T] · [s_t A_t G'_t M^{-1}]_t``,
+a rank-Σ r_t adapter.
+"""
+
+from __future__ import annotations
+
+import torch
+from pydantic import Field
+from torch import Tensor
+
+from osrm_core.errors import OsrmError
+from osrm_core.merge.types import MergeMethod, MergeResult, MethodParams, ModuleUpdates
+
+
+class Params(MethodParams):
+    """RegMean parameters."""
+
+    alpha: float = Field(0.9, ge=0, le=1, description="scale of the Gram off-diagonals (1 = plain RegMean, 0 = diagonal-only)")
+    ridge: float = Field(1e-6, ge=0, description="ridge ρ added to Σ G'_t, relative to its mean diagonal entry")
+    normalize: bool = Field(False, description="divide each G_t by its trace first, so tasks with more tokens do not dominate")
+
+
+def shrink_gram(G: Tensor, alpha: float, normalize: bool) -> Tensor:
+    """``G' = α G + (1 − α) diag(G)`` in float64 (d_in × d_in), optionally divided by tr(G)."""
+    G = G.double()
+    if normalize and float(G.trace()) > 0:
+        G = G / G.trace()
+    return alpha * G + (1 - alpha) * torch.diag(torch.diagonal(G))
+
+
+def merge(updates: ModuleUpdates, params: Params, generator: torch.Generator | None = None) -> MergeResult:
+    """Factors ``A = [s_t A_t G'_t]_t M^{-1}`` (R × d_in), ``B = [B_1 … B_T]`` (d_out × R), with
+    ``M = Σ_t G'_t + ρ I`` (symmetric), so ``B @ A = (Σ_t τ_t G'_t) M^{-1}``."""
+    updates.require("grams")
+    d_in = updates.shape[1]
+    M = torch.zeros(d_in, d_in, dtype=torch.float64, device=updates.A[0].device)
+    rows = []
+    for t in range(updates.num_tasks):
+        G = shrink_gram(updates.grams[t], params.alpha, params.normalize)
+        M += G
+        rows.append(float(updates.scale[t]) * (updates.A[t].double() @ G))  # s_t A_t G'_t, r_t × d_in
+    ridge = params.ridge * float(torch.diagonal(M).mean())
+    M.diagonal().add_(ridge if ridge > 0 else 0.0)
+    # A_new = N M^{-1}  ⇔  M A_new^T = N^T (M symmetric)
+    try:
+        A = torch.linalg.solve(M, torch.cat(rows, dim=0).T).T
+    except RuntimeError:  # torch.linalg.LinAlgError: singular Σ G'_t
+        where = f"module {updates.name!r}" if updates.name else "regmean"
+        raise OsrmError(f"{where}: the summed input Gram is singular; set merge.params.ridge > 0 (e.g. 1e-6) or alpha < 1.") from None
+    B = torch.cat([b.double() for b in updates.B], dim=1)
+    return MergeResult(factors=(A.float(), B.float()), info={"rank": A.shape[0], "ridge_abs": ridge})
+
+
+METHOD = MergeMethod(
+    name="regmean",
+    params=Params,
+    fn=merge,
+    paper="Jin et al. 2023, Dataless Knowledge Fusion by Merging Weights of Language Models (RegMean), arXiv:2212.09849",
+    needs=("grams",),
+    low_rank=True,
+)

@@ -1,0 +1,144 @@
+"""Suite configuration files: ``configs/suites/<suite>.yaml``, validated with pydantic.
+
+The configs folder is ``<repo>/configs`` unless the environment variable ``OSRM_CONFIGS_DIR`` names
+another one (read on every call, so tests and stages can point elsewhere).
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from osrm_core.errors import OsrmError
+from osrm_core.tasks.spec import TaskSpec
+
+DEFAULT_SIZES = {"train": 2000, "validation": 300, "test": 300}
+
+
+class TaskEntry(BaseModel):
+    """One task of a suite, as written in the YAML."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=r"^[a-z0-9_]+$")
+    text_fields: tuple[str, ...] = Field(min_length=1, max_length=2)
+    num_labels: int = Field(ge=1)
+    metric: Literal["accuracy", "accuracy_f1", "matthews", "pearson_spearman"]
+    label_names: tuple[str, ...] = ()
+    description: str = ""
+    builder: str | None = None  # packaged suites: key into default_suite.BUILDERS
+    sizes: dict[str, int] | None = None  # packaged suites: rows per split (caps)
+    options: dict = Field(default_factory=dict)  # packaged suites: builder options
+    hub_config: str | None = None  # glue: dataset config name (default: the task name)
+    hub_splits: dict[str, str] = Field(default_factory=dict)  # glue: our split -> hub split
+
+    @model_validator(mode="after")
+    def _labels_match(self) -> "TaskEntry":
+        if self.num_labels > 1 and len(self.label_names) != self.num_labels:
+            raise ValueError(f"label_names has {len(self.label_names)} names but num_labels is {self.num_labels}")
+        if self.num_labels == 1 and self.metric != "pearson_spearman":
+            raise ValueError("a regression task (num_labels: 1) must use metric pearson_spearman")
+        return self
+
+    def spec(self) -> TaskSpec:
+        """The immutable TaskSpec the rest of the pipeline uses."""
+        return TaskSpec(
+            name=self.name,
+            text_fields=tuple(self.text_fields),
+            num_labels=self.num_labels,
+            metric=self.metric,
+            label_names=tuple(self.label_names),
+            description=self.description,
+        )
+
+
+class SuiteConfig(BaseModel):
+    """A whole suite file."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    suite: str
+    loader: Literal["packaged", "glue"]
+    description: str = ""
+    sizes: dict[str, int] = Field(default_factory=lambda: dict(DEFAULT_SIZES))
+    hub_dataset: str | None = None
+    caps: dict[str, int] = Field(default_factory=dict)
+    tasks: tuple[TaskEntry, ...] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> "SuiteConfig":
+        names = [t.name for t in self.tasks]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"duplicate task names {dupes}")
+        return self
+
+    def task(self, name: str) -> TaskEntry:
+        """The entry called ``name`` (OsrmError listing the valid names otherwise)."""
+        for entry in self.tasks:
+            if entry.name == name:
+                return entry
+        valid = ", ".join(t.name for t in self.tasks)
+        raise OsrmError(f"unknown task '{name}' in suite '{self.suite}'; valid tasks: {valid}")
+
+    def sizes_for(self, entry: TaskEntry) -> dict[str, int]:
+        """Per-split sizes of a packaged task: the suite's defaults overridden by the task's."""
+        return {**DEFAULT_SIZES, **self.sizes, **(entry.sizes or {})}
+
+
+def configs_dir() -> Path:
+    """The configs folder: ``$OSRM_CONFIGS_DIR`` or ``<repo root>/configs``."""
+    override = os.environ.get("OSRM_CONFIGS_DIR")
+    return Path(override) if override else Path(__file__).resolve().parents[2] / "configs"
+
+
+def suite_files() -> dict[str, Path]:
+    """Suite name -> YAML file, for every ``configs/suites/*.yaml``."""
+    folder = configs_dir() / "suites"
+    return {p.stem: p for p in sorted(folder.glob("*.yaml"))} if folder.is_dir() else {}
+
+
+def read_suite(suite: str) -> SuiteConfig:
+    """The validated config of ``suite`` (OsrmError naming the valid suites if unknown)."""
+    files = suite_files()
+    if suite not in files:
+        valid = ", ".join(files) or "none"
+        raise OsrmError(f"unknown task suite '{suite}' (looked in {configs_dir() / 'suites'}); valid suites: {valid}")
+    path = files[suite]
+    return _parse_suite(str(path), path.stat().st_mtime_ns)
+
+
+@lru_cache(maxsize=32)
+def _parse_suite(path: str, mtime_ns: int) -> SuiteConfig:
+    """Parse and validate one suite file (cached per file version)."""
+    try:
+        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise OsrmError(f"{path}: not valid YAML ({exc})") from None
+    try:
+        config = SuiteConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise OsrmError(f"{path}: {_describe(exc, raw)}") from None
+    if config.suite != Path(path).stem:
+        raise OsrmError(f"{path}: field 'suite' is '{config.suite}' but the file is named {Path(path).stem}.yaml")
+    return config
+
+
+def _describe(exc: ValidationError, raw: object) -> str:
+    """First validation error as ``task 'name': field 'x': message`` (or ``field 'x': message``)."""
+    err = exc.errors()[0]
+    loc = list(err["loc"])
+    prefix = ""
+    if len(loc) >= 2 and loc[0] == "tasks" and isinstance(loc[1], int):
+        try:
+            prefix = f"task '{raw['tasks'][loc[1]]['name']}': "  # type: ignore[index]
+        except (KeyError, IndexError, TypeError):
+            prefix = f"task #{loc[1] + 1}: "
+        loc = loc[2:]
+    where = ".".join(str(p) for p in loc)
+    return f"{prefix}field '{where}': {err['msg']}" if where else f"{prefix}{err['msg']}"

@@ -1,0 +1,134 @@
+"""The paper's GLUE suite (CoLA, SST-2, MRPC, STS-B, QQP, MNLI, QNLI, RTE) through ``datasets``.
+
+By default each task comes from the hub (``datasets.load_dataset("nyu-mll/glue", name)``). Offline,
+pass ``data_dir``: a folder holding ``<task>/train.<ext>`` and ``<task>/validation.<ext>`` (MNLI may
+name it ``validation_matched``) in GLUE's schema, with ``ext`` one of jsonl, json, csv, tsv, parquet;
+they are read with ``load_dataset(<format>, data_files=...)``.
+
+Splits: ``train`` = GLUE train (first ``caps.train`` rows, 105,000 by default as in the paper);
+``validation`` = GLUE validation (MNLI: validation_matched; first ``caps.validation`` rows, 15,000);
+``test`` = the same rows as ``validation``, because GLUE's test labels are hidden (-1) and the paper
+reports validation scores. The seed does not change GLUE's fixed splits.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import datasets
+from datasets.exceptions import DatasetNotFoundError
+
+from osrm_core.errors import OsrmError
+from osrm_core.tasks.config import SuiteConfig, TaskEntry
+from osrm_core.tasks.schema import features_for
+from osrm_core.tasks.spec import TaskSpec
+
+GLUE_HUB = "nyu-mll/glue"
+
+#: file extension -> (datasets packaged builder, extra load_dataset kwargs)
+FILE_FORMATS: dict[str, tuple[str, dict]] = {
+    "jsonl": ("json", {}),
+    "json": ("json", {}),
+    "csv": ("csv", {}),
+    "tsv": ("csv", {"delimiter": "\t", "quoting": 3}),  # csv.QUOTE_NONE, as GLUE's raw TSVs need
+    "parquet": ("parquet", {}),
+}
+
+
+def _split_names(entry: TaskEntry, split: str) -> list[str]:
+    """File stems / hub split names accepted for one of our splits (hub name first)."""
+    hub = entry.hub_splits.get(split, split)
+    return [hub] if hub == split else [hub, split]
+
+
+def local_file(data_dir: str | Path, entry: TaskEntry, split: str) -> Path | None:
+    """The local file of ``split`` for a task, or None if there is none."""
+    folder = Path(data_dir) / entry.name
+    for stem in _split_names(entry, split):
+        for ext in FILE_FORMATS:
+            path = folder / f"{stem}.{ext}"
+            if path.is_file():
+                return path
+    return None
+
+
+def _load_local(data_dir: str | Path, entry: TaskEntry) -> dict[str, datasets.Dataset]:
+    """Train and validation of a task from GLUE-schema files under ``data_dir``."""
+    out = {}
+    for split in ("train", "validation"):
+        path = local_file(data_dir, entry, split)
+        if path is None:
+            stems = " or ".join(f"{entry.name}/{s}.{{{','.join(FILE_FORMATS)}}}" for s in _split_names(entry, split))
+            raise OsrmError(f"data_dir {data_dir}: no {split} file for GLUE task '{entry.name}'; expected {stems}")
+        fmt, kwargs = FILE_FORMATS[path.suffix.lstrip(".")]
+        out[split] = datasets.load_dataset(fmt, data_files=str(path), split="train", **kwargs)
+    return out
+
+
+def _load_hub(suite: SuiteConfig, entry: TaskEntry) -> dict[str, datasets.Dataset]:
+    """Train and validation of a task from the hub; OsrmError (suggesting data_dir) when unreachable."""
+    hub = suite.hub_dataset or GLUE_HUB
+    config = entry.hub_config or entry.name
+    try:
+        dd = datasets.load_dataset(hub, config)
+    except (ConnectionError, DatasetNotFoundError, FileNotFoundError) as exc:
+        reason = " ".join(str(exc).split())[:200]
+        raise OsrmError(
+            f"cannot load GLUE task '{entry.name}' from the Hugging Face hub ({hub}, config {config}): {reason}; "
+            f"without hub access pass data_dir=<folder> holding {entry.name}/train.jsonl and "
+            f"{entry.name}/validation.jsonl in GLUE's schema"
+        ) from None
+    return {split: dd[entry.hub_splits.get(split, split)] for split in ("train", "validation")}
+
+
+def _first(ds: datasets.Dataset, cap: int | None) -> datasets.Dataset:
+    """The first ``cap`` rows (all rows when cap is None)."""
+    return ds if cap is None or cap >= len(ds) else ds.select(range(cap))
+
+
+def conform(spec: TaskSpec, ds: datasets.Dataset, where: str) -> datasets.Dataset:
+    """Keep the task's text fields + label, drop hidden labels (-1), cast to the column contract."""
+    missing = [c for c in (*spec.text_fields, "label") if c not in ds.column_names]
+    if missing:
+        raise OsrmError(
+            f"{where}: GLUE task '{spec.name}' lacks column(s) {missing}; "
+            f"expected {list(spec.text_fields) + ['label']}"
+        )
+    ds = ds.select_columns([*spec.text_fields, "label"])
+    labels = ds["label"][:]
+    if not spec.is_regression:
+        if any(label is None or label < 0 for label in labels):
+            ds = ds.filter(lambda ex: ex["label"] is not None and ex["label"] >= 0)
+            labels = ds["label"][:]
+        if labels and max(labels) >= spec.num_labels:
+            raise OsrmError(f"{where}: label {max(labels)} out of range for {spec.num_labels} classes of '{spec.name}'")
+    features = features_for(spec)
+    return ds if ds.features == features else ds.cast(features)
+
+
+def load_glue_task(
+    suite: SuiteConfig,
+    entry: TaskEntry,
+    *,
+    seed: int,
+    data_dir: str | None,
+    max_train: int | None,
+    max_eval: int | None,
+) -> datasets.DatasetDict:
+    """A GLUE task as train/validation/test (test = validation, see the module docstring)."""
+    raw = _load_local(data_dir, entry) if data_dir is not None else _load_hub(suite, entry)
+    where = f"{data_dir}/{entry.name}" if data_dir is not None else f"{suite.hub_dataset or GLUE_HUB}/{entry.name}"
+    spec = entry.spec()
+    train_cap = max_train if max_train is not None else suite.caps.get("train")
+    eval_cap = max_eval if max_eval is not None else suite.caps.get("validation")
+    train = conform(spec, _first(raw["train"], train_cap), where)
+    validation = conform(spec, _first(raw["validation"], eval_cap), where)
+    return datasets.DatasetDict({"train": train, "validation": validation, "test": validation})
+
+
+def glue_files(suite: SuiteConfig, entry: TaskEntry, data_dir: str | None) -> list[Path]:
+    """Files that define a GLUE task's data: this loader, plus the local files when ``data_dir`` is set."""
+    files = [Path(__file__).resolve(), Path(__file__).resolve().parent / "schema.py"]
+    if data_dir is not None:
+        files += [p for split in ("train", "validation") if (p := local_file(data_dir, entry, split))]
+    return files

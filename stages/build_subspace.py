@@ -1,0 +1,85 @@
+"""`osrm build-subspace`: the OSRM A_t of a task from the OTHER tasks' cached features."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+from osrm_core import subspace
+from osrm_core.errors import OsrmError
+from stages.io.atomic import atomic_dir
+from stages.io.feature_store import FeatureCache
+from stages.io.guard import guarded, progress
+from stages.io.manifest import read_manifest, require_same, write_manifest
+from stages.io.options import CONFIG, TASK, WORKDIR
+from stages.io.run import Run, open_run
+
+SUBSPACE_FILE = "subspace.safetensors"
+
+
+def _open_features(run: Run, task: str, first: dict | None):
+    """A task's feature cache and manifest, checked against the first one read (same backbone/layers)."""
+    folder = run.layout.features(task)
+    manifest = read_manifest(folder, "extract-features", f"osrm extract-features --task {task}")
+    if first is not None:
+        fix = f"rerun `osrm extract-features --task {task}` with this config"
+        require_same("backbone", first["backbone"]["weights"], manifest["backbone"]["weights"], folder, fix)
+        require_same("modules", first["modules"], manifest["modules"], folder, fix)
+        require_same("include_padding", first["include_padding"], manifest["include_padding"], folder, fix)
+    return FeatureCache(folder), manifest
+
+
+def task_gram(cache: FeatureCache, module: str, estimator: str) -> tuple[torch.Tensor, int]:
+    """The task's contribution to G = H^T H under an estimator, and its row count."""
+    if estimator == "token":
+        return cache.gram(module), cache.count(module)
+    rows = cache.rows(module)
+    if estimator == "sample-mean":
+        return subspace.sample_gram(rows), rows.shape[0]
+    return subspace.task_mean_gram(rows), 1
+
+
+@guarded
+def main(config: Path = CONFIG, task: str = TASK, workdir: Path = WORKDIR) -> None:
+    """Solve A_t per target layer from the leave-one-out second moment of the other tasks' features.
+
+    Reads <workdir>/features/<other tasks> (never recomputes them), writes
+    <workdir>/subspaces/<task>/subspace.safetensors (one rank x d_in A per module), report.json
+    (objective per layer vs a random orthonormal A) and a manifest.
+    """
+    run = open_run(config, {"workdir": str(workdir) if workdir else None})
+    run.check_task(task)
+    cfg = run.cfg
+    if len(run.tasks) < 2:
+        raise OsrmError("tasks: OSRM needs at least 2 tasks (the subspace avoids the OTHER tasks' features) — add tasks")
+    first, caches, upstream = None, {}, {}
+    for t in run.tasks:
+        caches[t], m = _open_features(run, t, first)
+        first = first or m
+        upstream[t] = m["content_hash"]
+    require_same("backbone", run.backbone_identity()["weights"], first["backbone"]["weights"],
+                 run.layout.features(run.tasks[0]), "rerun extract-features for this backbone")
+    tensors, report = {}, {}
+    for module in progress(first["modules"], f"subspace {task}"):
+        grams, counts = {}, {}
+        for t, cache in caches.items():
+            grams[t], counts[t] = task_gram(cache, module, cfg.osrm.estimator)
+        g, n = subspace.leave_one_out(grams, counts, task)
+        if cfg.osrm.estimator == "sample-mean" and n < cfg.lora.rank:
+            raise OsrmError(f"osrm.k: only {n} feature rows from other tasks, fewer than lora.rank={cfg.lora.rank} — raise osrm.k")
+        tensors[module], report[module] = subspace.solve_layer(g, cfg.lora.rank, cfg.osrm.seed)
+        report[module]["rows"] = n
+    out = run.layout.subspace(task)
+    meta = {"estimator": cfg.osrm.estimator, "rank": str(cfg.lora.rank), "task": task, "seed": str(cfg.osrm.seed)}
+    with atomic_dir(out) as tmp:
+        save_file(tensors, tmp / SUBSPACE_FILE, metadata=meta)
+        (tmp / "report.json").write_text(json.dumps(report, indent=1, sort_keys=True) + "\n")
+        write_manifest(tmp, "build-subspace", {"osrm": cfg.osrm.model_dump(), "lora.rank": cfg.lora.rank,
+                       "lora.blocks": cfg.lora.blocks, "tasks": run.tasks, "task": task},
+                       upstream=upstream, backbone=first["backbone"], modules=first["modules"],
+                       estimator=cfg.osrm.estimator, rank=cfg.lora.rank)
+    mean_ratio = sum(r["ratio_to_random"] for r in report.values()) / len(report)
+    print(f"subspace: {out} ({len(tensors)} layers; objective / random-A objective, mean over layers = {mean_ratio:.3g})")

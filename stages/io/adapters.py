@@ -1,0 +1,102 @@
+"""Read PEFT LoRA adapter folders (ours or anyone's): factors per module, scale, task head; write new ones."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from osrm_core.errors import OsrmError
+
+PREFIX = "base_model.model."
+WEIGHTS = "adapter_model.safetensors"
+CONFIG = "adapter_config.json"
+
+
+class Adapter:
+    """A LoRA adapter on disk. Tensors are read lazily, one module at a time (streaming merges)."""
+
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
+        cfg_path, w_path = self.folder / CONFIG, self.folder / WEIGHTS
+        if not cfg_path.is_file() or not w_path.is_file():
+            raise OsrmError(f"{self.folder} is not a PEFT adapter folder (needs {CONFIG} and {WEIGHTS}) — run `osrm finetune` or fix the path")
+        try:
+            self.config = json.loads(cfg_path.read_text())
+            self._file = safe_open(str(w_path), "pt")
+            self.keys = list(self._file.keys())
+        except Exception as err:
+            raise OsrmError(f"{w_path} is damaged or unreadable ({type(err).__name__}) — re-create the adapter") from None
+        if self.config.get("peft_type") != "LORA":
+            raise OsrmError(f"{cfg_path}: peft_type {self.config.get('peft_type')!r} is not LORA — only LoRA adapters can be merged")
+        self.modules = sorted({k[len(PREFIX):].split(".lora_A.")[0] for k in self.keys if ".lora_A." in k})
+        self.rank = int(self.config["r"])
+
+    @property
+    def scale(self) -> float:
+        alpha, r = float(self.config["lora_alpha"]), self.rank
+        return alpha / (r**0.5 if self.config.get("use_rslora") else r)
+
+    def _tensor(self, key: str) -> torch.Tensor:
+        t = self._file.get_tensor(key)
+        if not torch.isfinite(t).all():
+            raise OsrmError(f"{self.folder / WEIGHTS}: tensor {key} has NaN/Inf — retrain or replace this adapter")
+        return t
+
+    def factors(self, module: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """(A: r x d_in, B: d_out x r) float32."""
+        a = self._tensor(f"{PREFIX}{module}.lora_A.weight").float()
+        b = self._tensor(f"{PREFIX}{module}.lora_B.weight").float()
+        return a, b
+
+    def delta(self, module: str) -> torch.Tensor:
+        """s * B @ A (d_out x d_in) float32."""
+        a, b = self.factors(module)
+        return self.scale * (b @ a)
+
+    def head(self) -> dict[str, torch.Tensor]:
+        """Non-LoRA tensors (the task head), keyed by base-model parameter name."""
+        return {k[len(PREFIX):]: self._tensor(k) for k in self.keys if ".lora_" not in k}
+
+
+def write_lora(folder: Path, factors: dict[str, tuple[torch.Tensor, torch.Tensor]], head: dict[str, torch.Tensor],
+               template: dict, rank: int, alpha: float) -> None:
+    """Write a PEFT LoRA adapter: factors {module: (A r x d_in, B d_out x r)}, head tensors, config from `template`."""
+    tensors = {}
+    for module, (a, b) in factors.items():
+        tensors[f"{PREFIX}{module}.lora_A.weight"] = a.contiguous()
+        tensors[f"{PREFIX}{module}.lora_B.weight"] = b.contiguous()
+    for name, t in head.items():
+        tensors[f"{PREFIX}{name}"] = t.contiguous()
+    cfg = {**template, "r": rank, "lora_alpha": alpha, "use_rslora": False, "rank_pattern": {}, "alpha_pattern": {}}
+    save_file(tensors, folder / WEIGHTS, metadata={"format": "pt"})
+    (folder / CONFIG).write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
+
+
+def check_compatible(adapters: dict[str, Adapter]) -> None:
+    """Adapters in one merge must share rank, scale and target modules (one-line error otherwise)."""
+    names = list(adapters)
+    ref = adapters[names[0]]
+    for n in names[1:]:
+        a = adapters[n]
+        if a.modules != ref.modules:
+            raise OsrmError(f"{a.folder}: targets differ from {ref.folder} — fine-tune every task with the same lora.blocks")
+        if a.rank != ref.rank:
+            raise OsrmError(f"{a.folder}: rank {a.rank} differs from {ref.folder}'s {ref.rank} — fine-tune every task with the same lora.rank")
+
+
+def individual_delta(adapter: Adapter) -> dict[str, torch.Tensor]:
+    """{module: s B A} for every module of one adapter (its dense update)."""
+    return {m: adapter.delta(m) for m in adapter.modules}
+
+
+def head_num_labels(head: dict[str, torch.Tensor], where) -> int:
+    """Number of labels of a head: rows of its output projection (out_proj > classifier > score)."""
+    for suffix in ("out_proj.weight", "classifier.weight", "score.weight"):
+        for k, t in head.items():
+            if k.endswith(suffix) and t.dim() == 2:
+                return int(t.shape[0])
+    raise OsrmError(f"{where}: no task head in this adapter (classifier/score) — it must be saved with modules_to_save")

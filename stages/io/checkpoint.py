@@ -1,0 +1,36 @@
+"""Resumable fine-tuning checkpoints: tensors in safetensors, optimiser state via torch.save/weights_only load."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from osrm_core.train import LoopState
+from stages.io.atomic import atomic_dir
+
+
+def save(folder: Path, config_hash: str, state: LoopState, trainable: dict, best: dict | None, optimizer, scheduler) -> None:
+    """Replace the checkpoint atomically (a kill during the write leaves the previous one)."""
+    with atomic_dir(folder) as tmp:
+        save_file({k: v.contiguous() for k, v in trainable.items()}, tmp / "trainable.safetensors")
+        if best is not None:
+            save_file({k: v.contiguous() for k, v in best.items()}, tmp / "best.safetensors")
+        torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                    "rng": torch.get_rng_state()}, tmp / "optim.pt")
+        (tmp / "state.json").write_text(json.dumps({"config_hash": config_hash, "loop": state.to_dict()}))
+
+
+def load(folder: Path, config_hash: str):
+    """(LoopState, trainable, best|None, optim dict) or None when there is no matching checkpoint."""
+    meta = folder / "state.json"
+    if not meta.is_file():
+        return None
+    data = json.loads(meta.read_text())
+    if data.get("config_hash") != config_hash:
+        return None  # another experiment's checkpoint: never resume into a different config
+    best = load_file(folder / "best.safetensors") if (folder / "best.safetensors").is_file() else None
+    optim = torch.load(folder / "optim.pt", weights_only=True)
+    return LoopState(**data["loop"]), load_file(folder / "trainable.safetensors"), best, optim
