@@ -70,7 +70,7 @@ class FinetuneConfig(Strict):
     warmup_ratio: float = Field(0.06, ge=0, le=1, description="Linear warm-up fraction of the total steps.")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
     hparams_file: str | None = Field(None, description="JSON of per-task {epochs, lr} like the paper's (configs/hparams/).")
-    bf16: Literal["auto", "on", "off"] = Field("auto", description="bf16 autocast: auto = on where the device supports it.")
+    bf16: Literal["auto", "on", "off"] = Field("auto", description="bf16 autocast: auto = on for CUDA GPUs with bf16, off on CPU (slower there).")
     gradient_checkpointing: bool = Field(False, description="Recompute activations in the backward pass.")
     select_on: Literal["validation", "last"] = Field("validation", description="Keep the epoch with the best validation score, or the last.")
     log_every: int = Field(20, ge=1, description="Steps between logged training metrics.")

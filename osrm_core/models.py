@@ -69,8 +69,16 @@ def load_classifier(spec: BackboneSpec, num_labels: int, dtype: torch.dtype = to
 
 
 def head_module_names(model: nn.Module) -> list[str]:
-    """Names of the task head modules (trained with, and saved in, each adapter)."""
+    """Names of the task head modules (trained with, and saved in, each adapter).
+
+    BERT's pooler (dense + tanh on [CLS]) belongs to the task head here, as RoBERTa's classification
+    head holds its own dense layer: sentence-embedding checkpoints such as all-MiniLM ship an untrained
+    pooler, and a frozen random pooler would starve the classifier.
+    """
     names = [n for n in ("classifier", "score", "classification_head") if hasattr(model, n)]
+    body = getattr(model, getattr(model, "base_model_prefix", ""), None)
+    if getattr(body, "pooler", None) is not None:
+        names.append("pooler")
     if not names:
         raise OsrmError(f"{type(model).__name__}: no classification head found (expected classifier/score)")
     return names

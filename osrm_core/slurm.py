@@ -10,7 +10,7 @@ from __future__ import annotations
 import graphlib
 import re
 import shlex
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -89,11 +89,16 @@ def stage_argv(stage: str, config: str, task: str | None = None, init: str | Non
     lacking = [f"--{k}" for k in need.get(stage, []) if not given[k]] if check else []
     if lacking:
         raise OsrmError(f"stage {stage} needs {' and '.join(lacking)} — pass it to `osrm submit stage`")
-    argv = [stage, "--config", config]
+    head, extra = [stage], list(extra)
+    if stage == "convert":
+        if not extra or extra[0].startswith("-"):
+            raise OsrmError("stage convert needs its subcommand after `--`, e.g. `-- project --adapter A --out O`")
+        head, extra = [stage, extra[0]], extra[1:]
+    argv = head + ["--config", config]
     for key in ("task", "init", "method", "model"):
         if given[key]:
             argv += [f"--{key}", given[key]]
-    return argv + list(extra)
+    return argv + extra
 
 
 def case_table(commands: Mapping[int, str]) -> str:
@@ -137,7 +142,6 @@ class Job:
     indices: tuple[int, ...] | None = None
     after: tuple[int, ...] = ()
     corr: bool = False
-    meta: dict = field(default_factory=dict)
 
     @property
     def is_array(self) -> bool:

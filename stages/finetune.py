@@ -30,8 +30,8 @@ SUBSPACE_FILE = "subspace.safetensors"
 
 def _device_and_bf16(mode: str) -> tuple[str, bool]:
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    if mode == "auto":
-        return device, device == "cpu" or torch.cuda.is_bf16_supported()
+    if mode == "auto":  # CPU bf16 autocast measured 20x slower than fp32 on the 2-core CI machine (benchmarks/)
+        return device, device == "cuda" and torch.cuda.is_bf16_supported()
     return device, mode == "on"
 
 

@@ -134,7 +134,7 @@ def stage_cmd(ctx: typer.Context, config: Path = CONFIG,
                          mem=mem, nodes=nodes, gpus_per_node=gpus_per_node)
     argv = [slurm.stage_argv(stage, str(config), t, init, method, model, ctx.args) for t in tasks or [None]]
     sdir, name = slurm_dir(config), f"osrm-{stage}"
-    place, desc = place_for(sdir, Path.cwd(), setup), f"osrm {stage} tasks={tasks or '-'}"
+    place, desc = place_for(sdir, Path.cwd(), setup), f"osrm {stage} tasks={','.join(tasks) or '-'}"
     if stage == "finetune" and ((res.nodes or 1) > 1 or (res.gpus_per_node or 1) > 1):
         base = slurm.stage_argv(stage, str(config), None, init, method, model, ctx.args, check=False)
         script = slurm.multinode_script(name, base, tasks, res, place, desc, launcher, dependency=dependency,

@@ -44,7 +44,8 @@ def get_method(name: str) -> MergeMethod:
     try:
         return METHODS[name]
     except (KeyError, TypeError):
-        raise OsrmError(f"unknown merge method {name!r}; choose one of: {', '.join(METHODS)} (merge.method in the config).") from None
+        valid = ", ".join(METHODS)
+        raise OsrmError(f"unknown merge method {name!r}; set merge.method to one of: {valid}.") from None
 
 
 __all__ = ["METHODS", "MergeMethod", "MergeResult", "ModuleUpdates", "get_method"]

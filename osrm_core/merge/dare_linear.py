@@ -30,7 +30,9 @@ def resolve_generator(generator: torch.Generator | None, info: dict) -> torch.Ge
 class Params(MethodParams):
     """DARE-linear parameters."""
 
-    density: float = Field(0.5, gt=0, le=1, description="keep probability 1 − p of each entry (DARE drop rate p = 1 − density)")
+    density: float = Field(
+        0.5, gt=0, le=1, description="keep probability 1 − p of each entry (DARE drop rate p = 1 − density)"
+    )
     lambda_: float = Field(0.3, alias="lambda", description="scaling λ of the sum (as task arithmetic)")
     weights: list[float] | None = Field(None, description="per-task weights w_t (default 1 each)")
     rescale: bool = Field(True, description="rescale kept entries by 1/density (DARE); false = plain random pruning")

@@ -24,10 +24,16 @@ from osrm_core.merge.types import MergeMethod, MergeResult, MethodParams, Module
 class Params(MethodParams):
     """DARE-TIES parameters."""
 
-    density: float = Field(0.5, gt=0, le=1, description="keep probability 1 − p of each entry (DARE drop rate p = 1 − density)")
+    density: float = Field(
+        0.5, gt=0, le=1, description="keep probability 1 − p of each entry (DARE drop rate p = 1 − density)"
+    )
     lambda_: float = Field(1.0, alias="lambda", description="scaling λ of the disjoint mean (as TIES)")
-    election: Literal["total", "frequency"] = Field("total", description="sign election: sign of Σ τ_t, or of Σ sign(τ_t)")
-    variant: Literal["peft", "mergekit"] = Field("peft", description="peft: elect unweighted, divide by count; mergekit: elect weighted, divide by weight")
+    election: Literal["total", "frequency"] = Field(
+        "total", description="sign election: sign of Σ τ_t, or of Σ sign(τ_t)"
+    )
+    variant: Literal["peft", "mergekit"] = Field(
+        "peft", description="peft: elect unweighted, divide by count; mergekit: elect weighted, divide by weight"
+    )
     weights: list[float] | None = Field(None, description="per-task weights w_t (default 1 each)")
 
 

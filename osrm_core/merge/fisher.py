@@ -35,7 +35,9 @@ class Params(MethodParams):
     """Fisher-merging parameters."""
 
     weights: list[float] | None = Field(None, description="per-task coefficients w_t multiplying F_t (default 1 each)")
-    epsilon: float = Field(1e-6, ge=0, description="Fisher floor, relative to the mean Fisher entry of this module over tasks")
+    epsilon: float = Field(
+        1e-6, ge=0, description="Fisher floor, relative to the mean Fisher entry of this module over tasks"
+    )
     normalize: bool = Field(False, description="divide each task's Fisher by its mean (per module) before merging")
 
 
@@ -108,7 +110,8 @@ class _PerExampleSquares:
         def on_forward(module: nn.Module, inputs: tuple, output: Tensor) -> None:
             self.calls[name] = self.calls.get(name, 0) + 1
             if self.calls[name] > 1:
-                raise OsrmError(f"Fisher: module {name!r} runs more than once per forward (shared weights are not supported).")
+                msg = "runs more than once per forward; shared weights are not supported"
+                raise OsrmError(f"Fisher: module {name!r} {msg}.")
             x = inputs[0].detach().float()
 
             def on_grad(g: Tensor) -> None:

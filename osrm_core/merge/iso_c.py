@@ -26,8 +26,12 @@ class Params(MethodParams):
     """Iso-C parameters."""
 
     alpha: float = Field(1.0, description="scaling α of the isotropic update (tune on validation data)")
-    spectrum: Literal["nonzero", "full"] = Field("nonzero", description="average the nonzero singular values, or all min(d_out, d_in) of them (authors, dense)")
-    rel_tol: float = Field(REL_TOL, gt=0, description="singular values below rel_tol·σ_max count as zero (spectrum: nonzero)")
+    spectrum: Literal["nonzero", "full"] = Field(
+        "nonzero", description="average the nonzero singular values, or all min(d_out, d_in) of them (authors, dense)"
+    )
+    rel_tol: float = Field(
+        REL_TOL, gt=0, description="singular values below rel_tol·σ_max count as zero (spectrum: nonzero)"
+    )
 
 
 def merge(updates: ModuleUpdates, params: Params, generator: torch.Generator | None = None) -> MergeResult:

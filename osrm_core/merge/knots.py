@@ -32,11 +32,15 @@ class Params(MethodParams):
     """KnOTS parameters."""
 
     merge: Literal["ties", "ta"] = Field("ties", description="how the aligned coefficients are merged")
-    density: float = Field(0.2, gt=0, le=1, description="fraction of each task's aligned coefficients kept by magnitude")
+    density: float = Field(
+        0.2, gt=0, le=1, description="fraction of each task's aligned coefficients kept by magnitude"
+    )
     lambda_: float = Field(0.6, alias="lambda", description="scaling λ of the merged coefficients")
     election: Literal["total", "frequency"] = Field("total", description="TIES sign election on the coefficients")
     weights: list[float] | None = Field(None, description="per-task weights w_t (default 1 each)")
-    rel_tol: float = Field(REL_TOL, gt=0, description="singular values below rel_tol·σ_max are dropped from the shared basis")
+    rel_tol: float = Field(
+        REL_TOL, gt=0, description="singular values below rel_tol·σ_max are dropped from the shared basis"
+    )
 
 
 def aligned_basis(updates: ModuleUpdates, rel_tol: float) -> tuple[Tensor, Tensor]:
@@ -61,7 +65,7 @@ def merge(updates: ModuleUpdates, params: Params, generator: torch.Generator | N
     if params.merge == "ties":
         merged = ties_combine(C, w, params.election, "peft")
     else:
-        merged = torch.einsum("t,tkd->kd", torch.tensor(w, dtype=C.dtype), C)
+        merged = torch.einsum("t,tkd->kd", torch.tensor(w, dtype=C.dtype, device=C.device), C)
     A = merged.mul_(params.lambda_)
     return MergeResult(factors=(A, U.float()), info={"rank": U.shape[1]})
 

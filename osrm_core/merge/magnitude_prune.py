@@ -19,7 +19,9 @@ from osrm_core.merge.types import MergeMethod, MergeResult, MethodParams, Module
 class Params(MethodParams):
     """Magnitude-prune parameters."""
 
-    density: float = Field(0.2, gt=0, le=1, description="fraction of entries of each τ_t kept by magnitude (per module)")
+    density: float = Field(
+        0.2, gt=0, le=1, description="fraction of entries of each τ_t kept by magnitude (per module)"
+    )
     lambda_: float = Field(0.3, alias="lambda", description="scaling λ of the sum (as task arithmetic)")
     weights: list[float] | None = Field(None, description="per-task weights w_t (default 1 each)")
 

@@ -26,9 +26,13 @@ from osrm_core.merge.types import MergeMethod, MergeResult, MethodParams, Module
 class Params(MethodParams):
     """RegMean parameters."""
 
-    alpha: float = Field(0.9, ge=0, le=1, description="scale of the Gram off-diagonals (1 = plain RegMean, 0 = diagonal-only)")
+    alpha: float = Field(
+        0.9, ge=0, le=1, description="scale of the Gram off-diagonals (1 = plain RegMean, 0 = diagonal-only)"
+    )
     ridge: float = Field(1e-6, ge=0, description="ridge ρ added to Σ G'_t, relative to its mean diagonal entry")
-    normalize: bool = Field(False, description="divide each G_t by its trace first, so tasks with more tokens do not dominate")
+    normalize: bool = Field(
+        False, description="divide each G_t by its trace first, so tasks with more tokens do not dominate"
+    )
 
 
 def shrink_gram(G: Tensor, alpha: float, normalize: bool) -> Tensor:
@@ -57,7 +61,8 @@ def merge(updates: ModuleUpdates, params: Params, generator: torch.Generator | N
         A = torch.linalg.solve(M, torch.cat(rows, dim=0).T).T
     except RuntimeError:  # torch.linalg.LinAlgError: singular Σ G'_t
         where = f"module {updates.name!r}" if updates.name else "regmean"
-        raise OsrmError(f"{where}: the summed input Gram is singular; set merge.params.ridge > 0 (e.g. 1e-6) or alpha < 1.") from None
+        fix = "set the regmean ridge > 0 (e.g. 1e-6) or alpha < 1"
+        raise OsrmError(f"{where}: the summed input Gram is singular; {fix}.") from None
     B = torch.cat([b.double() for b in updates.B], dim=1)
     return MergeResult(factors=(A.float(), B.float()), info={"rank": A.shape[0], "ridge_abs": ridge})
 
@@ -66,7 +71,7 @@ METHOD = MergeMethod(
     name="regmean",
     params=Params,
     fn=merge,
-    paper="Jin et al. 2023, Dataless Knowledge Fusion by Merging Weights of Language Models (RegMean), arXiv:2212.09849",
+    paper="Jin et al. 2023, Dataless Knowledge Fusion by Merging Weights of Language Models, arXiv:2212.09849",
     needs=("grams",),
     low_rank=True,
 )

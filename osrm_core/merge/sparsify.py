@@ -54,7 +54,8 @@ def ties_combine(stack: Tensor, weights: Sequence[float], election: Election, va
     """Elect + disjoint merge of already sparsified task tensors ``stack`` (T × …), ``w`` = weights.
 
     peft:     σ = elect(τ);      agree_t = [sign τ_t = σ];  out = Σ_t w_t τ_t agree_t / max(1, Σ_t agree_t)
-    mergekit: σ = elect(w ⊙ τ);  agree_t = [sign w_t τ_t = σ]; out = Σ_t w_t τ_t agree_t / (Σ_t w_t agree_t or 1)
+    mergekit: σ = elect(w ⊙ τ);  agree_t = [sign w_t τ_t = σ];
+              out = Σ_t w_t τ_t agree_t / (Σ_t w_t agree_t, or 1 where that is 0)
     Zeros (trimmed or dropped entries) never agree.  ``stack`` is overwritten.
     """
     w = torch.tensor(list(weights), dtype=stack.dtype, device=stack.device).view(-1, *([1] * (stack.dim() - 1)))

@@ -19,7 +19,9 @@ class Params(MethodParams):
     """Task-arithmetic parameters."""
 
     lambda_: float = Field(0.3, alias="lambda", description="scaling coefficient λ applied to the sum of task vectors")
-    weights: list[float] | None = Field(None, description="per-task weights w_t (default 1 each); length = number of tasks")
+    weights: list[float] | None = Field(
+        None, description="per-task weights w_t (default 1 each); length = number of tasks"
+    )
 
 
 def merge(updates: ModuleUpdates, params: Params, generator: torch.Generator | None = None) -> MergeResult:

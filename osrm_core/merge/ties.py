@@ -24,10 +24,16 @@ from osrm_core.merge.types import MergeMethod, MergeResult, MethodParams, Module
 class Params(MethodParams):
     """TIES parameters (density 0.2 and λ = 1 as in the paper's defaults)."""
 
-    density: float = Field(0.2, gt=0, le=1, description="fraction of entries of each τ_t kept by magnitude (per module)")
+    density: float = Field(
+        0.2, gt=0, le=1, description="fraction of entries of each τ_t kept by magnitude (per module)"
+    )
     lambda_: float = Field(1.0, alias="lambda", description="scaling λ of the disjoint mean")
-    election: Literal["total", "frequency"] = Field("total", description="sign election: sign of Σ τ_t, or of Σ sign(τ_t)")
-    variant: Literal["peft", "mergekit"] = Field("peft", description="peft: elect unweighted, divide by count; mergekit: elect weighted, divide by weight")
+    election: Literal["total", "frequency"] = Field(
+        "total", description="sign election: sign of Σ τ_t, or of Σ sign(τ_t)"
+    )
+    variant: Literal["peft", "mergekit"] = Field(
+        "peft", description="peft: elect unweighted, divide by count; mergekit: elect weighted, divide by weight"
+    )
     weights: list[float] | None = Field(None, description="per-task weights w_t (default 1 each)")
 
 
@@ -39,7 +45,8 @@ def merge(updates: ModuleUpdates, params: Params, generator: torch.Generator | N
         magnitude_trim_(stack[t], params.density)  # trim: top-density magnitudes of τ_t
     kept = int(torch.count_nonzero(stack)) / stack.numel()
     delta = ties_combine(stack, w, params.election, params.variant).mul_(params.lambda_)
-    return MergeResult(delta=delta, info={"kept_fraction": kept, "nonzero_fraction": int(torch.count_nonzero(delta)) / delta.numel()})
+    nonzero = int(torch.count_nonzero(delta)) / delta.numel()
+    return MergeResult(delta=delta, info={"kept_fraction": kept, "nonzero_fraction": nonzero})
 
 
 METHOD = MergeMethod(

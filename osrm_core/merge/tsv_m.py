@@ -25,8 +25,12 @@ class Params(MethodParams):
     """TSV-M parameters."""
 
     alpha: float = Field(1.0, description="scaling α of the merged update (the authors use 1.0)")
-    fraction: float | None = Field(None, gt=0, le=1, description="fraction of min(d_out, d_in) singular components kept per task; default 1/T")
-    rel_tol: float = Field(REL_TOL, gt=0, description="singular values below rel_tol·σ_max count as zero (caps k_t at the numerical rank)")
+    fraction: float | None = Field(
+        None, gt=0, le=1, description="fraction of min(d_out, d_in) singular components kept per task; default 1/T"
+    )
+    rel_tol: float = Field(
+        REL_TOL, gt=0, description="singular values below rel_tol·σ_max count as zero (caps k_t at the rank)"
+    )
 
 
 def merge(updates: ModuleUpdates, params: Params, generator: torch.Generator | None = None) -> MergeResult:
@@ -41,7 +45,9 @@ def merge(updates: ModuleUpdates, params: Params, generator: torch.Generator | N
     S = torch.cat(Ss)
     if S.numel() == 0:  # every τ_t is zero
         d_out, d_in = updates.shape
-        return MergeResult(factors=(torch.zeros(0, d_in), torch.zeros(d_out, 0)), info={"rank": 0, "kept_per_task": [0] * T})
+        like = updates.A[0].float()
+        empty = (like.new_zeros(0, d_in), like.new_zeros(d_out, 0))
+        return MergeResult(factors=empty, info={"rank": 0, "kept_per_task": [0] * T})
     P_U = polar(torch.cat(Us, dim=1))  # d_out × K, orthonormal columns
     P_Vh = polar(torch.cat(Vhs, dim=0))  # K × d_in, orthonormal rows
     A, B = balanced_factors(P_U, S, P_Vh)

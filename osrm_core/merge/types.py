@@ -54,13 +54,14 @@ class ModuleUpdates:
         if self.base is not None and tuple(self.base.shape) != (d_out, d_in):
             self._fail(f"base has shape {tuple(self.base.shape)}, expected {(d_out, d_in)}")
 
-    def _fail(self, what: str) -> None:
+    def _fail(self, what: str, fix: str = "the adapters do not match this module (check target_modules)") -> None:
         where = f"module {self.name!r}" if self.name else "merge inputs"
-        raise OsrmError(f"{where}: {what}; the adapters do not match this module (re-run convert or check target_modules).")
+        raise OsrmError(f"{where}: {what}; {fix}.")
 
     def _check_factors(self) -> None:
         if not self.A or not (len(self.A) == len(self.B) == len(self.scale)):
-            self._fail(f"need the same non-zero number of A, B and scale (got {len(self.A)}, {len(self.B)}, {len(self.scale)})")
+            counts = f"{len(self.A)}, {len(self.B)}, {len(self.scale)}"
+            self._fail(f"need the same non-zero number of A, B and scale (got {counts})")
         d_in, d_out = self.A[0].shape[1], self.B[0].shape[0]
         for t, (a, b) in enumerate(zip(self.A, self.B)):
             if a.dim() != 2 or b.dim() != 2 or a.shape[1] != d_in or b.shape[0] != d_out or a.shape[0] != b.shape[1]:
@@ -102,14 +103,14 @@ class ModuleUpdates:
         """Raise OsrmError when an input a method needs (``grams``/``fishers``/``base``) is missing."""
         for w in what:
             if getattr(self, w) is None:
-                self._fail(f"this merge method needs per-task {w}, none were given (compute them in the merge stage config)")
+                self._fail(f"this merge method needs per-task {w}", "none were given: enable them in the merge config")
 
     def task_weights(self, weights: Sequence[float] | None, default: float = 1.0) -> list[float]:
         """Per-task weights ``w_t``: the given list (length T checked) or ``default`` for every task."""
         if weights is None:
             return [default] * self.num_tasks
         if len(weights) != self.num_tasks:
-            self._fail(f"weights has {len(weights)} entries for {self.num_tasks} tasks")
+            self._fail(f"weights has {len(weights)} entries for {self.num_tasks} tasks", "give one weight per task")
         return [float(w) for w in weights]
 
 

@@ -12,12 +12,23 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from osrm_core.errors import OsrmError
 from osrm_core.tasks.spec import TaskSpec
 
 DEFAULT_SIZES = {"train": 2000, "validation": 300, "test": 300}
+
+
+def _check_sizes(sizes: dict[str, int] | None) -> dict[str, int] | None:
+    """Split sizes name only train/validation/test and are positive."""
+    if sizes:
+        unknown = sorted(set(sizes) - set(DEFAULT_SIZES))
+        if unknown:
+            raise ValueError(f"unknown split(s) {unknown}; use train, validation, test")
+        if any(int(v) < 1 for v in sizes.values()):
+            raise ValueError("split sizes must be positive")
+    return sizes
 
 
 class TaskEntry(BaseModel):
@@ -36,6 +47,11 @@ class TaskEntry(BaseModel):
     options: dict = Field(default_factory=dict)  # packaged suites: builder options
     hub_config: str | None = None  # glue: dataset config name (default: the task name)
     hub_splits: dict[str, str] = Field(default_factory=dict)  # glue: our split -> hub split
+
+    @field_validator("sizes")
+    @classmethod
+    def check_sizes(cls, sizes: dict[str, int] | None) -> dict[str, int] | None:
+        return _check_sizes(sizes)
 
     @model_validator(mode="after")
     def _labels_match(self) -> "TaskEntry":
@@ -69,6 +85,11 @@ class SuiteConfig(BaseModel):
     hub_dataset: str | None = None
     caps: dict[str, int] = Field(default_factory=dict)
     tasks: tuple[TaskEntry, ...] = Field(min_length=1)
+
+    @field_validator("sizes")
+    @classmethod
+    def check_sizes(cls, sizes: dict[str, int] | None) -> dict[str, int] | None:
+        return _check_sizes(sizes)
 
     @model_validator(mode="after")
     def _unique_names(self) -> "SuiteConfig":

@@ -2,9 +2,9 @@
 
 A builder takes the task's ``options`` (from ``configs/suites/default.yaml``), the per-split ``sizes``
 and a ``seed`` and returns ``{"train"|"validation"|"test": [row, ...]}``. Single-sentence tasks are
-written as candidate-rows functions wrapped by :func:`single_sentence`; pair tasks live in ``pairs``. Rows hold the task's text
-fields and a ``label``: a class *name* (mapped to its index by the suite's ``label_names``) or a
-float for regression. :data:`BUILDERS` maps the YAML ``builder`` key to the function and the source
+written as candidate-rows functions wrapped by :func:`single_sentence`; pair tasks live in ``pairs``.
+Rows hold the task's text fields and a ``label``: a class *name* (mapped to its index by the
+suite's ``label_names``) or a float for regression. :data:`BUILDERS` maps the YAML ``builder`` key to the function and the source
 files it reads (those files are hashed into the task fingerprint).
 """
 
@@ -34,7 +34,9 @@ TREC_COARSE = {
 }
 
 
-def single_sentence(rows_fn: Callable[[dict], list[Row]], regression: bool = False) -> Callable[[dict, dict, int], dict]:
+def single_sentence(
+    rows_fn: Callable[[dict], list[Row]], regression: bool = False
+) -> Callable[[dict, dict, int], dict]:
     """Make a builder from a candidate-rows function: de-duplicate, then split by seed.
 
     The de-duplicated pool does not depend on the seed and is cached per options; only the

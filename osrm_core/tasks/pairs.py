@@ -87,7 +87,9 @@ def _article_sentences(per_article: int, min_words: int, max_words: int) -> tupl
 def build_same_topic(options: dict, sizes: dict, seed: int) -> dict:
     """BBC body sentences in pairs: same news topic or not (binary, balanced; an MRPC/QQP-shaped pair task)."""
     topics, texts = _article_sentences(
-        int(options.get("sentences_per_article", 3)), int(options.get("min_words", 6)), int(options.get("max_words", 40))
+        int(options.get("sentences_per_article", 3)),
+        int(options.get("min_words", 6)),
+        int(options.get("max_words", 40)),
     )
     n_eval = round(float(options.get("eval_group_fraction", 0.15)) * len(topics))
     groups = split_groups(list(topics), {"validation": n_eval, "test": n_eval}, seed, "same_topic")

@@ -34,6 +34,12 @@ def encode_label(spec: TaskSpec, label: object) -> float | int:
 def rows_to_dataset_dict(spec: TaskSpec, rows: dict[str, list[Row]]) -> datasets.DatasetDict:
     """Build the train/validation/test DatasetDict of a task from plain rows."""
     features = features_for(spec)
+    produced = next((set(r) - {"label"} for split in SPLITS for r in rows[split][:1]), set())
+    if produced and produced != set(spec.text_fields):
+        raise OsrmError(
+            f"task '{spec.name}': its builder produces text fields {sorted(produced)} but the suite YAML "
+            f"lists text_fields {list(spec.text_fields)}; make them match"
+        )
     out = {}
     for split in SPLITS:
         columns = {f: [r[f] for r in rows[split]] for f in spec.text_fields}

@@ -78,7 +78,8 @@ def test_diag_fisher_sampled_labels_are_seeded_and_model_is_restored():
 def test_diag_fisher_of_a_lora_layer_is_that_of_its_effective_weight():
     peft = pytest.importorskip("peft")
     model = Tiny(seed=1)
-    lora = peft.get_peft_model(model, peft.LoraConfig(r=2, lora_alpha=4, target_modules=["enc"], init_lora_weights=False))
+    config = peft.LoraConfig(r=2, lora_alpha=4, target_modules=["enc"], init_lora_weights=False)
+    lora = peft.get_peft_model(model, config)
     layer = lora.get_submodule("base_model.model.enc")
     delta = layer.get_delta_weight("default")
     assert delta.abs().sum() > 0

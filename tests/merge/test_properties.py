@@ -95,3 +95,18 @@ def test_permuting_tasks_does_not_change_the_merge(key):
     v = type(u)(A=[u.A[i] for i in order], B=[u.B[i] for i in order], scale=[u.scale[i] for i in order],
                 grams=[u.grams[i] for i in order], fishers=[u.fishers[i] for i in order], base=u.base)
     assert_close(run(key, v).delta, run(key, u).delta, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("key", sorted(METHODS))
+def test_untrained_adapters_are_handled(key):
+    """B = 0 is LoRA's initial state: such a task contributes nothing, and all-zero inputs merge to 0."""
+    u = with_everything(T=3, seed=6)
+    u.B[1].zero_()
+    res = run(key, u)
+    assert torch.isfinite(res.delta).all()
+    for b in u.B:
+        b.zero_()
+    res = run(key, u)
+    assert torch.equal(res.delta, torch.zeros(u.shape))
+    if res.per_task is not None:
+        assert all(torch.equal(p, torch.zeros(u.shape)) for p in res.per_task)

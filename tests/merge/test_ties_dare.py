@@ -26,7 +26,7 @@ def run(key, updates, seed=None, **params):
     return m.fn(updates, m.params.model_validate(params), gen)
 
 
-# ---------------------------------------------------------------- naive references (explicit loops)
+# ---------------------------------------------------------------- DARE masks
 
 
 def dare_masks(updates, density, seed):

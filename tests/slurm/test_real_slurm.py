@@ -6,6 +6,7 @@ gone, then reading the job's log and its exit marker (`sbatch --wait` polls at 2
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -13,9 +14,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from osrm_core import slurm
 from osrm_core.config import load_config
 from stages import submit
+from stages.io.layout import Layout
 
 pytestmark = pytest.mark.slurm
 OSRM = str(Path(sys.executable).parent / "osrm")
@@ -28,37 +29,21 @@ def finished(sdir: Path, job: dict, timeout: float = 45.0) -> dict:
     return submit.exit_codes(sdir / "exit", job)
 
 
-def tiny_config_or_none(request) -> Path | None:
-    try:
-        return Path(request.getfixturevalue("tiny_config"))
-    except pytest.FixtureLookupError:
-        return None
-
-
-def test_real_job_runs_osrm_command(local_slurm, request, tmp_path):
-    """`osrm submit stage` -> sbatch -> the job runs `osrm extract-features` -> features exist.
-    (Before tests/conftest.py provides `tiny_config`, the job runs `osrm --help`.)"""
-    tiny = tiny_config_or_none(request)
-    if tiny is None:
-        sdir = tmp_path / "w" / "slurm"
-        place = submit.place_for(sdir, tmp_path, None)
-        script = slurm.single_script("osrm-help", f"{OSRM} --help", slurm.Resources(cpus_per_task=1), place, "help")
-        job = {"job_id": submit.sbatch(script, sdir, "osrm-help")}
-        assert finished(sdir, job) == {job["job_id"]: 0}
-        assert "extract-features" in (sdir / "logs" / f"osrm-help-{job['job_id']}.out").read_text()
-        return
-    cwd = tiny.parent
-    cfg = load_config(tiny)
-    task = (cfg.tasks or __import__("osrm_core.tasks", fromlist=["list_tasks"]).list_tasks(cfg.suite))[0]
-    proc = subprocess.run([OSRM, "submit", "stage", "--config", str(tiny), "--stage", "extract-features",
-                           "--task", task, *FAST], cwd=cwd, capture_output=True, text=True, timeout=60)
+def test_real_job_runs_osrm_command(local_slurm, tiny_config):
+    """`osrm submit stage` -> sbatch -> the job runs `osrm extract-features` -> the features exist."""
+    cfg = load_config(tiny_config)
+    task = cfg.tasks[0]
+    proc = subprocess.run([OSRM, "submit", "stage", "--config", str(tiny_config), "--stage", "extract-features",
+                           "--task", task, *FAST], cwd=tiny_config.parent, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
-    workdir = (cwd / cfg.workdir).resolve()
+    workdir = (tiny_config.parent / cfg.workdir).resolve()
     job = {"job_id": proc.stdout.strip().splitlines()[-1]}
     codes = finished(workdir / "slurm", job)
     log = (workdir / "slurm" / "logs" / f"osrm-extract-features-{job['job_id']}.out").read_text()
     assert codes == {job["job_id"]: 0}, log
-    assert any((workdir / "features" / task).iterdir()), log
+    assert (Layout(workdir).features(task) / "features.zarr").is_dir(), log
+    record = json.loads((workdir / "slurm" / "jobs.jsonl").read_text())
+    assert record["jobs"][0]["job_id"] == job["job_id"] and record["jobs"][0]["tasks"] == [task]
 
 
 def test_real_dag_runs_and_commits(local_slurm, toy_repo, monkeypatch):

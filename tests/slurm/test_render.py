@@ -92,6 +92,10 @@ def test_stage_argv_checks_required_options():
     assert slurm.stage_argv("evaluate", "p.yaml", model="osrm/ties")[-2:] == ["--model", "osrm/ties"]
     with pytest.raises(OsrmError, match="--method"):
         slurm.stage_argv("merge", "p.yaml", init="osrm")
+    assert slurm.stage_argv("convert", "p.yaml", task="a", extra=["project", "--out", "o"]) == [
+        "convert", "project", "--config", "p.yaml", "--task", "a", "--out", "o"]
+    with pytest.raises(OsrmError, match="subcommand"):
+        slurm.stage_argv("convert", "p.yaml", task="a", extra=["--out", "o"])
     with pytest.raises(OsrmError, match="not a pipeline stage"):
         slurm.stage_argv("train", "p.yaml")
 
