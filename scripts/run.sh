@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The README's run command: install (idempotent), then `dvc repro` the default pipeline
+# (8 packaged tasks x {LoRA, LoRA+OSRM} fine-tunes, the merges, the evaluations, the report).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+export PATH="$PWD/.venv/bin:$PATH" HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+start=$(date +%s)
+dvc repro "$@"
+workdir=$(python -c "import yaml; print(yaml.safe_load(open('pipeline.yaml'))['workdir'])")
+echo
+echo "pipeline finished in $(( $(date +%s) - start )) s; report: $workdir/report/report.md (plot: $workdir/report/merge.png)"
