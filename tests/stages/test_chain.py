@@ -39,3 +39,62 @@ def test_chain(cli, tiny_config):
     assert len(rows) == 1 + 2 * 4
     assert (root / "report/merge.png").stat().st_size > 1000
     assert "normalised" in res.output
+
+
+def test_osrm_adapter_loads_with_plain_peft(cli, tiny_config):
+    """An OSRM adapter is a plain PEFT adapter: PeftModel.from_pretrained reproduces evaluate's predictions."""
+    from peft import PeftModel
+    from safetensors.torch import load_file as load
+
+    from osrm_core.backbones import load_spec
+    from osrm_core.batching import iterate
+    from osrm_core.models import load_classifier, load_tokenizer
+    from osrm_core.tasks import load_task
+    from osrm_core.train import predict
+
+    root = tiny_config.parent / "runs"
+    for t in TINY_TASKS:
+        cli("extract-features", "-c", tiny_config, "--task", t)
+    task = TINY_TASKS[1]
+    cli("build-subspace", "-c", tiny_config, "--task", task)
+    cli("finetune", "-c", tiny_config, "--task", task, "--init", "osrm")
+    import yaml
+
+    cfg = yaml.safe_load(tiny_config.read_text())
+    one = tiny_config.parent / "one-task.yaml"  # same workdir, only this task: evaluate just its adapter
+    one.write_text(yaml.safe_dump({**cfg, "tasks": [task]}))
+    cli("evaluate", "-c", one, "--model", "osrm/individual")
+    spec = load_spec(cfg["backbone"])
+    tspec, data = load_task("default", task, max_train=48, max_eval=24)
+    model = PeftModel.from_pretrained(load_classifier(spec, tspec.num_labels), root / "adapters/osrm" / task)
+    tok = load_tokenizer(spec)
+    logits = predict(model, iterate(tok, data["validation"], tspec.text_fields, 8, 32))  # evaluate.split: validation
+    ours = load(root / "eval/osrm-individual/logits.safetensors")[task]
+    torch.testing.assert_close(logits, ours, atol=1e-4, rtol=1e-4)
+
+
+def test_osrm_init_starts_at_base_model(cli, tiny_config):
+    """With A <- A_t and B <- 0 the LoRA model's outputs equal the base model's at step 0."""
+    import yaml
+
+    from osrm_core.batching import iterate
+    from osrm_core.models import load_classifier, load_tokenizer
+    from osrm_core.train import predict
+    from stages.finetune import build_model
+    from stages.io.run import open_run, seed_everything
+
+    for t in TINY_TASKS:
+        cli("extract-features", "-c", tiny_config, "--task", t)
+    cli("build-subspace", "-c", tiny_config, "--task", TINY_TASKS[0])
+    run = open_run(tiny_config)
+    spec, data = run.load_task(TINY_TASKS[0])
+    model, _ = build_model(run, TINY_TASKS[0], spec.num_labels, "osrm")
+    seed_everything(run.cfg.seed)
+    base = load_classifier(run.spec, spec.num_labels)
+    tok = load_tokenizer(run.spec)
+    batches = lambda: iterate(tok, data["validation"], spec.text_fields, 8, 32)  # noqa: E731
+    torch.testing.assert_close(predict(model, batches()), predict(base, batches()), atol=1e-6, rtol=0)
+    from osrm_core.lora import lora_layers
+
+    layer = next(iter(lora_layers(model).values()))
+    assert layer.lora_B["default"].weight.abs().sum() == 0 and layer.lora_A["default"].weight.abs().sum() > 0
