@@ -45,7 +45,7 @@ def load_spec(name_or_path: str) -> BackboneSpec:
     path = Path(name_or_path)
     if path.is_dir():
         raise OsrmError(f"backbone: {path} is a model folder — write a backbone YAML with `source: {path}` and its targets")
-    if not path.suffix:
+    if path.suffix not in (".yaml", ".yml") and "/" not in name_or_path:  # a name; may contain dots (llama-3.2-1b)
         path = configs_dir() / "backbones" / f"{name_or_path}.yaml"
     if not path.is_file():
         known = sorted(p.stem for p in (configs_dir() / "backbones").glob("*.yaml"))
@@ -84,8 +84,53 @@ def resolve_source(spec: BackboneSpec) -> tuple[str, str | None]:
     return src, gguf
 
 
+_WEIGHT_SUFFIXES = {".safetensors", ".bin", ".gguf", ".pt", ".pth"}
+
+
+def _check_json(path: Path, name: str) -> None:
+    import json
+
+    try:
+        json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise OsrmError(f"backbone '{name}': {path} is unreadable ({type(err).__name__}) — the model folder is damaged; "
+                        "re-export it or fix `source` in its YAML") from None
+
+
+def _check_safetensors(path: Path, name: str) -> None:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), "pt") as f:
+            f.keys()
+    except Exception as err:  # safetensors raises its own error type for damaged headers
+        raise OsrmError(f"backbone '{name}': {path} is damaged ({type(err).__name__}) — re-export the weights "
+                        "or fix `source` in its YAML") from None
+
+
+def check_local(spec: BackboneSpec) -> None:
+    """Fail early, in one line, when a local backbone folder lacks or has damaged config/weights files."""
+    src, gguf = resolve_source(spec)
+    folder = Path(src)
+    if not folder.is_dir():
+        return  # a hub id: checked when it is loaded
+    if not gguf:
+        if not (folder / "config.json").is_file():
+            raise OsrmError(f"backbone '{spec.name}': {folder} has no config.json — point `source` at a save_pretrained() folder")
+        _check_json(folder / "config.json", spec.name)
+    weights = [f for f in folder.iterdir() if f.suffix in _WEIGHT_SUFFIXES and f.is_file()]
+    if not weights:
+        raise OsrmError(f"backbone '{spec.name}': no weight files (*.safetensors, *.bin, *.gguf) in {folder} — fix `source` in its YAML")
+    for f in weights:
+        if f.suffix == ".safetensors":
+            _check_safetensors(f, spec.name)
+
+
 def weights_fingerprint(spec: BackboneSpec) -> str:
-    """Identity of the weights: size+mtime-free hash of the weight files' names and sizes, or the hub id."""
+    """Identity of the weights: sha256 over each weight/config file's name, first and last MiB; or the hub id.
+
+    Partial (cheap on multi-GB checkpoints) but it changes with any re-export, re-quantisation or resize.
+    """
     import hashlib
 
     src, gguf = resolve_source(spec)

@@ -84,7 +84,19 @@ class MergeConfig(Strict):
         default_factory=lambda: {"weight_average": {}, "task_arithmetic": {"lambda": 0.3}, "ties": {"lambda": 1.0, "density": 0.2}},
         description="Merge method name -> its parameters (see osrm_core.merge.METHODS).",
     )
-    seed: int = Field(42, description="Seed for stochastic methods (DARE).")
+    seed: int = Field(42, description="Seed for stochastic methods (DARE) and for the Fisher sample.")
+    fisher_samples: int = Field(64, ge=1, description="Train rows per task (seeded sample) for the diagonal Fisher of `fisher` merging.")
+    fisher_batch_size: int = Field(16, ge=1, description="Batch size of the Fisher forward/backward passes.")
+    fisher_labels: Literal["expected", "sample", "argmax"] = Field(
+        "expected", description="Fisher over the model's own predictions: exact expectation over classes, one sampled label, or the argmax.")
+    low_rank: int | None = Field(None, ge=1, description="Truncate every merged update (SVD) to one PEFT adapter of this rank; null = keep dense / sum(r).")
+    sweep: dict[str, dict[str, list[float]]] = Field(
+        default_factory=lambda: {"task_arithmetic": {"lambda": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]},
+                                 "ties": {"lambda": [1.0], "density": [0.1, 0.2, 0.5, 0.8]}},
+        description="`osrm sweep`: method -> parameter -> grid values (the product is swept; other parameters from `methods`).")
+    sweep_max_eval: int = Field(32, ge=1, description="`osrm sweep` scores each grid point on the first N validation rows per task.")
+    sweep_tasks: list[str] = Field(default_factory=lambda: ["task_arithmetic"],
+                                   description="Methods whose `osrm sweep` also scores merges of the first 2..T tasks (score vs number of tasks).")
 
 
 class EvaluateConfig(Strict):
@@ -117,7 +129,10 @@ class PipelineConfig(Strict):
     @model_validator(mode="after")
     def _rank_vs_k(self) -> "PipelineConfig":
         if self.osrm.estimator == "sample-mean" and self.osrm.k < 2:
-            raise ValueError("osrm.k must be >= 2 for the sample-mean estimator")
+            raise ValueError("osrm.k must be >= 2 for the sample-mean estimator — raise osrm.k")
+        if self.osrm.k < self.lora.rank:
+            raise ValueError(f"osrm.k={self.osrm.k} is smaller than lora.rank={self.lora.rank}: the subspace would be "
+                             "fixed by the seed, not by the data — raise osrm.k to at least lora.rank")
         return self
 
     def digest(self, *sections: str) -> str:
@@ -134,13 +149,17 @@ def _format_validation(err: ValidationError, source: str) -> str:
     kind = first["type"]
     if kind == "extra_forbidden":
         return f"{source}: unknown key '{loc}' — check its spelling (see pipeline.yaml for the valid keys)"
-    return f"{source}: field '{loc}': {first['msg']} — fix that value"
+    msg = str(first["msg"]).removeprefix("Value error, ")
+    if loc == "<root>":
+        return f"{source}: {msg}"
+    return f"{source}: field '{loc}': {msg} — fix that value"
 
 
 def parse_config(data: dict | None, source: str = "config") -> PipelineConfig:
     """Validate a dict into a PipelineConfig; any problem becomes a one-line OsrmError."""
     if data is not None and not isinstance(data, dict):
-        raise OsrmError(f"{source}: expected a mapping of sections at the top level, got {type(data).__name__}")
+        raise OsrmError(f"{source}: expected a mapping of sections at the top level, got {type(data).__name__} — "
+                        "write `key: value` lines like pipeline.yaml")
     try:
         return PipelineConfig.model_validate(data or {})
     except ValidationError as err:

@@ -58,9 +58,13 @@ def batch_stats(x: torch.Tensor, mask: torch.Tensor | None, include_padding: boo
 
 
 class FeatureCapture:
-    """Forward pre-hooks on target modules. Set `.mask` to the batch's attention mask before each forward.
+    """Forward pre-hooks on target modules. Call `new_batch(attention_mask)` before each forward.
 
-    Modules that receive the very same input tensor (q, k, v of one block) share one computation.
+    Modules that receive the very same input tensor (q, k, v of one block; T5's cross-attention k/v,
+    which all read the encoder output) share one computation. The mask (B x L) applies to any input
+    whose first two dimensions are (B, L): encoder tokens, and a T5 decoder fed the right-shifted
+    input_ids (its position i holds token i-1, so its real positions are those of the mask).
+    Inputs of any other shape count every position.
     """
 
     def __init__(self, model: nn.Module, names: list[str], include_padding: bool = False, keep_gram: bool = True):
@@ -77,12 +81,12 @@ class FeatureCapture:
         def fn(_module, args):
             x = args[0]
             key = (x.data_ptr(), tuple(x.shape))
-            if key not in self._memo:
-                self._memo[key] = batch_stats(x, self.mask, self.include_padding)
+            if key not in self._memo:  # x is kept alive until new_batch, so its address is not reused
+                self._memo[key] = (x, *batch_stats(x, self.mask, self.include_padding))
             self.alias.setdefault(name, self._first.setdefault(key, name))
             if self.alias[name] != name:
                 return  # same input as a module already recorded (q/k/v of one block): store once
-            rows, gram, count = self._memo[key]
+            _, rows, gram, count = self._memo[key]
             st = self.stats[name]
             st.rows.append(rows)
             if self.keep_gram:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
+import uuid
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -18,20 +22,86 @@ def _hub_error(spec: BackboneSpec, src: str, err: Exception) -> OsrmError:
     )
 
 
+def gguf_cache_dir(src: str, gguf: str) -> Path:
+    """Where a GGUF checkpoint is kept unpacked (fp32 safetensors + tokenizer), keyed by file path, size and mtime.
+
+    OSRM_CACHE_DIR overrides the root (default ~/.cache/osrm)."""
+    root = Path(os.environ.get("OSRM_CACHE_DIR") or Path.home() / ".cache" / "osrm") / "gguf"
+    f = (Path(src) / gguf).resolve()
+    st = f.stat()
+    return root / hashlib.sha256(f"{f}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[:16]
+
+
+def _unpack_gguf(src: str, gguf: str, folder: Path) -> None:
+    """Dequantise once (about 22 s for SmolLM2-135M) and save as a plain transformers folder."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tmp = folder.parent / f".{folder.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    model = AutoModelForCausalLM.from_pretrained(src, gguf_file=gguf, dtype=torch.float32)
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.save_pretrained(tmp)
+    AutoTokenizer.from_pretrained(src, gguf_file=gguf).save_pretrained(tmp)
+    try:
+        tmp.rename(folder)  # several ranks may race: the first rename wins, the others drop theirs
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def model_source(spec: BackboneSpec) -> str:
+    """A folder or hub id transformers loads directly; GGUF checkpoints resolve to their unpacked cache.
+
+    The weights fingerprint (manifests) still comes from the GGUF file itself."""
+    src, gguf = resolve_source(spec)
+    if not gguf:
+        return src
+    folder = gguf_cache_dir(src, gguf)
+    if not (folder / "config.json").is_file():
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        _unpack_gguf(src, gguf, folder)
+    return str(folder)
+
+
 def load_tokenizer(spec: BackboneSpec):
-    """Tokenizer with a pad token (decoders reuse EOS for padding, padded on the right)."""
+    """Tokenizer with a pad token, padded on the right.
+
+    Decoders without a pad token reuse EOS for padding; the sequence-classification head then pools
+    the rightmost non-pad token, which is the last real token because Llama-style tokenizers do not
+    append EOS. Only encoders receive token_type_ids (Llama and T5 forwards have no use for them).
+    """
     from transformers import AutoTokenizer
 
-    src, gguf = resolve_source(spec)
-    kwargs = {"gguf_file": gguf} if gguf else {}
+    src = model_source(spec)
     try:
-        tok = AutoTokenizer.from_pretrained(src, trust_remote_code=spec.trust_remote_code, **kwargs)
+        tok = AutoTokenizer.from_pretrained(src, trust_remote_code=spec.trust_remote_code)
     except OSError as err:
         raise _hub_error(spec, src, err) from None
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     tok.padding_side = "right"
+    if spec.family != "encoder":
+        tok.model_input_names = [n for n in tok.model_input_names if n != "token_type_ids"]
     return tok
+
+
+def _align_special_tokens(spec: BackboneSpec, config) -> None:
+    """Make the model's pad/eos ids those of the tokenizer, so classification heads pool the right token.
+
+    Decoders pool the last token that is not `pad_token_id`; T5ForSequenceClassification pools the
+    last `eos_token_id` (the tokenizer's EOS, or [SEP] for BERT-style tokenizers).
+    """
+    if spec.family == "encoder":
+        if getattr(config, "pad_token_id", None) is None:
+            config.pad_token_id = load_tokenizer(spec).pad_token_id
+        return
+    tok = load_tokenizer(spec)
+    config.pad_token_id = tok.pad_token_id
+    if spec.family == "encoder-decoder":
+        eos = tok.eos_token_id if tok.eos_token_id is not None else tok.sep_token_id
+        if eos is None:
+            raise OsrmError(f"backbone '{spec.name}': its tokenizer has neither an EOS nor a SEP token — T5 classification pools the EOS position")
+        config.eos_token_id = eos
 
 
 def load_classifier(spec: BackboneSpec, num_labels: int, dtype: torch.dtype = torch.float32) -> nn.Module:
@@ -42,29 +112,22 @@ def load_classifier(spec: BackboneSpec, num_labels: int, dtype: torch.dtype = to
     from transformers import AutoConfig, AutoModelForSequenceClassification
     from transformers.utils import logging as hf_logging
 
-    src, gguf = resolve_source(spec)
-    kwargs = {"gguf_file": gguf} if gguf else {}
+    src = model_source(spec)
     problem = "regression" if num_labels == 1 else "single_label_classification"
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # "newly initialised head" warnings are expected here
     try:
-        config = AutoConfig.from_pretrained(src, trust_remote_code=spec.trust_remote_code, **kwargs)
+        config = AutoConfig.from_pretrained(src, trust_remote_code=spec.trust_remote_code)
         config.num_labels = num_labels
         config.problem_type = problem
-        if getattr(config, "pad_token_id", None) is None:
-            tok = load_tokenizer(spec)
-            config.pad_token_id = tok.pad_token_id
+        _align_special_tokens(spec, config)
         model = AutoModelForSequenceClassification.from_pretrained(
-            src, config=config, dtype=dtype, trust_remote_code=spec.trust_remote_code, **kwargs
+            src, config=config, dtype=dtype, trust_remote_code=spec.trust_remote_code
         )
     except OSError as err:
         raise _hub_error(spec, src, err) from None
     finally:
         hf_logging.set_verbosity(verbosity)
-    if gguf:  # a dequantised GGUF must not keep its quantiser, or save_pretrained/PEFT refuse it
-        model.hf_quantizer = None
-        if hasattr(model.config, "quantization_config"):
-            del model.config.quantization_config
     return model.eval()
 
 

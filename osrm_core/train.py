@@ -93,7 +93,7 @@ def train(model: nn.Module, batches: Callable[[int], Iterator], steps_per_epoch:
                 hooks.after_step()
                 state.global_step += 1
                 if state.global_step % log_every == 0:
-                    hooks.log({"step": state.global_step, "epoch": epoch, "loss": float(loss), "lr": stepper.lr()})
+                    hooks.log({"step": state.global_step, "epoch": epoch, "loss": float(loss.detach()), "lr": stepper.lr()})
                 if checkpoint_every and state.global_step % checkpoint_every == 0:
                     hooks.checkpoint(state)
             on_batch()
@@ -118,3 +118,81 @@ def predict(model: nn.Module, batches: Iterator, device: str = "cpu", bf16: bool
         with autocast(device, bf16):
             out.append(model(**{k: v.to(device) for k, v in inputs.items()}).logits.float().cpu())
     return torch.cat(out) if out else torch.empty(0)
+
+
+# --- DeepSpeed ZeRO ---------------------------------------------------------------------------------
+
+def deepspeed_config(path: str, micro_batch: int, grad_accum: int, bf16: bool) -> dict:
+    """Read a DeepSpeed JSON (configs/deepspeed/) and set what the pipeline config owns: the per-rank
+    micro-batch, accumulation and bf16 (train_batch_size is derived by DeepSpeed: micro x accum x world)."""
+    import json
+    from pathlib import Path
+
+    from osrm_core.errors import OsrmError
+
+    p = Path(path)
+    if not p.is_file():
+        raise OsrmError(f"finetune.deepspeed: {p} does not exist — use configs/deepspeed/zero2.json or zero3.json")
+    try:
+        cfg = json.loads(p.read_text())
+    except json.JSONDecodeError as err:
+        raise OsrmError(f"{p}: malformed JSON (line {err.lineno}) — fix the syntax") from None
+    if "auto" in json.dumps(cfg):
+        raise OsrmError(f"{p}: 'auto' values are HF-Trainer-only — write explicit numbers")
+    cfg.pop("train_batch_size", None)
+    cfg.update(train_micro_batch_size_per_gpu=micro_batch, gradient_accumulation_steps=grad_accum)
+    cfg["bf16"] = {**cfg.get("bf16", {}), "enabled": bool(bf16)}
+    cfg.setdefault("zero_allow_untested_optimizer", True)  # torch AdamW as client optimizer (no CPU-Adam build)
+    return cfg
+
+
+class DeepSpeedStepper(Stepper):
+    """DeepSpeed engine: it scales for accumulation, clips, steps optimiser and scheduler at its boundaries.
+
+    DeepSpeed wants `step()` after every micro-batch; the loop's boundary `step()` is then a no-op.
+    """
+
+    def __init__(self, engine):
+        self.engine, self.model, self.grad_accum = engine, engine, engine.gradient_accumulation_steps()
+
+    def backward(self, loss: torch.Tensor) -> None:
+        self.engine.backward(loss)
+        self.engine.step()
+
+    def step(self) -> None:
+        pass
+
+    def lr(self) -> float:
+        return self.engine.get_lr()[0]
+
+
+def deepspeed_engine(model: nn.Module, ds_config: dict, lr: float, weight_decay: float, schedule: Callable):
+    """(engine, stepper): torch AdamW over the trainable tensors, `schedule(optimizer)` as LR scheduler.
+
+    The process group must exist (osrm_core.distributed.ensure_env + deepspeed.init_distributed).
+    """
+    import deepspeed
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    engine, _, _, _ = deepspeed.initialize(model=model, optimizer=optimizer, lr_scheduler=schedule,
+                                           config=ds_config, dist_init_required=False)
+    return engine, DeepSpeedStepper(engine)
+
+
+def zero_stage(engine) -> int:
+    return int(engine.zero_optimization_stage()) if engine is not None else 0
+
+
+@torch.no_grad()
+def gathered_trainable(model: nn.Module, stage: int) -> dict[str, torch.Tensor]:
+    """Full float32 copies of the trainable tensors on every rank; ZeRO-3 partitions are gathered first
+    (without this a ZeRO-3 save writes zero-size tensors)."""
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    ctx = contextlib.nullcontext()
+    if stage == 3:
+        import deepspeed
+
+        ctx = deepspeed.zero.GatheredParameters([p for _, p in named], modifier_rank=None)
+    with ctx:
+        return {n: p.detach().float().cpu().clone() for n, p in named}

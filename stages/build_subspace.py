@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
 
 from osrm_core import subspace
 from osrm_core.errors import OsrmError
@@ -15,21 +14,50 @@ from stages.io.feature_store import FeatureCache
 from stages.io.guard import guarded, progress
 from stages.io.manifest import read_manifest, require_same, write_manifest
 from stages.io.options import CONFIG, TASK, WORKDIR
+from stages.io.tensors import save_file
 from stages.io.run import Run, open_run
 
 SUBSPACE_FILE = "subspace.safetensors"
 
 
+def _features_fix(task: str) -> str:
+    return f"rerun `osrm extract-features --task {task}` with this config"
+
+
+def check_features(run: Run, task: str, manifest: dict, folder: Path) -> None:
+    """Features must come from this backbone, cover the configured blocks, and use this config's estimation
+    settings (osrm.k, osrm.include_padding, osrm.seed, data.*): the cache stores the statistics of every
+    estimator, but these settings change what is in it, so features made under others are 'from another estimator'."""
+    cfg, got, fix = run.cfg, manifest.get("config", {}), _features_fix(task)
+    require_same("backbone", run.backbone_identity()["weights"], manifest["backbone"]["weights"], folder,
+                 f"{fix} (features were taken on backbone {manifest['backbone'].get('name')!r})")
+    missing = sorted(set(cfg.lora.blocks) - set(got.get("lora.blocks", "")))
+    if missing:
+        raise OsrmError(f"{folder}: features cover lora.blocks={got.get('lora.blocks')!r}, this run needs "
+                        f"{cfg.lora.blocks!r} (layer set differs) — {fix}")
+    for key in ("k", "include_padding", "seed"):
+        require_same(f"osrm.{key}", getattr(cfg.osrm, key), got.get("osrm", {}).get(key), folder, fix)
+    require_same("data", cfg.data.model_dump(), got.get("data"), folder, fix)
+    require_same("suite", cfg.suite, got.get("suite"), folder, fix)
+
+
 def _open_features(run: Run, task: str, first: dict | None):
-    """A task's feature cache and manifest, checked against the first one read (same backbone/layers)."""
+    """A task's feature cache and manifest, checked against this config and the first one read."""
     folder = run.layout.features(task)
     manifest = read_manifest(folder, "extract-features", f"osrm extract-features --task {task}")
+    check_rank(run.cfg.lora.rank, manifest.get("dims", {}), folder)
+    check_features(run, task, manifest, folder)
     if first is not None:
-        fix = f"rerun `osrm extract-features --task {task}` with this config"
-        require_same("backbone", first["backbone"]["weights"], manifest["backbone"]["weights"], folder, fix)
-        require_same("modules", first["modules"], manifest["modules"], folder, fix)
-        require_same("include_padding", first["include_padding"], manifest["include_padding"], folder, fix)
+        require_same("modules", first["modules"], manifest["modules"], folder, _features_fix(task))
     return FeatureCache(folder), manifest
+
+
+def check_rank(rank: int, dims: dict, folder: Path) -> None:
+    """rank < d_in for every layer, or there is no room for a subspace orthogonal to anything."""
+    for module, d in sorted(dims.items()):
+        if rank >= int(d):
+            raise OsrmError(f"lora.rank={rank} is >= d_in={d} of layer {module} ({folder}) — "
+                            f"lower lora.rank below {d}")
 
 
 def task_gram(cache: FeatureCache, module: str, estimator: str) -> tuple[torch.Tensor, int]:
@@ -60,10 +88,10 @@ def main(config: Path = CONFIG, task: str = TASK, workdir: Path = WORKDIR) -> No
         caches[t], m = _open_features(run, t, first)
         first = first or m
         upstream[t] = m["content_hash"]
-    require_same("backbone", run.backbone_identity()["weights"], first["backbone"]["weights"],
-                 run.layout.features(run.tasks[0]), "rerun extract-features for this backbone")
+    suffixes = tuple(run.spec.target_suffixes(cfg.lora.blocks))
+    modules = [m for m in first["modules"] if m.endswith(suffixes)]
     tensors, report = {}, {}
-    for module in progress(first["modules"], f"subspace {task}"):
+    for module in progress(modules, f"subspace {task}"):
         grams, counts = {}, {}
         for t, cache in caches.items():
             grams[t], counts[t] = task_gram(cache, module, cfg.osrm.estimator)
@@ -79,7 +107,8 @@ def main(config: Path = CONFIG, task: str = TASK, workdir: Path = WORKDIR) -> No
         (tmp / "report.json").write_text(json.dumps(report, indent=1, sort_keys=True) + "\n")
         write_manifest(tmp, "build-subspace", {"osrm": cfg.osrm.model_dump(), "lora.rank": cfg.lora.rank,
                        "lora.blocks": cfg.lora.blocks, "tasks": run.tasks, "task": task},
-                       upstream=upstream, backbone=first["backbone"], modules=first["modules"],
-                       estimator=cfg.osrm.estimator, rank=cfg.lora.rank)
+                       upstream=upstream, backbone=first["backbone"], modules=modules,
+                       estimator=cfg.osrm.estimator, rank=cfg.lora.rank, blocks=cfg.lora.blocks,
+                       include_padding=cfg.osrm.include_padding, seed=cfg.osrm.seed)
     mean_ratio = sum(r["ratio_to_random"] for r in report.values()) / len(report)
     print(f"subspace: {out} ({len(tensors)} layers; objective / random-A objective, mean over layers = {mean_ratio:.3g})")

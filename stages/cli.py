@@ -17,6 +17,7 @@ COMMANDS = {
     "merge": ("stages.merge", "main"),
     "evaluate": ("stages.evaluate", "main"),
     "report": ("stages.report", "main"),
+    "sweep": ("stages.sweep", "app"),
     "submit": ("stages.submit", "app"),
 }
 HELP = (

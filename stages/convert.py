@@ -14,6 +14,7 @@ from osrm_core.errors import OsrmError
 from osrm_core.models import head_module_names, load_classifier
 from stages.io.adapters import Adapter, head_num_labels, individual_delta, write_lora
 from stages.io.atomic import atomic_dir
+from stages.io.checks import check_subspace
 from stages.io.guard import guarded, progress
 from stages.io.manifest import content_hash, read_manifest, write_manifest
 from stages.io.options import CONFIG, TASK, WORKDIR
@@ -30,7 +31,10 @@ def _dense_updates(run, folder: Path, modules: list[str]):
 
     if not (folder / "config.json").is_file():
         raise OsrmError(f"--dense {folder}: not a model folder (no config.json) — pass a save_pretrained() checkpoint")
-    ft = AutoModelForSequenceClassification.from_pretrained(str(folder))
+    try:
+        ft = AutoModelForSequenceClassification.from_pretrained(str(folder))
+    except (OSError, ValueError) as err:
+        raise OsrmError(f"--dense {folder}: cannot load it ({type(err).__name__}) — pass an intact save_pretrained() checkpoint") from None
     base = load_classifier(run.spec, ft.config.num_labels)
     fnamed, bnamed = dict(ft.named_modules()), dict(base.named_modules())
     deltas = {m: (fnamed[m].weight - bnamed[m].weight).detach().float() for m in modules}
@@ -51,6 +55,7 @@ def project(config: Path = CONFIG, task: str = TASK, workdir: Path = WORKDIR, ou
     run.check_task(task)
     sub_dir = run.layout.subspace(task)
     sub_manifest = read_manifest(sub_dir, "build-subspace", f"osrm build-subspace --task {task}")
+    check_subspace(run, task, sub_manifest, sub_dir)
     subspace = load_file(sub_dir / "subspace.safetensors")
     scale = run.cfg.lora.scale
     factors, residual = {}, {}
@@ -95,4 +100,6 @@ def fold(config: Path = CONFIG, adapter: Path = typer.Option(..., help="PEFT LoR
     load_head(model, head)
     with atomic_dir(out) as tmp:
         model.save_pretrained(tmp)
+        write_manifest(tmp, "convert-fold", {"adapter": str(adapter)}, upstream={"adapter": content_hash(adapter)},
+                       backbone=run.backbone_identity(), num_labels=num_labels)
     print(f"folded: {out} (dense {type(model).__name__}, {num_labels} labels)")

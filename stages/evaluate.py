@@ -9,6 +9,7 @@ import torch
 import typer
 from safetensors.torch import save_file
 
+from osrm_core import distributed
 from osrm_core.apply import add_deltas, load_head
 from osrm_core.batching import iterate, length_sorted
 from osrm_core.errors import OsrmError
@@ -52,7 +53,16 @@ def merged_delta(folder: Path, manifest: dict) -> dict[str, torch.Tensor]:
     return read_sharded(folder, "delta")
 
 
-def score_task(run: Run, task: str, update: dict, head: dict, tokenizer, split: str):
+def predict_split(model, tokenizer, ds, fields, run: Run, order: list[int], world) -> torch.Tensor:
+    """Logits (n x num_labels) in `order`; under several ranks each predicts its contiguous block of
+    `order` and the blocks are gathered (every rank gets the whole tensor)."""
+    start, stop = distributed.block(len(order), world.rank, world.size)
+    part = predict(model, iterate(tokenizer, ds, fields, run.cfg.evaluate.batch_size, run.cfg.data.max_length, order[start:stop]))
+    parts = [p for p in distributed.gather_objects(part, world) if p.numel()]
+    return torch.cat(parts)
+
+
+def score_task(run: Run, task: str, update: dict, head: dict, tokenizer, split: str, world=distributed.World()):
     """(metrics, logits n x num_labels) of one task under a body update and a head."""
     spec, data = run.load_task(task)
     ds = data[split]
@@ -60,7 +70,7 @@ def score_task(run: Run, task: str, update: dict, head: dict, tokenizer, split: 
     add_deltas(model, update)
     load_head(model, head)
     order = length_sorted(tokenizer, ds, spec.text_fields)
-    logits = predict(model, iterate(tokenizer, ds, spec.text_fields, run.cfg.evaluate.batch_size, run.cfg.data.max_length, order))
+    logits = predict_split(model, tokenizer, ds, spec.text_fields, run, order, world)
     restore = torch.empty_like(logits)
     restore[torch.as_tensor(order)] = logits  # back to dataset order
     labels = torch.as_tensor(list(ds["label"])).numpy()
@@ -69,8 +79,22 @@ def score_task(run: Run, task: str, update: dict, head: dict, tokenizer, split: 
 
 @guarded
 def main(config: Path = CONFIG, model: str = MODEL, workdir: Path = WORKDIR) -> None:
-    """Per-task metrics (DESIGN.md §4) of MODEL on the configured split; writes eval/<model>/metrics.json + logits."""
+    """Per-task metrics (DESIGN.md §4) of MODEL on the configured split; writes eval/<model>/metrics.json + logits.
+
+    Under torchrun (RANK/WORLD_SIZE set) the ranks split each task's examples, the logits are gathered
+    and rank 0 scores and writes.
+    """
     run = open_run(config, {"workdir": str(workdir) if workdir else None})
+    world = distributed.world_from_env()
+    created = distributed.init(world)
+    try:
+        _evaluate(run, model, world)
+    finally:
+        if created:
+            distributed.destroy()
+
+
+def _evaluate(run: Run, model: str, world) -> None:
     tokenizer = load_tokenizer(run.spec)
     split = run.cfg.evaluate.split
     results, logits, upstream, cache = {}, {}, {}, {}
@@ -78,7 +102,9 @@ def main(config: Path = CONFIG, model: str = MODEL, workdir: Path = WORKDIR) -> 
         update, head_init = body_update(run, model, task, cache)
         head_folder = run.layout.adapter(head_init, task)
         upstream[task] = read_manifest(head_folder, "finetune", f"osrm finetune --task {task} --init {head_init}")["content_hash"]
-        results[task], logits[task] = score_task(run, task, update, Adapter(head_folder).head(), tokenizer, split)
+        results[task], logits[task] = score_task(run, task, update, Adapter(head_folder).head(), tokenizer, split, world)
+    if not world.main:
+        return
     if cache:
         upstream["merge"] = cache["manifest"]["content_hash"]
     avg = sum(r["score"] for r in results.values()) / len(results)

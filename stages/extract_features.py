@@ -6,6 +6,7 @@ from pathlib import Path
 
 import torch
 
+from osrm_core import distributed
 from osrm_core.batching import iterate, shuffled
 from osrm_core.errors import OsrmError
 from osrm_core.features import capture, target_module_names
@@ -37,35 +38,102 @@ def collect(model, tokenizer, ds, fields, names, osrm_cfg, max_length, desc):
     return cap
 
 
+def _plan(run, task: str, k: int, world: int) -> dict:
+    """What a staging folder was made for: a mismatch restarts it, a match lets finished shards stand."""
+    return {"config": run.cfg.digest("backbone", "suite", "seed", "data", "osrm"), "blocks": run.cfg.lora.blocks,
+            "task": task, "k": k, "world": world, "backbone": run.backbone_identity()["weights"]}
+
+
+def _capture_block(run, task, spec, rows, model, tokenizer, names):
+    """(rows per module k_r x d_in, gram d_in x d_in, count, aliases, dims) of this rank's block of samples."""
+    cfg = run.cfg
+    cap = collect(model, tokenizer, rows, spec.text_fields, names, cfg.osrm, cfg.data.max_length, f"features {task}")
+    owned = cap.canonical_stats()
+    dims = {n: owned[n].sample_means().shape[1] for n in owned}
+    return ({n: s.sample_means() for n, s in owned.items()}, {n: s.gram for n, s in owned.items()},
+            {n: s.count for n, s in owned.items()}, cap.alias, dims)
+
+
+def _empty_block(stage) -> tuple[dict, dict, dict]:
+    """A rank without samples (k < world) still fills its Gram/count slot with zeros."""
+    d = feature_store.dims(stage)
+    return ({n: torch.empty(0, v) for n, v in d.items()}, {n: torch.zeros(v, v, dtype=torch.float64) for n, v in d.items()},
+            {n: 0 for n in d})
+
+
+def _load(run, spec):
+    tokenizer = load_tokenizer(run.spec)
+    model = load_classifier(run.spec, spec.num_labels)
+    names = target_module_names(model, run.spec.target_suffixes(run.cfg.lora.blocks))
+    if not names:
+        raise OsrmError(f"backbone '{run.spec.name}': no linear layer matches targets for blocks '{run.cfg.lora.blocks}' — fix `targets` in its YAML")
+    return model, tokenizer, names
+
+
+def _publish(run, task: str, stage: Path, idx: list[int], world: int) -> Path:
+    """Rank 0: manifest into the finished staging folder, then rename it into place (atomic)."""
+    cfg, out = run.cfg, run.layout.features(task)
+    attrs = zarr_attrs(stage)
+    write_manifest(stage, "extract-features", {"osrm": cfg.osrm.model_dump(), "data": cfg.data.model_dump(),
+                   "lora.blocks": cfg.lora.blocks, "suite": cfg.suite, "task": task, "seed": cfg.seed},
+                   upstream={"data": task_fingerprint(cfg.suite, task, cfg.seed, cfg.data.data_dir)},
+                   backbone=run.backbone_identity(), modules=attrs["modules"], dims=attrs["dims"], k=len(idx),
+                   include_padding=cfg.osrm.include_padding, world=world)
+    with atomic_dir(out) as tmp:
+        tmp.rmdir()
+        stage.rename(tmp)
+    return out
+
+
+def zarr_attrs(stage: Path) -> dict:
+    import zarr
+
+    return zarr.open_group(str(stage / feature_store.STORE), mode="r").attrs.asdict()
+
+
 @guarded
 def main(config: Path = CONFIG, task: str = TASK, workdir: Path = WORKDIR) -> None:
     """Capture the inputs of every target layer (padding masked) over k train samples of TASK.
 
     Writes <workdir>/features/<task>/features.zarr (sample-mean rows, token Gram, token count per layer)
     and a manifest. Features are computed once per task and reused by every subspace and by RegMean.
+    Under torchrun (RANK/WORLD_SIZE set) rank r takes the r-th contiguous block of the k samples and
+    writes its own rows and Gram slot; a rerun skips ranks whose shard is already complete.
     """
     run = open_run(config, {"workdir": str(workdir) if workdir else None})
     run.check_task(task)
+    world = distributed.world_from_env()
+    created = distributed.init(world)
+    try:
+        _extract(run, task, world)
+    finally:
+        if created:
+            distributed.destroy()
+
+
+def _extract(run, task: str, world) -> None:
     spec, data = run.load_task(task)
-    cfg = run.cfg
-    idx = sample_indices(len(data["train"]), cfg.osrm.k, cfg.osrm.seed)
-    rows = data["train"].select(idx)
-    tokenizer = load_tokenizer(run.spec)
-    model = load_classifier(run.spec, spec.num_labels)
-    names = target_module_names(model, run.spec.target_suffixes(cfg.lora.blocks))
-    if not names:
-        raise OsrmError(f"backbone '{run.spec.name}': no linear layer matches targets for blocks '{cfg.lora.blocks}' — fix `targets` in its YAML")
-    cap = collect(model, tokenizer, rows, spec.text_fields, names, cfg.osrm, cfg.data.max_length, f"features {task}")
-    owned = cap.canonical_stats()
-    modules = {n: owned[n].sample_means().shape[1] for n in owned}
-    out = run.layout.features(task)
-    with atomic_dir(out) as tmp:
-        feature_store.create(tmp, modules, cap.alias, len(idx), world=1)
-        feature_store.write_shard(tmp, 0, 0, {n: s.sample_means() for n, s in owned.items()},
-                                  {n: s.gram for n, s in owned.items()}, {n: s.count for n, s in owned.items()})
-        write_manifest(tmp, "extract-features", {"osrm": cfg.osrm.model_dump(), "data": cfg.data.model_dump(),
-                       "lora.blocks": cfg.lora.blocks, "suite": cfg.suite, "task": task, "seed": cfg.seed},
-                       upstream={"data": task_fingerprint(cfg.suite, task, cfg.seed, cfg.data.data_dir)},
-                       backbone=run.backbone_identity(), modules=names, dims=modules, k=len(idx),
-                       include_padding=cfg.osrm.include_padding)
-    print(f"features: {out} ({len(names)} layers, k={len(idx)})")
+    idx = sample_indices(len(data["train"]), run.cfg.osrm.k, run.cfg.osrm.seed)
+    stage = run.layout.features(task).parent / f".{task}.partial"
+    if world.main:
+        feature_store.prepare(stage, _plan(run, task, len(idx), world.size))
+    distributed.barrier()
+    done = feature_store.shard_done(stage, world.rank)
+    start, stop = distributed.block(len(idx), world.rank, world.size)
+    if done:
+        print(f"features {task}: shard {world.rank} is complete, skipping it")
+    elif stop > start:
+        model, tokenizer, names = _load(run, spec)
+        rows, grams, counts, aliases, dims = _capture_block(run, task, spec, data["train"].select(idx[start:stop]), model, tokenizer, names)
+        if world.main and not feature_store.created(stage):
+            feature_store.create(stage, dims, aliases, len(idx), world=world.size)
+    distributed.barrier()  # the store exists now (rank 0 always has samples, k >= 2 > 0)
+    if not done:
+        if stop <= start:
+            rows, grams, counts = _empty_block(stage)
+        feature_store.write_shard(stage, world.rank, start, rows, grams, counts)
+        feature_store.mark_done(stage, world.rank)
+    distributed.barrier()
+    if world.main:
+        out = _publish(run, task, stage, idx, world.size)
+        print(f"features: {out} ({len(zarr_attrs(out)['modules'])} modules, k={len(idx)}, {world.size} rank shard(s))")

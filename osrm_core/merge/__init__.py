@@ -45,7 +45,7 @@ def get_method(name: str) -> MergeMethod:
         return METHODS[name]
     except (KeyError, TypeError):
         valid = ", ".join(METHODS)
-        raise OsrmError(f"unknown merge method {name!r}; set merge.method to one of: {valid}.") from None
+        raise OsrmError(f"unknown merge method {name!r} — use one of: {valid} (in --method or as a key of merge.methods)") from None
 
 
 __all__ = ["METHODS", "MergeMethod", "MergeResult", "ModuleUpdates", "get_method"]

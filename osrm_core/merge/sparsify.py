@@ -16,17 +16,44 @@ Election = Literal["total", "frequency"]
 Variant = Literal["peft", "mergekit"]
 
 
+def kth_largest(a: Tensor, k: int, sample: int = 65536) -> Tensor:
+    """Exact k-th largest value of a flat tensor ``a`` (n,), 1 <= k <= n, as a 0-d tensor.
+
+    A seeded random sample brackets the target rank; one exact ``kthvalue`` runs on the (small)
+    bracket only, O(n) comparisons instead of a full top-k (≈10x faster at 4096²).  Falls back to
+    ``kthvalue`` on all of ``a`` when the bracket misses (never wrong, only slower)."""
+    n = a.numel()
+    if n <= 4 * sample:
+        return torch.kthvalue(a, n - k + 1).values
+    idx = torch.randint(n, (sample,), generator=torch.Generator().manual_seed(n + k))
+    probe = a[idx].sort().values
+    q, margin = 1 - k / n, 4 * (sample * (k / n) * (1 - k / n)) ** 0.5 + 16
+    lo = probe[max(0, int(q * sample - margin))]
+    hi = probe[min(sample - 1, int(q * sample + margin))]
+    above = int(torch.count_nonzero(a > hi))
+    band = a[(a >= lo) & (a <= hi)]
+    if above < k <= above + band.numel():
+        return torch.kthvalue(band, band.numel() - (k - above) + 1).values
+    return torch.kthvalue(a, n - k + 1).values
+
+
 def magnitude_trim_(tau: Tensor, density: float) -> Tensor:
     """Zero, in place, all but the ``k = int(density · numel)`` largest-|·| entries of ``tau`` (any
     shape); returns tau.  ``density >= 1`` keeps everything.  Same top-k rule as PEFT's
-    ``magnitude_based_pruning`` (ties broken by ``torch.topk``)."""
+    ``magnitude_based_pruning``; entries tied with the k-th largest magnitude are kept in index
+    order until k are kept (``torch.topk`` leaves that order unspecified)."""
     if density >= 1:
         return tau
     flat = tau.view(-1)
     k = int(density * flat.numel())
-    keep = torch.zeros_like(flat, dtype=torch.bool)
-    if k > 0:
-        keep[torch.topk(flat.abs(), k=k, largest=True).indices] = True
+    if k <= 0:
+        return tau.zero_()
+    mag = flat.abs()
+    thr = kth_largest(mag, k)
+    keep = mag >= thr
+    extra = int(torch.count_nonzero(keep)) - k
+    if extra > 0:  # several entries equal the threshold: keep the lowest indices among them
+        keep[(mag == thr).nonzero()[-extra:, 0]] = False
     return flat.mul_(keep).view_as(tau)
 
 

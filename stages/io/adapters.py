@@ -7,9 +7,9 @@ from pathlib import Path
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
 
 from osrm_core.errors import OsrmError
+from stages.io.tensors import save_file
 
 PREFIX = "base_model.model."
 WEIGHTS = "adapter_model.safetensors"
@@ -24,8 +24,8 @@ class Adapter:
         cfg_path, w_path = self.folder / CONFIG, self.folder / WEIGHTS
         if not cfg_path.is_file() or not w_path.is_file():
             raise OsrmError(f"{self.folder} is not a PEFT adapter folder (needs {CONFIG} and {WEIGHTS}) — run `osrm finetune` or fix the path")
+        self.config = _read_json(cfg_path)
         try:
-            self.config = json.loads(cfg_path.read_text())
             self._file = safe_open(str(w_path), "pt")
             self.keys = list(self._file.keys())
         except Exception as err:
@@ -33,7 +33,16 @@ class Adapter:
         if self.config.get("peft_type") != "LORA":
             raise OsrmError(f"{cfg_path}: peft_type {self.config.get('peft_type')!r} is not LORA — only LoRA adapters can be merged")
         self.modules = sorted({k[len(PREFIX):].split(".lora_A.")[0] for k in self.keys if ".lora_A." in k})
+        if not isinstance(self.config.get("r"), int) or "lora_alpha" not in self.config:
+            raise OsrmError(f"{cfg_path}: no integer 'r' / 'lora_alpha' — not a LoRA adapter config; re-create the adapter")
         self.rank = int(self.config["r"])
+        self.manifest = _read_json(self.folder / "manifest.json")
+
+    @property
+    def base_id(self) -> str | None:
+        """Identity of the backbone it was trained on: our manifest's weights hash, else PEFT's base path."""
+        backbone = (self.manifest or {}).get("backbone") or {}
+        return backbone.get("weights") or self.config.get("base_model_name_or_path")
 
     @property
     def scale(self) -> float:
@@ -86,6 +95,17 @@ def check_compatible(adapters: dict[str, Adapter]) -> None:
             raise OsrmError(f"{a.folder}: targets differ from {ref.folder} — fine-tune every task with the same lora.blocks")
         if a.rank != ref.rank:
             raise OsrmError(f"{a.folder}: rank {a.rank} differs from {ref.folder}'s {ref.rank} — fine-tune every task with the same lora.rank")
+        if a.base_id and ref.base_id and a.base_id != ref.base_id:
+            raise OsrmError(f"{a.folder}: trained on another base model than {ref.folder} — fine-tune every task on the same backbone")
+
+
+def _read_json(path: Path) -> dict | None:
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise OsrmError(f"{path} is damaged (not JSON) — re-create the adapter") from None
 
 
 def individual_delta(adapter: Adapter) -> dict[str, torch.Tensor]:

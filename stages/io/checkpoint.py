@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
 from osrm_core.train import LoopState
-from stages.io.atomic import atomic_dir
+from stages.io.atomic import atomic_dir, recover
 
 
 def save(folder: Path, config_hash: str, state: LoopState, trainable: dict, best: dict | None, optimizer, scheduler) -> None:
@@ -24,13 +25,22 @@ def save(folder: Path, config_hash: str, state: LoopState, trainable: dict, best
 
 
 def load(folder: Path, config_hash: str):
-    """(LoopState, trainable, best|None, optim dict) or None when there is no matching checkpoint."""
+    """(LoopState, trainable, best|None, optim dict) or None when there is no matching, readable checkpoint.
+
+    A checkpoint is replaced atomically, so it is never partial; one that is unreadable anyway (disk
+    damage) is reported on stderr and ignored: training restarts from step 0 rather than from garbage.
+    """
+    recover(folder)
     meta = folder / "state.json"
     if not meta.is_file():
         return None
-    data = json.loads(meta.read_text())
-    if data.get("config_hash") != config_hash:
-        return None  # another experiment's checkpoint: never resume into a different config
-    best = load_file(folder / "best.safetensors") if (folder / "best.safetensors").is_file() else None
-    optim = torch.load(folder / "optim.pt", weights_only=True)
-    return LoopState(**data["loop"]), load_file(folder / "trainable.safetensors"), best, optim
+    try:
+        data = json.loads(meta.read_text())
+        if data.get("config_hash") != config_hash:
+            return None  # another experiment's checkpoint: never resume into a different config
+        best = load_file(folder / "best.safetensors") if (folder / "best.safetensors").is_file() else None
+        optim = torch.load(folder / "optim.pt", weights_only=True)
+        return LoopState(**data["loop"]), load_file(folder / "trainable.safetensors"), best, optim
+    except Exception as err:  # noqa: BLE001 - any damage means: do not resume from it
+        print(f"warning: checkpoint {folder} is unreadable ({type(err).__name__}); starting from step 0", file=sys.stderr)
+        return None

@@ -43,6 +43,49 @@ def write_shard(folder: Path, rank: int, start: int, rows: dict[str, torch.Tenso
         g[f"count/{name}"][rank] = counts[name]
 
 
+PLAN = "plan.json"
+
+
+def _done_path(folder: Path, rank: int) -> Path:
+    return Path(folder) / "shards" / f"rank-{rank:05d}.done"
+
+
+def prepare(folder: Path, plan: dict) -> bool:
+    """Keep a staging folder whose plan (config digest, k, world) matches, else empty it; True if kept.
+
+    Called by rank 0 alone, before any rank writes (resumable extraction keeps finished shards)."""
+    import json
+    import shutil
+
+    folder = Path(folder)
+    path = folder / PLAN
+    if path.is_file() and json.loads(path.read_text()) == plan:
+        return True
+    shutil.rmtree(folder, ignore_errors=True)
+    (folder / "shards").mkdir(parents=True)
+    path.write_text(json.dumps(plan, sort_keys=True))
+    return False
+
+
+def shard_done(folder: Path, rank: int) -> bool:
+    """True when `rank` finished its rows and Gram slot in this staging folder."""
+    return _done_path(folder, rank).is_file()
+
+
+def mark_done(folder: Path, rank: int) -> None:
+    """Written after the rank's write_shard returned (the marker is the shard's commit)."""
+    _done_path(folder, rank).write_text("ok\n")
+
+
+def created(folder: Path) -> bool:
+    return (Path(folder) / STORE / "zarr.json").is_file()
+
+
+def dims(folder: Path) -> dict[str, int]:
+    """{module: d_in} of the stored (canonical) modules."""
+    return dict(zarr.open_group(str(Path(folder) / STORE), mode="r").attrs["dims"])
+
+
 class FeatureCache:
     """Read side of one task's features; Grams are summed over rank shards on read."""
 

@@ -10,11 +10,13 @@ import numpy as np
 import torch
 
 from osrm_core import tasks as suites
-from osrm_core.backbones import BackboneSpec, load_spec, weights_fingerprint
+from osrm_core.backbones import BackboneSpec, check_local, load_spec, weights_fingerprint
 from osrm_core.config import PipelineConfig, load_config
 from osrm_core.errors import OsrmError
 from osrm_core.models import offline_env
 from stages.io.layout import Layout
+
+SPLITS = ("train", "validation", "test")
 
 
 @dataclass
@@ -33,9 +35,37 @@ class Run:
         return {"name": self.spec.name, "source": self.spec.source, "weights": weights_fingerprint(self.spec)}
 
     def load_task(self, task: str, seed: int | None = None):
+        """(TaskSpec, DatasetDict), checked: no empty split, labels in range, >= 2 classes in train."""
         d = self.cfg.data
-        return suites.load_task(self.cfg.suite, task, seed=self.cfg.seed if seed is None else seed,
-                                data_dir=d.data_dir, max_train=d.max_train, max_eval=d.max_eval)
+        spec, data = suites.load_task(self.cfg.suite, task, seed=self.cfg.seed if seed is None else seed,
+                                      data_dir=d.data_dir, max_train=d.max_train, max_eval=d.max_eval)
+        check_task_data(spec, data, where=f"task '{task}' (suite '{self.cfg.suite}', data.data_dir={d.data_dir!r})")
+        return spec, data
+
+
+def _check_labels(spec, labels: list, split: str, where: str) -> None:
+    arr = np.asarray(labels, dtype=np.float64)
+    if not np.isfinite(arr).all():
+        raise OsrmError(f"{where}: split '{split}' has NaN/Inf labels — fix the task's data files")
+    if spec.is_regression:
+        return
+    bad = arr[(arr < 0) | (arr >= spec.num_labels) | (arr != np.round(arr))]
+    if bad.size:
+        raise OsrmError(f"{where}: split '{split}' has label {bad[0]:g} outside 0..{spec.num_labels - 1} — "
+                        f"fix the data or the task's label count in the suite YAML")
+    if split == "train" and np.unique(arr).size < 2:
+        raise OsrmError(f"{where}: split 'train' has a single class ({arr[0]:g}) — a classifier needs >= 2 classes; "
+                        "check the data files or raise data.max_train")
+
+
+def check_task_data(spec, data, where: str) -> None:
+    """One-line OsrmError for an empty split, labels out of range, or a single-class train split."""
+    for split in SPLITS:
+        if split not in data:
+            raise OsrmError(f"{where}: split '{split}' is missing — the suite must provide {list(SPLITS)}")
+        if len(data[split]) == 0:
+            raise OsrmError(f"{where}: split '{split}' is empty — check the data files or data.max_train/max_eval")
+        _check_labels(spec, list(data[split]["label"]), split, where)
 
 
 def seed_everything(seed: int) -> None:
@@ -44,12 +74,23 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def check_methods(cfg: PipelineConfig, config: Path) -> None:
+    """Every key of merge.methods must be a registered merge method (a typo must not drop a method)."""
+    from osrm_core.merge import METHODS
+
+    unknown = sorted(set(cfg.merge.methods) - set(METHODS))
+    if unknown:
+        raise OsrmError(f"{config}: merge.methods has unknown method {unknown[0]!r} — use one of {sorted(METHODS)}")
+
+
 def open_run(config: Path, overrides: dict | None = None) -> Run:
     """Validated config + backbone spec + task list; every problem is a one-line OsrmError."""
     offline_env()
     cfg = load_config(config, overrides)
     spec = load_spec(cfg.backbone if not cfg.backbone.endswith((".yaml", ".yml")) else str(Path(cfg.backbone)))
     spec.target_suffixes(cfg.lora.blocks)
+    check_local(spec)
+    check_methods(cfg, config)
     available = suites.list_tasks(cfg.suite)
     tasks = cfg.tasks or available
     unknown = [t for t in tasks if t not in available]

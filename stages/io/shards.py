@@ -7,7 +7,8 @@ from pathlib import Path
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
+
+from stages.io.tensors import save_file
 
 INDEX = "index.json"
 

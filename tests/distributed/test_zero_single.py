@@ -1,0 +1,21 @@
+"""DeepSpeed ZeRO-3 as one in-process rank (no launcher: the stage sets RANK=0/WORLD_SIZE=1 and a free port)."""
+
+import torch
+
+from osrm_core.distributed import free_port
+from tests.distributed.zero_lib import TASK, adapter, dropout_free_backbone, write_config, zero_config
+
+
+def test_zero3_single_process_matches_plain(cli, tmp_path, monkeypatch):
+    for k, v in {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port())}.items():
+        monkeypatch.setenv(k, v)  # what the stage would set itself; monkeypatch restores the env afterwards
+    backbone = dropout_free_backbone(tmp_path / "bb")
+    plain = write_config(tmp_path / "plain", backbone, 16)
+    zero = write_config(tmp_path / "zero", backbone, 16, str(zero_config(tmp_path, 3)))
+    cli("finetune", "-c", plain, "--task", TASK, "--init", "gaussian")
+    res = cli("finetune", "-c", zero, "--task", TASK, "--init", "gaussian")
+    assert "adapter: " in res.output
+    ref, got = adapter(plain), adapter(zero)
+    assert set(ref) == set(got) and all(t.numel() > 0 for t in got.values())
+    for k in ref:
+        torch.testing.assert_close(got[k], ref[k], atol=2e-4, rtol=1e-3)
