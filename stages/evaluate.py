@@ -25,7 +25,8 @@ from stages.io.options import CONFIG, WORKDIR
 from stages.io.run import Run, open_run
 from stages.io.shards import read_sharded
 
-MODEL = typer.Option(..., "--model", help="What to score: 'base' (pretrained body, each task's head), '<init>/individual', or '<init>/<method>'.")
+MODEL = typer.Option(..., "--model", help="What to score: 'base' (pretrained body, each task's head), '<init>/individual', "
+                     "'<init>/<method>', or '<init>/merges' (every method of merge.methods). Repeat to score several in one process.")
 
 
 def body_update(run: Run, model: str, task: str, merged_cache: dict) -> tuple[dict, str]:
@@ -78,7 +79,7 @@ def score_task(run: Run, task: str, update: dict, head: dict, tokenizer, split: 
 
 
 @guarded
-def main(config: Path = CONFIG, model: str = MODEL, workdir: Path = WORKDIR) -> None:
+def main(config: Path = CONFIG, model: list[str] = MODEL, workdir: Path = WORKDIR) -> None:
     """Per-task metrics (DESIGN.md §4) of MODEL on the configured split; writes eval/<model>/metrics.json + logits.
 
     Under torchrun (RANK/WORLD_SIZE set) the ranks split each task's examples, the logits are gathered
@@ -88,10 +89,20 @@ def main(config: Path = CONFIG, model: str = MODEL, workdir: Path = WORKDIR) -> 
     world = distributed.world_from_env()
     created = distributed.init(world)
     try:
-        _evaluate(run, model, world)
+        for name in expand_models(run, model):
+            _evaluate(run, name, world)
     finally:
         if created:
             distributed.destroy()
+
+
+def expand_models(run: Run, models: list[str]) -> list[str]:
+    """'<init>/merges' -> '<init>/<method>' for every configured method; others unchanged, order kept."""
+    out = []
+    for m in models:
+        init, _, what = m.partition("/")
+        out += [f"{init}/{meth}" for meth in run.cfg.merge.methods] if what == "merges" else [m]
+    return list(dict.fromkeys(out))
 
 
 def _evaluate(run: Run, model: str, world) -> None:

@@ -14,7 +14,7 @@ import typer
 from safetensors.torch import load_file
 
 from osrm_core import distributed, lora
-from osrm_core.batching import iterate, length_sorted, shuffled
+from osrm_core.batching import char_lengths, iterate, length_grouped, length_sorted
 from osrm_core.errors import OsrmError
 from osrm_core.hparams import task_hparams
 from osrm_core.metrics import compute, predictions
@@ -96,9 +96,11 @@ class Job:
     def batches(self, tokenizer):
         """epoch -> this rank's micro-batches (same global batches for any world size, DistributedSampler-style)."""
         ds, b = self.data["train"], self.hp["batch_size"]
+        lengths = char_lengths(ds, self.spec.text_fields)
 
-        def gen(epoch: int):
-            order = distributed.rank_order(shuffled(len(ds), self.cfg.seed, epoch), b, self.world.rank, self.world.size)
+        def gen(epoch: int):  # global batches of similar-length rows: much less padding on CPU
+            order = length_grouped(lengths, b * self.world.size, self.cfg.seed, epoch)
+            order = distributed.rank_order(order, b, self.world.rank, self.world.size)
             return iterate(tokenizer, ds, self.spec.text_fields, b, self.cfg.data.max_length, order)
 
         return gen

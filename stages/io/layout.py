@@ -26,7 +26,13 @@ class Layout:
         return self.root / "merged" / init / method
 
     def evaluation(self, model: str) -> Path:
-        return self.root / "eval" / model.replace("/", "-")
+        """eval/base, eval/individual/<init>, eval/merged/<init>/<method>."""
+        if model == "base":
+            return self.root / "eval" / "base"
+        init, _, what = model.partition("/")
+        if what == "individual":
+            return self.root / "eval" / "individual" / init
+        return self.root / "eval" / "merged" / init / what
 
     def report(self) -> Path:
         return self.root / "report"

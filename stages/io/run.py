@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +25,7 @@ class Run:
     spec: BackboneSpec
     tasks: list[str]
     layout: Layout
+    _tasks: dict = field(default_factory=dict, repr=False)
 
     def check_task(self, task: str) -> str:
         if task not in self.tasks:
@@ -35,6 +36,12 @@ class Run:
         return {"name": self.spec.name, "source": self.spec.source, "weights": weights_fingerprint(self.spec)}
 
     def load_task(self, task: str, seed: int | None = None):
+        key = (task, seed)
+        if key not in self._tasks:  # several models are scored on the same tasks in one process
+            self._tasks[key] = self._load_task(task, seed)
+        return self._tasks[key]
+
+    def _load_task(self, task: str, seed: int | None = None):
         """(TaskSpec, DatasetDict), checked: no empty split, labels in range, >= 2 classes in train."""
         d = self.cfg.data
         spec, data = suites.load_task(self.cfg.suite, task, seed=self.cfg.seed if seed is None else seed,

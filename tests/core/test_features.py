@@ -43,3 +43,17 @@ def test_capture_shares_identical_inputs():
     assert set(owned) == {"query", "out"}
     torch.testing.assert_close(owned["query"].sample_means(), x.mean(1))
     assert not m.query._forward_pre_hooks  # hooks removed
+
+
+def test_length_grouped_order():
+    from osrm_core.batching import length_grouped
+
+    lengths = [(i * 37) % 101 for i in range(203)]
+    order = length_grouped(lengths, 8, seed=1, epoch=0, group=5)
+    assert sorted(order) == list(range(203))  # a permutation
+    assert order == length_grouped(lengths, 8, seed=1, epoch=0, group=5)  # deterministic
+    assert order != length_grouped(lengths, 8, seed=1, epoch=1, group=5)  # reshuffled each epoch
+    batches = [order[i:i + 8] for i in range(0, 203, 8)]
+    assert all(len(b) == 8 for b in batches[:-1])
+    spread = sum(max(lengths[j] for j in b) - min(lengths[j] for j in b) for b in batches) / len(batches)
+    assert spread < 40  # random batches span ~the whole 0..100 range

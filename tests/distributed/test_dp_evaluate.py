@@ -12,7 +12,7 @@ def test_two_rank_evaluate_equals_one_rank(cli, tmp_path):
     backbone = dropout_free_backbone(tmp_path / "bb")
     cfg = write_config(tmp_path / "run", backbone, 16, data={"max_train": 16, "max_eval": 15})  # 15 rows: blocks 8 + 7
     cli("finetune", "-c", cfg, "--task", TASK, "--init", "gaussian")
-    out = cfg.parent / "runs/eval/gaussian-individual"
+    out = cfg.parent / "runs/eval/individual/gaussian"
     cli("evaluate", "-c", cfg, "--model", "gaussian/individual")
     ref_logits, ref = load_file(out / "logits.safetensors")[TASK], json.loads((out / "metrics.json").read_text())
     res = torchrun(2, "evaluate", "--config", cfg, "--model", "gaussian/individual")

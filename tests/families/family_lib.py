@@ -40,5 +40,5 @@ def run_family(cli, tmp_path, family: str) -> None:
     assert len(sub) == 2 * n_layers + (2 * 2 if family == "encoder-decoder" else 0)
     for model in ("base", "osrm/individual", "osrm/task_arithmetic"):
         cli("evaluate", "-c", config, "--model", model)
-    metrics = json.loads((root / "eval/osrm-individual/metrics.json").read_text())
+    metrics = json.loads((root / "eval/individual/osrm/metrics.json").read_text())
     assert set(metrics["tasks"]) == set(TASKS) and all(torch.isfinite(torch.tensor(m["score"])) for m in metrics["tasks"].values())

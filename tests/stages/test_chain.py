@@ -30,8 +30,8 @@ def test_chain(cli, tiny_config):
     for init in ("gaussian", "osrm"):
         for method in ("weight_average", "task_arithmetic", "ties"):
             cli("merge", "-c", tiny_config, "--init", init, "--method", method)
-    for model in ["base"] + [f"{i}/{m}" for i in ("gaussian", "osrm") for m in ("individual", "weight_average", "task_arithmetic", "ties")]:
-        cli("evaluate", "-c", tiny_config, "--model", model)
+    cli("evaluate", "-c", tiny_config, "--model", "base", "--model", "gaussian/individual", "--model", "osrm/individual")
+    cli("evaluate", "-c", tiny_config, "--model", "gaussian/merges", "--model", "osrm/merges")  # every merge.methods key
     res = cli("report", "-c", tiny_config)
     report = (root / "report/report.md").read_text()
     assert "LoRA+OSRM · ties" in report and "pretrained" in report
@@ -69,7 +69,7 @@ def test_osrm_adapter_loads_with_plain_peft(cli, tiny_config):
     model = PeftModel.from_pretrained(load_classifier(spec, tspec.num_labels), root / "adapters/osrm" / task)
     tok = load_tokenizer(spec)
     logits = predict(model, iterate(tok, data["validation"], tspec.text_fields, 8, 32))  # evaluate.split: validation
-    ours = load(root / "eval/osrm-individual/logits.safetensors")[task]
+    ours = load(root / "eval/individual/osrm/logits.safetensors")[task]
     torch.testing.assert_close(logits, ours, atol=1e-4, rtol=1e-4)
 
 

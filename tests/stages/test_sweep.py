@@ -76,7 +76,7 @@ def test_sweep_grid_matches_a_full_merge_and_evaluate(cli, sweep_config):
     cli("evaluate", "-c", sweep_config, "--model", "gaussian/task_arithmetic")
     root = sweep_config.parent / "runs"
     grid = json.loads((root / "sweeps/gaussian/task_arithmetic/results.json").read_text())["grid"]
-    full = json.loads((root / "eval/gaussian-task_arithmetic/metrics.json").read_text())
+    full = json.loads((root / "eval/merged/gaussian/task_arithmetic/metrics.json").read_text())
     point = next(g for g in grid if g["params"]["lambda"] == 0.6)
     for t in TINY_TASKS:
         assert point["scores"][t] == pytest.approx(full["tasks"][t]["score"], abs=1e-6)

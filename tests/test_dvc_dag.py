@@ -1,0 +1,61 @@
+"""dvc.yaml is a view of pipeline.yaml: one stage per task/init/method, wired so that a change reruns only what it touches."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def graph():
+    import networkx as nx
+    from dvc.repo import Repo
+
+    with Repo(str(REPO)) as repo:
+        g = repo.index.graph
+        names = {s: s.addressing for s in g.nodes}
+        return nx.relabel_nodes(g, names)  # edge u -> v: u depends on v
+
+
+def test_stages_follow_pipeline_yaml(graph):
+    cfg = yaml.safe_load((REPO / "pipeline.yaml").read_text())
+    tasks, inits, methods = cfg["tasks"], cfg["inits"], list(cfg["merge"]["methods"])
+    nodes = set(graph.nodes)
+    for t in tasks:
+        assert {f"extract@{t}", f"subspace@{t}", f"finetune_lora@{t}", f"finetune_osrm@{t}"} <= nodes
+    for i in inits:
+        assert {f"evaluate_individual@{i}", f"evaluate_merge@{i}"} <= nodes
+        for m in methods:
+            assert f"merge@{i}-{m}" in nodes
+    assert "report" in nodes
+
+
+def test_edges(graph):
+    cfg = yaml.safe_load((REPO / "pipeline.yaml").read_text())
+    t0, t1 = cfg["tasks"][:2]
+    succ = lambda n: set(graph.successors(n))  # noqa: E731 - what n depends on
+    # a subspace needs every task's features (leave-one-out), never recomputes them
+    assert {f"extract@{t}" for t in cfg["tasks"]} <= succ(f"subspace@{t0}")
+    # plain LoRA does not depend on any subspace; OSRM only on its own task's
+    assert not any(s.startswith("subspace@") for s in succ(f"finetune_lora@{t0}"))
+    assert {s for s in succ(f"finetune_osrm@{t0}") if s.startswith("subspace@")} == {f"subspace@{t0}"}
+    # a merge of one init depends on that init's adapters only
+    merge_deps = succ("merge@osrm-ties")
+    assert f"finetune_osrm@{t1}" in merge_deps and not any(s.startswith("finetune_lora@") for s in merge_deps)
+    assert {f"evaluate_merge@{i}" for i in cfg["inits"]} <= succ("report")
+    assert {f"merge@osrm-{m}" for m in cfg["merge"]["methods"]} <= succ("evaluate_merge@osrm")
+
+
+def test_per_task_hparams_are_tracked_per_task():
+    """Each finetune stage tracks only its own task's entry of the hparams file."""
+    dvc = yaml.safe_load((REPO / "dvc.yaml").read_text())
+    for family in ("finetune_lora", "finetune_osrm"):
+        params = dvc["stages"][family]["do"]["params"]
+        assert {"${finetune.hparams_file}": ["${item}"]} in params
+    cfg = yaml.safe_load((REPO / "pipeline.yaml").read_text())
+    import json
+
+    hp = json.loads((REPO / cfg["finetune"]["hparams_file"]).read_text())
+    assert set(cfg["tasks"]) <= set(hp)  # DVC needs every tracked key to exist
