@@ -111,3 +111,14 @@ class Cli:
 @pytest.fixture
 def cli() -> Cli:
     return Cli()
+
+
+def run_upstream(cli: Cli, config: Path, tasks: list[str], inits: tuple[str, ...] = ("gaussian", "osrm")) -> None:
+    """extract-features and build-subspace for every task, then finetune every task for each init."""
+    for t in tasks:
+        cli("extract-features", "-c", config, "--task", t)
+    for t in tasks:
+        cli("build-subspace", "-c", config, "--task", t)
+    for init in inits:
+        for t in tasks:
+            cli("finetune", "-c", config, "--task", t, "--init", init)

@@ -6,7 +6,7 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from tests.conftest import save_tiny, tiny_pipeline
+from tests.conftest import run_upstream, save_tiny, tiny_pipeline
 
 TASKS = ["movie_sentiment", "sentiment_score"]  # a classification and a regression task
 HEADS = {"encoder": "classifier", "decoder": "score", "encoder-decoder": "classification_head"}
@@ -25,13 +25,8 @@ def _config(tmp_path, family: str):
 
 def run_family(cli, tmp_path, family: str) -> None:
     config, root = _config(tmp_path, family)
-    for t in TASKS:
-        cli("extract-features", "-c", config, "--task", t)
-    for t in TASKS:
-        cli("build-subspace", "-c", config, "--task", t)
+    run_upstream(cli, config, TASKS)
     for init in ("gaussian", "osrm"):
-        for t in TASKS:
-            cli("finetune", "-c", config, "--task", t, "--init", init)
         cli("merge", "-c", config, "--init", init, "--method", "task_arithmetic")
     adapter = load_file(root / "adapters/osrm" / TASKS[0] / "adapter_model.safetensors")
     assert any(f".{HEADS[family]}." in k for k in adapter), "the task head is saved with the adapter"

@@ -5,18 +5,12 @@ import json
 import torch
 from safetensors.torch import load_file
 
-from tests.conftest import TINY_TASKS
+from tests.conftest import TINY_TASKS, run_upstream
 
 
 def test_chain(cli, tiny_config):
     root = tiny_config.parent / "runs"
-    for t in TINY_TASKS:
-        cli("extract-features", "-c", tiny_config, "--task", t)
-    for t in TINY_TASKS:
-        cli("build-subspace", "-c", tiny_config, "--task", t)
-    for init in ("gaussian", "osrm"):
-        for t in TINY_TASKS:
-            cli("finetune", "-c", tiny_config, "--task", t, "--init", init)
+    run_upstream(cli, tiny_config, TINY_TASKS)
     # OSRM adapters keep A in the subspace's span up to training drift; record says how far A moved
     train = json.loads((root / "adapters/osrm" / TINY_TASKS[0] / "training.json").read_text())
     assert 0 < train["a_drift_mean"] < 1.5 and len(train["history"]) == 1
