@@ -8,16 +8,23 @@ from torch import nn
 from osrm_core.errors import OsrmError
 
 
-@torch.no_grad()
-def add_deltas(model: nn.Module, deltas: dict[str, torch.Tensor]) -> None:
-    """W_m += delta_m (d_out x d_in) for each named linear module m."""
-    named = dict(model.named_modules())
+def check_deltas(named: dict[str, nn.Module], deltas: dict[str, torch.Tensor]) -> None:
+    """Every update names an existing module of the same weight shape, or a one-line OsrmError."""
     for name, d in deltas.items():
         if name not in named:
             raise OsrmError(f"update for module '{name}' does not exist in this backbone — merged for another model?")
         w = named[name].weight
         if tuple(w.shape) != tuple(d.shape):
             raise OsrmError(f"update for '{name}' is {tuple(d.shape)}, weight is {tuple(w.shape)} — merged for another model?")
+
+
+@torch.no_grad()
+def add_deltas(model: nn.Module, deltas: dict[str, torch.Tensor]) -> None:
+    """W_m += delta_m (d_out x d_in) for each named linear module m."""
+    named = dict(model.named_modules())
+    check_deltas(named, deltas)
+    for name, d in deltas.items():
+        w = named[name].weight
         w.add_(d.to(w.dtype))
 
 

@@ -5,16 +5,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import torch
 import typer
 from safetensors.torch import save_file
 
 from osrm_core import distributed
-from osrm_core.apply import add_deltas, load_head
 from osrm_core.batching import iterate, length_sorted
 from osrm_core.errors import OsrmError
 from osrm_core.metrics import compute, predictions
-from osrm_core.models import load_classifier, load_tokenizer
 from osrm_core.train import predict
 from stages.io.adapters import individual_delta
 from stages.io.adapters import Adapter
@@ -54,27 +53,30 @@ def merged_delta(folder: Path, manifest: dict) -> dict[str, torch.Tensor]:
     return read_sharded(folder, "delta")
 
 
-def predict_split(model, tokenizer, ds, fields, run: Run, order: list[int], world) -> torch.Tensor:
-    """Logits (n x num_labels) in `order`; under several ranks each predicts its contiguous block of
-    `order` and the blocks are gathered (every rank gets the whole tensor)."""
-    start, stop = distributed.block(len(order), world.rank, world.size)
-    part = predict(model, iterate(tokenizer, ds, fields, run.cfg.evaluate.batch_size, run.cfg.data.max_length, order[start:stop]))
-    parts = [p for p in distributed.gather_objects(part, world) if p.numel()]
-    return torch.cat(parts)
+def task_batches(run: Run, task: str, split: str, world, cache: dict) -> tuple[list, list[int], np.ndarray]:
+    """(tokenised batches of this rank's block, length-sorted order, labels (n,)), made once per task."""
+    if task not in cache:
+        spec, data = run.load_task(task)
+        ds, tokenizer = data[split], run.tokenizer()
+        order = length_sorted(tokenizer, ds, spec.text_fields)
+        start, stop = distributed.block(len(order), world.rank, world.size)
+        batches = list(iterate(tokenizer, ds, spec.text_fields, run.cfg.evaluate.batch_size, run.cfg.data.max_length, order[start:stop]))
+        cache[task] = (batches, order, torch.as_tensor(list(ds["label"])).numpy())
+    return cache[task]
 
 
-def score_task(run: Run, task: str, update: dict, head: dict, tokenizer, split: str, world=distributed.World()):
-    """(metrics, logits n x num_labels) of one task under a body update and a head."""
-    spec, data = run.load_task(task)
-    ds = data[split]
-    model = load_classifier(run.spec, spec.num_labels)
-    add_deltas(model, update)
-    load_head(model, head)
-    order = length_sorted(tokenizer, ds, spec.text_fields)
-    logits = predict_split(model, tokenizer, ds, spec.text_fields, run, order, world)
+def score_task(run: Run, task: str, update: dict, head: dict, split: str, world=distributed.World(), cache: dict | None = None):
+    """(metrics, logits n x num_labels) of one task under a body update and a head.
+
+    Under several ranks each predicts its contiguous block of the length-sorted order and the blocks
+    are gathered (every rank gets the whole tensor)."""
+    spec, _ = run.load_task(task)
+    batches, order, labels = task_batches(run, task, split, world, {} if cache is None else cache)
+    model = run.pool().get(spec.num_labels, update, head)
+    part = predict(model, iter(batches))
+    logits = torch.cat([p for p in distributed.gather_objects(part, world) if p.numel()])
     restore = torch.empty_like(logits)
     restore[torch.as_tensor(order)] = logits  # back to dataset order
-    labels = torch.as_tensor(list(ds["label"])).numpy()
     return compute(spec.metric, predictions(restore.numpy(), spec.is_regression), labels), restore
 
 
@@ -88,9 +90,10 @@ def main(config: Path = CONFIG, model: list[str] = MODEL, workdir: Path = WORKDI
     run = open_run(config, {"workdir": str(workdir) if workdir else None})
     world = distributed.world_from_env()
     created = distributed.init(world)
+    batches: dict = {}  # task -> tokenised batches, shared by every model scored in this process
     try:
         for name in expand_models(run, model):
-            _evaluate(run, name, world)
+            _evaluate(run, name, world, batches)
     finally:
         if created:
             distributed.destroy()
@@ -105,15 +108,14 @@ def expand_models(run: Run, models: list[str]) -> list[str]:
     return list(dict.fromkeys(out))
 
 
-def _evaluate(run: Run, model: str, world) -> None:
-    tokenizer = load_tokenizer(run.spec)
+def _evaluate(run: Run, model: str, world, batches: dict) -> None:
     split = run.cfg.evaluate.split
     results, logits, upstream, cache = {}, {}, {}, {}
     for task in progress(run.tasks, f"evaluate {model}"):
         update, head_init = body_update(run, model, task, cache)
         head_folder = run.layout.adapter(head_init, task)
         upstream[task] = read_manifest(head_folder, "finetune", f"osrm finetune --task {task} --init {head_init}")["content_hash"]
-        results[task], logits[task] = score_task(run, task, update, Adapter(head_folder).head(), tokenizer, split, world)
+        results[task], logits[task] = score_task(run, task, update, Adapter(head_folder).head(), split, world, batches)
     if not world.main:
         return
     if cache:

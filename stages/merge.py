@@ -9,58 +9,56 @@ from pathlib import Path
 
 import torch
 import typer
-from pydantic import ValidationError
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from osrm_core.errors import OsrmError
 from osrm_core.apply import add_deltas, load_head
 from osrm_core.batching import iterate, shuffled
-from osrm_core.merge import get_method
+from osrm_core.merge import get_method, parse_params
 from osrm_core.merge.fisher import diag_fisher
 from osrm_core.merge.lowrank import factored_svd, to_low_rank
 from osrm_core.merge.types import ModuleUpdates
-from osrm_core.models import load_classifier, load_tokenizer
-from stages.io.adapters import Adapter, check_compatible, individual_delta, write_lora
+from osrm_core.models import load_classifier
+from stages.io.adapters import Adapter, individual_delta, open_adapters, write_lora
 from stages.io.atomic import atomic_dir
 from stages.io.feature_store import FeatureCache
 from stages.io.guard import guarded, progress
-from stages.io.manifest import read_manifest, require_same, write_manifest
-from stages.io.options import CONFIG, WORKDIR
+from stages.io.manifest import read_manifest, write_manifest
+from stages.io.options import CONFIG, INIT_REQ, WORKDIR
 from stages.io.run import Run, open_run
 from stages.io.shards import ShardWriter
 
-METHOD = typer.Option(..., "--method", "-m", help="Merge method (a key of osrm_core.merge.METHODS, e.g. task_arithmetic, ties).")
-INIT_REQ = typer.Option(..., "--init", help="Which adapters to merge: the 'gaussian' or the 'osrm' ones.")
+METHODS_OPT = typer.Option(..., "--method", "-m", help="Merge method (a key of osrm_core.merge.METHODS, e.g. ties). "
+                           "Repeat for several, or 'all' = every key of merge.methods: one process then reads the adapters, W0 and Grams once.")
 
 
-def open_adapters(run: Run, init: str) -> tuple[dict[str, Adapter], dict[str, str]]:
-    """Every task's adapter of `init`, checked: same backbone, rank and targets."""
-    adapters, upstream = {}, {}
-    weights = run.backbone_identity()["weights"]  # merged updates are added to THIS backbone's W0
-    for t in run.tasks:
-        folder = run.layout.adapter(init, t)
-        m = read_manifest(folder, "finetune", f"osrm finetune --task {t} --init {init}")
-        require_same("backbone", weights, m["backbone"]["weights"], folder,
-                     f"fine-tune every task on the same backbone as the config ('{run.spec.name}')")
-        adapters[t], upstream[t] = Adapter(folder), m["content_hash"]
-    check_compatible(adapters)
-    return adapters, upstream
+def expand_methods(run: Run, methods: list[str]) -> list[str]:
+    """'all' -> every key of merge.methods; order kept, duplicates dropped."""
+    out = []
+    for m in methods:
+        out += list(run.cfg.merge.methods) if m == "all" else [m]
+    return list(dict.fromkeys(out))
 
 
-def base_weights(run: Run, modules: list[str]) -> dict[str, torch.Tensor]:
-    """W0 (d_out x d_in) of the target modules, from one load of the backbone."""
-    model = load_classifier(run.spec, 2)
-    named = dict(model.named_modules())
-    return {m: named[m].weight.detach().float().clone() for m in modules}
+class Inputs:
+    """What every method of one init reads, loaded at most once: W0 and the tasks' feature Grams on demand."""
 
+    def __init__(self, run: Run, adapters: dict[str, Adapter]):
+        self.run, self.adapters = run, adapters
+        self.modules = next(iter(adapters.values())).modules
+        self._base = self._caches = None
 
-def method_params(method, run: Run, name: str):
-    try:
-        return method.params.model_validate(run.cfg.merge.methods.get(name, {}))
-    except ValidationError as err:
-        first = err.errors()[0]
-        raise OsrmError(f"merge.methods.{name}.{'.'.join(map(str, first['loc']))}: {first['msg']} — fix that parameter") from None
+    def base(self) -> dict[str, torch.Tensor]:
+        """W0 (d_out x d_in) of the target modules, from one load of the backbone."""
+        if self._base is None:
+            named = dict(load_classifier(self.run.spec, 2).named_modules())
+            self._base = {m: named[m].weight.detach().float().clone() for m in self.modules}
+        return self._base
+
+    def caches(self) -> dict[str, FeatureCache]:
+        if self._caches is None:
+            self._caches = {t: FeatureCache(self.run.layout.features(t)) for t in self.run.tasks}
+        return self._caches
 
 
 def task_fishers(run: Run, adapters: dict[str, Adapter], modules: list[str], folder: Path) -> dict[str, Path]:
@@ -70,7 +68,7 @@ def task_fishers(run: Run, adapters: dict[str, Adapter], modules: list[str], fol
     weight, as a PEFT LoRA layer would give) and its own head, on a seeded sample of
     `merge.fisher_samples` train rows. One task at a time; each Fisher goes to folder/fisher-<t>.safetensors
     and is read back one module at a time, so peak memory is one model plus one task's Fishers."""
-    cfg, tokenizer, paths = run.cfg, load_tokenizer(run.spec), {}
+    cfg, tokenizer, paths = run.cfg, run.tokenizer(), {}
     for task, adapter in progress(list(adapters.items()), "fisher"):
         spec, data = run.load_task(task)
         ds = data["train"]
@@ -147,24 +145,33 @@ def merge_modules(tmp: Path, names: list[str], inputs, m, params, gen, adapters,
 
 
 @guarded
-def main(config: Path = CONFIG, init: str = INIT_REQ, method: str = METHOD, workdir: Path = WORKDIR) -> None:
-    """Merge the adapters of every task (one init) with METHOD, streaming one module at a time.
+def main(config: Path = CONFIG, init: str = INIT_REQ, method: list[str] = METHODS_OPT, workdir: Path = WORKDIR) -> None:
+    """Merge the adapters of every task (one init) with each METHOD, streaming one module at a time.
 
     Low-rank methods (weight_average, task_arithmetic, regmean, knots, tsv_m, iso_c) write one PEFT
     adapter of rank sum(r_t); the others write dense deltas (delta-*.safetensors); EMR writes per-task
     deltas `task::module` too. With merge.low_rank = k every (non per-task) result is SVD-truncated to
-    one rank-k adapter and the reconstruction error is recorded. Heads are never merged.
+    one rank-k adapter and the reconstruction error is recorded. Heads are never merged. Every method's
+    parameters are checked before anything is written; each method's folder is written atomically.
     """
     run = open_run(config, {"workdir": str(workdir) if workdir else None})
-    m = get_method(method)
-    params = method_params(m, run, method)
+    names = expand_methods(run, method)
+    methods = {n: get_method(n) for n in names}
+    params = {n: parse_params(methods[n], run.cfg.merge.methods.get(n, {}), f"merge.methods.{n}") for n in names}
     adapters, upstream = open_adapters(run, init)
+    inputs = Inputs(run, adapters)
+    for n in names:
+        merge_one(run, init, methods[n], params[n], inputs, upstream)
+
+
+def merge_one(run: Run, init: str, m, params, shared: Inputs, upstream: dict) -> None:
+    """One method's merge of `init`'s adapters -> <workdir>/merged/<init>/<method> (artifact + manifest)."""
+    adapters, modules = shared.adapters, shared.modules
     first = next(iter(adapters.values()))
-    modules = first.modules
-    base = base_weights(run, modules) if "base" in m.needs else None
-    caches = {t: FeatureCache(run.layout.features(t)) for t in run.tasks} if "grams" in m.needs else None
+    base = shared.base() if "base" in m.needs else None
+    caches = shared.caches() if "grams" in m.needs else None
     gen = torch.Generator().manual_seed(run.cfg.merge.seed)
-    out, low_rank = run.layout.merged(init, method), run.cfg.merge.low_rank
+    out, low_rank = run.layout.merged(init, m.name), run.cfg.merge.low_rank
     with ExitStack() as stack, atomic_dir(out) as tmp:
         fishers = open_fishers(stack, run, adapters, modules, m)
         inputs = lambda name: module_inputs(name, adapters, run, base, caches, fishers)  # noqa: E731
@@ -174,10 +181,10 @@ def main(config: Path = CONFIG, init: str = INIT_REQ, method: str = METHOD, work
             write_lora(tmp, factors, {}, first.config, rank, float(rank))
         (tmp / "info.json").write_text(json.dumps(info, indent=1, sort_keys=True, default=float) + "\n")
         trunc = {"rank": low_rank, "max_error": max(errors.values()), "mean_error": sum(errors.values()) / len(errors)} if errors else None
-        write_manifest(tmp, "merge", {"method": method, "params": params.model_dump(mode="json"), "init": init,
+        write_manifest(tmp, "merge", {"method": m.name, "params": params.model_dump(mode="json"), "init": init,
                        "tasks": run.tasks, "seed": run.cfg.merge.seed, "low_rank": low_rank,
                        **({"fisher": {k: getattr(run.cfg.merge, k) for k in ("fisher_samples", "fisher_batch_size", "fisher_labels")}} if fishers else {})},
-                       upstream=upstream, backbone=read_manifest(first.folder, "finetune", "")["backbone"], method=method, init=init,
+                       upstream=upstream, backbone=read_manifest(first.folder, "finetune", "")["backbone"], method=m.name, init=init,
                        tasks=run.tasks, modules=modules, low_rank=bool(factors), per_task=m.per_task, truncation=trunc)
     note = f", truncated to rank {low_rank} (max rel. error {trunc['max_error']:.3f})" if trunc else ""
-    print(f"merged: {out} ({method}, {len(adapters)} tasks, {len(modules)} modules{note})")
+    print(f"merged: {out} ({m.name}, {len(adapters)} tasks, {len(modules)} modules{note})")

@@ -18,21 +18,19 @@ from pathlib import Path
 import torch
 import typer
 
-from osrm_core.apply import load_head
 from osrm_core.batching import iterate
 from osrm_core.errors import OsrmError
-from osrm_core.merge import get_method
+from osrm_core.merge import get_method, parse_params
 from osrm_core.merge.types import ModuleUpdates
 from osrm_core.metrics import compute, predictions
-from osrm_core.models import load_classifier, load_tokenizer
 from osrm_core.train import predict
 from stages.io.atomic import atomic_dir
+from stages.io.adapters import open_adapters
 from stages.io.feature_store import FeatureCache
 from stages.io.guard import guarded, progress
 from stages.io.manifest import read_manifest, write_manifest
-from stages.io.options import CONFIG, WORKDIR
+from stages.io.options import CONFIG, INIT_REQ, METHOD, WORKDIR
 from stages.io.run import Run, open_run
-from stages.merge import METHOD, INIT_REQ, method_params, open_adapters
 
 app = typer.Typer(help="Sweep merge parameters (`run`) and plot the curves (`plot`).", no_args_is_help=True)
 RESULTS = "results.json"
@@ -43,40 +41,28 @@ def sweep_dir(run: Run, init: str, method: str) -> Path:
 
 
 class Scorer:
-    """Scores body updates on capped validation rows; backbone loaded once per label count.
+    """Scores body updates on capped validation rows; one backbone per label count (`run.pool()`).
 
     `score(task, deltas)` sets W = W0 + delta (d_out x d_in) for the target modules, loads the task's
     head and returns the task's score (mean of its GLUE-style metrics)."""
 
-    def __init__(self, run: Run, adapters: dict, modules: list[str]):
-        self.run, self.adapters, self.modules = run, adapters, modules
-        self.tokenizer = load_tokenizer(run.spec)
-        self.models: dict[int, tuple] = {}
+    def __init__(self, run: Run, adapters: dict):
+        self.run, self.adapters = run, adapters
         self.data: dict[str, tuple] = {}
-
-    def _model(self, num_labels: int):
-        if num_labels not in self.models:
-            model = load_classifier(self.run.spec, num_labels)
-            named = dict(model.named_modules())
-            self.models[num_labels] = (model, {m: named[m].weight.detach().clone() for m in self.modules}, named)
-        return self.models[num_labels]
 
     def _task(self, task: str):
         if task not in self.data:
             spec, data = self.run.load_task(task)
             ds = data["validation"].select(range(min(self.run.cfg.merge.sweep_max_eval, len(data["validation"]))))
             cfg = self.run.cfg
-            batches = list(iterate(self.tokenizer, ds, spec.text_fields, cfg.evaluate.batch_size, cfg.data.max_length))
+            batches = list(iterate(self.run.tokenizer(), ds, spec.text_fields, cfg.evaluate.batch_size, cfg.data.max_length))
             self.data[task] = (spec, batches, torch.as_tensor(list(ds["label"])).numpy(), self.adapters[task].head())
         return self.data[task]
 
     @torch.no_grad()
     def score(self, task: str, deltas: dict[str, torch.Tensor]) -> float:
         spec, batches, labels, head = self._task(task)
-        model, w0, named = self._model(spec.num_labels)
-        for m in self.modules:
-            named[m].weight.copy_(w0[m] + deltas[m] if m in deltas else w0[m])
-        load_head(model, head)
+        model = self.run.pool().get(spec.num_labels, deltas, head)
         logits = predict(model, iter(batches))
         return compute(spec.metric, predictions(logits.numpy(), spec.is_regression), labels)["score"]
 
@@ -149,13 +135,13 @@ def run_sweep(config: Path = CONFIG, init: str = INIT_REQ, method: str = METHOD,
     points = grid_points(run, method)
     adapters, upstream = open_adapters(run, init)
     modules = next(iter(adapters.values())).modules
-    scorer, merger = Scorer(run, adapters, modules), Merger(run, adapters, modules, m)
+    scorer, merger = Scorer(run, adapters), Merger(run, adapters, modules, m)
     individual = {t: scorer.score(t, {k: adapters[t].delta(k) for k in modules}) for t in run.tasks}
     grid = [{"params": p, **evaluate_merge(scorer, merger, run.tasks, point_params(run, m, method, p), individual)}
             for p in progress(points, f"sweep {init}/{method}")]
     curve = []
     if method in run.cfg.merge.sweep_tasks:
-        params = method_params(m, run, method)
+        params = parse_params(m, run.cfg.merge.methods.get(method, {}), f"merge.methods.{method}")
         curve = [{"n": n, "tasks": run.tasks[:n], **evaluate_merge(scorer, merger, run.tasks[:n], params, individual)}
                  for n in range(2, len(run.tasks) + 1)]
     out = sweep_dir(run, init, method)

@@ -21,14 +21,12 @@ def graph():
 
 def test_stages_follow_pipeline_yaml(graph):
     cfg = yaml.safe_load((REPO / "pipeline.yaml").read_text())
-    tasks, inits, methods = cfg["tasks"], cfg["inits"], list(cfg["merge"]["methods"])
+    tasks, inits = cfg["tasks"], cfg["inits"]
     nodes = set(graph.nodes)
     for t in tasks:
         assert {f"extract@{t}", f"subspace@{t}", f"finetune_lora@{t}", f"finetune_osrm@{t}"} <= nodes
     for i in inits:
-        assert {f"evaluate_individual@{i}", f"evaluate_merge@{i}"} <= nodes
-        for m in methods:
-            assert f"merge@{i}-{m}" in nodes
+        assert {f"evaluate_individual@{i}", f"evaluate_merge@{i}", f"merge@{i}"} <= nodes
     assert "report" in nodes
 
 
@@ -41,11 +39,12 @@ def test_edges(graph):
     # plain LoRA does not depend on any subspace; OSRM only on its own task's
     assert not any(s.startswith("subspace@") for s in succ(f"finetune_lora@{t0}"))
     assert {s for s in succ(f"finetune_osrm@{t0}") if s.startswith("subspace@")} == {f"subspace@{t0}"}
-    # a merge of one init depends on that init's adapters only
-    merge_deps = succ("merge@osrm-ties")
+    # the merges of one init depend on that init's adapters only (plus the features, for RegMean's Grams)
+    merge_deps = succ("merge@osrm")
     assert f"finetune_osrm@{t1}" in merge_deps and not any(s.startswith("finetune_lora@") for s in merge_deps)
+    assert f"extract@{t0}" in merge_deps
     assert {f"evaluate_merge@{i}" for i in cfg["inits"]} <= succ("report")
-    assert {f"merge@osrm-{m}" for m in cfg["merge"]["methods"]} <= succ("evaluate_merge@osrm")
+    assert "merge@osrm" in succ("evaluate_merge@osrm") and "merge@gaussian" not in succ("evaluate_merge@osrm")
 
 
 def test_per_task_hparams_are_tracked_per_task():

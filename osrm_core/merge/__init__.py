@@ -48,4 +48,16 @@ def get_method(name: str) -> MergeMethod:
         raise OsrmError(f"unknown merge method {name!r} — use one of: {valid} (in --method or as a key of merge.methods)") from None
 
 
-__all__ = ["METHODS", "MergeMethod", "MergeResult", "ModuleUpdates", "get_method"]
+def parse_params(method: MergeMethod, raw: dict, where: str):
+    """`raw` validated by the method's Params model; a bad value is a one-line OsrmError naming `where`.field."""
+    from pydantic import ValidationError
+
+    try:
+        return method.params.model_validate(raw)
+    except ValidationError as err:
+        first = err.errors()[0]
+        field = ".".join(map(str, first["loc"]))
+        raise OsrmError(f"{where}{'.' + field if field else ''}: {first['msg']} — fix that parameter") from None
+
+
+__all__ = ["METHODS", "MergeMethod", "MergeResult", "ModuleUpdates", "get_method", "parse_params"]

@@ -120,3 +120,20 @@ def head_num_labels(head: dict[str, torch.Tensor], where) -> int:
             if k.endswith(suffix) and t.dim() == 2:
                 return int(t.shape[0])
     raise OsrmError(f"{where}: no task head in this adapter (classifier/score) — it must be saved with modules_to_save")
+
+
+def open_adapters(run, init: str) -> tuple[dict[str, Adapter], dict[str, str]]:
+    """Every task's adapter of `init` (run: stages.io.run.Run), checked: same backbone, rank and targets.
+    Returns (task -> Adapter, task -> the adapter manifest's content hash)."""
+    from stages.io.manifest import read_manifest, require_same
+
+    adapters, upstream = {}, {}
+    weights = run.backbone_identity()["weights"]  # merged updates are added to THIS backbone's W0
+    for t in run.tasks:
+        folder = run.layout.adapter(init, t)
+        m = read_manifest(folder, "finetune", f"osrm finetune --task {t} --init {init}")
+        require_same("backbone", weights, m["backbone"]["weights"], folder,
+                     f"fine-tune every task on the same backbone as the config ('{run.spec.name}')")
+        adapters[t], upstream[t] = Adapter(folder), m["content_hash"]
+    check_compatible(adapters)
+    return adapters, upstream

@@ -17,3 +17,5 @@ CONFIG = typer.Option(Path("pipeline.yaml"), "--config", "-c", help="pipeline.ya
 TASK = typer.Option(..., "--task", "-t", help="Task name (one of the config's `tasks`, or of its suite).")
 INIT = typer.Option(None, "--init", help=_help(LoraConfig, "init") + " Default: lora.init.")
 WORKDIR = typer.Option(None, "--workdir", help=_help(PipelineConfig, "workdir") + " Overrides the config.")
+INIT_REQ = typer.Option(..., "--init", help="Which adapters to use: the 'gaussian' or the 'osrm' ones.")
+METHOD = typer.Option(..., "--method", "-m", help="Merge method (a key of osrm_core.merge.METHODS, e.g. task_arithmetic, ties).")

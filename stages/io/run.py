@@ -13,7 +13,8 @@ from osrm_core import tasks as suites
 from osrm_core.backbones import BackboneSpec, check_local, load_spec, weights_fingerprint
 from osrm_core.config import PipelineConfig, load_config
 from osrm_core.errors import OsrmError
-from osrm_core.models import offline_env
+from osrm_core.models import load_classifier, load_tokenizer, offline_env
+from osrm_core.scoring import ClassifierPool
 from stages.io.layout import Layout
 
 SPLITS = ("train", "validation", "test")
@@ -26,6 +27,7 @@ class Run:
     tasks: list[str]
     layout: Layout
     _tasks: dict = field(default_factory=dict, repr=False)
+    _cache: dict = field(default_factory=dict, repr=False)
 
     def check_task(self, task: str) -> str:
         if task not in self.tasks:
@@ -34,6 +36,18 @@ class Run:
 
     def backbone_identity(self) -> dict:
         return {"name": self.spec.name, "source": self.spec.source, "weights": weights_fingerprint(self.spec)}
+
+    def tokenizer(self):
+        """The backbone's tokenizer, loaded once per process."""
+        if "tokenizer" not in self._cache:
+            self._cache["tokenizer"] = load_tokenizer(self.spec)
+        return self._cache["tokenizer"]
+
+    def pool(self) -> ClassifierPool:
+        """One classifier per label count for scoring many updates in one process (osrm_core.scoring)."""
+        if "pool" not in self._cache:
+            self._cache["pool"] = ClassifierPool(lambda n: load_classifier(self.spec, n))
+        return self._cache["pool"]
 
     def load_task(self, task: str, seed: int | None = None):
         key = (task, seed)

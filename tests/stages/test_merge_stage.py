@@ -110,3 +110,39 @@ def test_bad_merge_fields_are_one_line_errors(trained, tmp_path):
     cli, path, _ = trained
     res = cli("merge", "-c", _with_merge(path, tmp_path, low_rank=0), "--init", "gaussian", "--method", "ties", ok=False)
     assert res.exit_code != 0 and "merge.low_rank" in res.output and "\n" not in res.output.strip()
+
+
+def _tensors(folder) -> dict[str, torch.Tensor]:
+    out = {}
+    for f in sorted(folder.glob("*.safetensors")):
+        with safe_open(str(f), "pt") as h:
+            out.update({f"{f.name}:{k}": h.get_tensor(k) for k in h.keys()})
+    return out
+
+
+def test_method_all_equals_one_process_per_method(trained, tmp_path):
+    """`--method all` (what dvc.yaml runs) writes every method of merge.methods, bit-identical to
+    separate `--method M` runs (each method restarts its seeded generator)."""
+    cli, path, runs = trained
+    chosen = ["dare_ties", "ties", "regmean"]
+    cfg = _with_merge(path, tmp_path, methods={m: METHOD_PARAMS.get(m, {}) for m in chosen})
+    separate = {}
+    for m in chosen:
+        cli("merge", "-c", cfg, "--init", "gaussian", "--method", m)
+        separate[m] = _tensors(runs / "merged/gaussian" / m)
+    cli("merge", "-c", cfg, "--init", "gaussian", "--method", "all")
+    for m in chosen:
+        together = _tensors(runs / "merged/gaussian" / m)
+        assert together.keys() == separate[m].keys() and together, m
+        for k in together:
+            assert torch.equal(together[k], separate[m][k]), (m, k)
+
+
+def test_one_bad_method_parameter_writes_no_method(trained, tmp_path):
+    cli, path, runs = trained
+    cfg = _with_merge(path, tmp_path, methods={"weight_average": {}, "ties": {"density": 7.0}})
+    before = {p: p.stat().st_mtime_ns for p in (runs / "merged").rglob("manifest.json")} if (runs / "merged").exists() else {}
+    res = cli("merge", "-c", cfg, "--init", "gaussian", "--method", "all", ok=False)
+    assert res.exit_code != 0 and "merge.methods.ties.density" in res.output
+    after = {p: p.stat().st_mtime_ns for p in (runs / "merged").rglob("manifest.json")} if (runs / "merged").exists() else {}
+    assert after == before
