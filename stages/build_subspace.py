@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import torch
+import typer
 
 from osrm_core import subspace
 from osrm_core.errors import OsrmError
@@ -13,7 +14,7 @@ from stages.io.atomic import atomic_dir
 from stages.io.feature_store import FeatureCache
 from stages.io.guard import guarded, progress
 from stages.io.manifest import read_manifest, require_same, write_manifest
-from stages.io.options import CONFIG, TASK, WORKDIR
+from stages.io.options import CONFIG, WORKDIR
 from stages.io.tensors import save_file
 from stages.io.run import Run, open_run
 
@@ -70,16 +71,29 @@ def task_gram(cache: FeatureCache, module: str, estimator: str) -> tuple[torch.T
     return subspace.task_mean_gram(rows), 1
 
 
+TASKS = typer.Option(..., "--task", "-t", help="Task name (one of the config's `tasks`). Repeat for several, or 'all' = "
+                     "every task of the config: one process then reads each task's features once (what dvc.yaml runs).")
+
+
+def expand_tasks(run: Run, tasks: list[str]) -> list[str]:
+    """'all' -> every task of the run; names checked; order kept, duplicates dropped."""
+    out = []
+    for t in tasks:
+        out += run.tasks if t == "all" else [run.check_task(t)]
+    return list(dict.fromkeys(out))
+
+
 @guarded
-def main(config: Path = CONFIG, task: str = TASK, workdir: Path = WORKDIR) -> None:
+def main(config: Path = CONFIG, task: list[str] = TASKS, workdir: Path = WORKDIR) -> None:
     """Solve A_t per target layer from the leave-one-out second moment of the other tasks' features.
 
-    Reads <workdir>/features/<other tasks> (never recomputes them), writes
+    Reads <workdir>/features/<every task> (never recomputes them), writes for each TASK
     <workdir>/subspaces/<task>/subspace.safetensors (one rank x d_in A per module), report.json
-    (objective per layer vs a random orthonormal A) and a manifest.
+    (objective per layer vs a random orthonormal A) and a manifest. Each task's Gram is formed once
+    per layer and shared by every requested subspace (G_not_t = sum_j G_j - G_t).
     """
     run = open_run(config, {"workdir": str(workdir) if workdir else None})
-    run.check_task(task)
+    targets = expand_tasks(run, task)
     cfg = run.cfg
     if len(run.tasks) < 2:
         raise OsrmError("tasks: OSRM needs at least 2 tasks (the subspace avoids the OTHER tasks' features) — add tasks")
@@ -90,17 +104,23 @@ def main(config: Path = CONFIG, task: str = TASK, workdir: Path = WORKDIR) -> No
         upstream[t] = m["content_hash"]
     suffixes = tuple(run.spec.target_suffixes(cfg.lora.blocks))
     modules = [m for m in first["modules"] if m.endswith(suffixes)]
-    tensors, report = {}, {}
-    for module in progress(modules, f"subspace {task}"):
+    tensors, report = {t: {} for t in targets}, {t: {} for t in targets}
+    for module in progress(modules, f"subspace {targets[0] if len(targets) == 1 else f'{len(targets)} tasks'}"):
         grams, counts = {}, {}
         for t, cache in caches.items():
             grams[t], counts[t] = task_gram(cache, module, cfg.osrm.estimator)
-        g, n = subspace.leave_one_out(grams, counts, task)
-        if cfg.osrm.estimator == "sample-mean" and n < cfg.lora.rank:
-            raise OsrmError(f"osrm.k: only {n} feature rows from other tasks, fewer than lora.rank={cfg.lora.rank} — raise osrm.k")
-        tensors[module], report[module] = subspace.solve_layer(g, cfg.lora.rank, cfg.osrm.seed)
-        report[module]["rows"] = n
-    out = run.layout.subspace(task)
+        for t in targets:
+            g, n = subspace.leave_one_out(grams, counts, t)
+            if cfg.osrm.estimator == "sample-mean" and n < cfg.lora.rank:
+                raise OsrmError(f"osrm.k: only {n} feature rows from other tasks, fewer than lora.rank={cfg.lora.rank} — raise osrm.k")
+            tensors[t][module], report[t][module] = subspace.solve_layer(g, cfg.lora.rank, cfg.osrm.seed)
+            report[t][module]["rows"] = n
+    for t in targets:
+        _write(run, t, tensors[t], report[t], upstream, first, modules)
+
+
+def _write(run: Run, task: str, tensors: dict, report: dict, upstream: dict, first: dict, modules: list[str]) -> None:
+    cfg, out = run.cfg, run.layout.subspace(task)
     meta = {"estimator": cfg.osrm.estimator, "rank": str(cfg.lora.rank), "task": task, "seed": str(cfg.osrm.seed)}
     with atomic_dir(out) as tmp:
         save_file(tensors, tmp / SUBSPACE_FILE, metadata=meta)

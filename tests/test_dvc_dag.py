@@ -24,10 +24,10 @@ def test_stages_follow_pipeline_yaml(graph):
     tasks, inits = cfg["tasks"], cfg["inits"]
     nodes = set(graph.nodes)
     for t in tasks:
-        assert {f"extract@{t}", f"subspace@{t}", f"finetune_lora@{t}", f"finetune_osrm@{t}"} <= nodes
+        assert {f"extract@{t}", f"finetune_lora@{t}", f"finetune_osrm@{t}"} <= nodes
     for i in inits:
         assert {f"evaluate_individual@{i}", f"evaluate_merge@{i}", f"merge@{i}"} <= nodes
-    assert "report" in nodes
+    assert {"subspace", "report"} <= nodes
 
 
 def test_edges(graph):
@@ -35,10 +35,11 @@ def test_edges(graph):
     t0, t1 = cfg["tasks"][:2]
     succ = lambda n: set(graph.successors(n))  # noqa: E731 - what n depends on
     # a subspace needs every task's features (leave-one-out), never recomputes them
-    assert {f"extract@{t}" for t in cfg["tasks"]} <= succ(f"subspace@{t0}")
-    # plain LoRA does not depend on any subspace; OSRM only on its own task's
-    assert not any(s.startswith("subspace@") for s in succ(f"finetune_lora@{t0}"))
-    assert {s for s in succ(f"finetune_osrm@{t0}") if s.startswith("subspace@")} == {f"subspace@{t0}"}
+    assert {f"extract@{t}" for t in cfg["tasks"]} <= succ("subspace")
+    # plain LoRA does not depend on the subspaces; OSRM only on its own task's folder of them
+    assert "subspace" not in succ(f"finetune_lora@{t0}") and "subspace" in succ(f"finetune_osrm@{t0}")
+    dvc = yaml.safe_load((REPO / "dvc.yaml").read_text())
+    assert "${workdir}/subspaces/${item}" in dvc["stages"]["finetune_osrm"]["do"]["deps"]
     # the merges of one init depend on that init's adapters only (plus the features, for RegMean's Grams)
     merge_deps = succ("merge@osrm")
     assert f"finetune_osrm@{t1}" in merge_deps and not any(s.startswith("finetune_lora@") for s in merge_deps)
@@ -58,3 +59,31 @@ def test_per_task_hparams_are_tracked_per_task():
 
     hp = json.loads((REPO / cfg["finetune"]["hparams_file"]).read_text())
     assert set(cfg["tasks"]) <= set(hp)  # DVC needs every tracked key to exist
+
+
+def _param_keys(dvc: dict) -> set[str]:
+    """Every `pipeline.yaml:` param key any stage of dvc.yaml tracks (foreach/matrix bodies included)."""
+    keys = set()
+    for stage in dvc["stages"].values():
+        for entry in stage.get("do", stage).get("params", []):
+            if isinstance(entry, dict) and "pipeline.yaml" in entry:
+                keys |= set(entry["pipeline.yaml"])
+            elif isinstance(entry, str):
+                keys.add(entry)
+    return keys
+
+
+def test_every_tracked_param_exists_in_pipeline_yaml():
+    """DVC refuses to run a stage whose param key is missing from the file, even if pydantic has a default:
+    every key dvc.yaml tracks must be spelled out in pipeline.yaml."""
+    dvc = yaml.safe_load((REPO / "dvc.yaml").read_text())
+    cfg = yaml.safe_load((REPO / "pipeline.yaml").read_text())
+    keys = _param_keys(dvc)
+    assert "merge.fisher_labels" in keys  # the collector sees foreach bodies
+    for key in sorted(keys):
+        if "${" in key:
+            key = key.split(".${", 1)[0]  # merge.methods.${item.method}: the prefix must exist
+        node = cfg
+        for part in key.split("."):
+            assert isinstance(node, dict) and part in node, f"dvc.yaml tracks {key!r}, missing from pipeline.yaml"
+            node = node[part]

@@ -36,6 +36,14 @@ def test_extract_then_subspace(cli, tiny_config):
         assert a.shape == (cfg["lora"]["rank"], 32)
         torch.testing.assert_close(a @ a.T, torch.eye(a.shape[0]), atol=1e-5, rtol=0)
         assert report[name]["objective"] <= report[name]["random_objective"]
+    # `--task all` (what dvc.yaml runs) writes every task's subspace, bit-identical to one task per process
+    before = {t: load_file(root / "subspaces" / t / "subspace.safetensors") for t in TINY_TASKS}
+    cli("build-subspace", "--config", tiny_config, "--task", "all")
+    for t in TINY_TASKS:
+        after = load_file(root / "subspaces" / t / "subspace.safetensors")
+        assert after.keys() == before[t].keys() and all(torch.equal(after[k], before[t][k]) for k in after)
+    res = cli("build-subspace", "--config", tiny_config, "--task", "all", "--task", "nope", ok=False)
+    assert "'nope'" in res.output and len(res.output.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize("estimator", ["task-mean", "token"])
