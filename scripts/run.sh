@@ -6,7 +6,9 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export PATH="$PWD/.venv/bin:$PATH" HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 start=$(date +%s)
+iso=$(date -u -Iseconds)
 dvc repro "$@"
 workdir=$(python -c "import yaml; print(yaml.safe_load(open('pipeline.yaml'))['workdir'])")
 echo
+python benchmarks/pipeline_timing.py "$workdir" --start "$iso"
 echo "pipeline finished in $(( $(date +%s) - start )) s; report: $workdir/report/report.md (plot: $workdir/report/merge.png)"
