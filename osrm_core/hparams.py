@@ -10,17 +10,23 @@ from osrm_core.errors import OsrmError
 _KEYS = {"epochs", "lr", "batch_size"}
 
 
+def read_json(path: str | Path, missing: str):
+    """The parsed JSON file; one-line OsrmError `missing` when it does not exist, or naming the line of a syntax error."""
+    p = Path(path)
+    if not p.is_file():
+        raise OsrmError(missing)
+    try:
+        return json.loads(p.read_text())
+    except json.JSONDecodeError as err:
+        raise OsrmError(f"{p}: malformed JSON (line {err.lineno}) — fix the syntax") from None
+
+
 def task_hparams(path: str | None, task: str) -> dict:
     """{epochs?, lr?, batch_size?} for `task` from a JSON {task: {...}} file ({} when absent)."""
     if not path:
         return {}
     p = Path(path)
-    if not p.is_file():
-        raise OsrmError(f"finetune.hparams_file: {p} does not exist — fix the path or set it to null")
-    try:
-        data = json.loads(p.read_text())
-    except json.JSONDecodeError as err:
-        raise OsrmError(f"{p}: malformed JSON (line {err.lineno}) — fix the syntax") from None
+    data = read_json(p, f"finetune.hparams_file: {p} does not exist — fix the path or set it to null")
     if not isinstance(data, dict):
         raise OsrmError(f"{p}: expected an object {{task: {{epochs, lr, batch_size}}}}, got {type(data).__name__} — fix the file")
     name = task if task in data else "default"

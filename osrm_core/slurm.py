@@ -1,5 +1,5 @@
-"""SLURM job rendering and the DVC-stage -> SLURM-job DAG (pure functions: no subprocess, no I/O
-beyond reading the templates in configs/slurm/).
+"""SLURM job rendering (pure functions: no subprocess, no I/O beyond reading the templates in
+configs/slurm/); the DVC-stage -> SLURM-job DAG is in osrm_core/slurm_dag.py and re-exported here.
 
 `stages/submit.py` is the only caller of sbatch/squeue; it feeds these functions what it read from
 the config and from DVC, and substitutes real job ids into the dependency specs.

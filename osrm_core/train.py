@@ -126,19 +126,13 @@ def deepspeed_config(path: str, micro_batch: int, grad_accum: int, bf16: bool) -
     """Read a DeepSpeed JSON (configs/deepspeed/) and set what the pipeline config owns: the per-rank
     micro-batch, accumulation and bf16 (train_batch_size is derived by DeepSpeed: micro x accum x world)."""
     import json
-    from pathlib import Path
 
     from osrm_core.errors import OsrmError
+    from osrm_core.hparams import read_json
 
-    p = Path(path)
-    if not p.is_file():
-        raise OsrmError(f"finetune.deepspeed: {p} does not exist — use configs/deepspeed/zero2.json or zero3.json")
-    try:
-        cfg = json.loads(p.read_text())
-    except json.JSONDecodeError as err:
-        raise OsrmError(f"{p}: malformed JSON (line {err.lineno}) — fix the syntax") from None
+    cfg = read_json(path, f"finetune.deepspeed: {path} does not exist — use configs/deepspeed/zero2.json or zero3.json")
     if "auto" in json.dumps(cfg):
-        raise OsrmError(f"{p}: 'auto' values are HF-Trainer-only — write explicit numbers")
+        raise OsrmError(f"{path}: 'auto' values are HF-Trainer-only — write explicit numbers")
     cfg.pop("train_batch_size", None)
     cfg.update(train_micro_batch_size_per_gpu=micro_batch, gradient_accumulation_steps=grad_accum)
     cfg["bf16"] = {**cfg.get("bf16", {}), "enabled": bool(bf16)}

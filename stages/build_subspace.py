@@ -14,7 +14,7 @@ from stages.io.atomic import atomic_dir
 from stages.io.feature_store import FeatureCache
 from stages.io.guard import guarded, progress
 from stages.io.manifest import read_manifest, require_same, write_manifest
-from stages.io.options import CONFIG, WORKDIR
+from stages.io.options import CONFIG, WORKDIR, expand_all
 from stages.io.tensors import save_file
 from stages.io.run import Run, open_run
 
@@ -75,14 +75,6 @@ TASKS = typer.Option(..., "--task", "-t", help="Task name (one of the config's `
                      "every task of the config: one process then reads each task's features once (what dvc.yaml runs).")
 
 
-def expand_tasks(run: Run, tasks: list[str]) -> list[str]:
-    """'all' -> every task of the run; names checked; order kept, duplicates dropped."""
-    out = []
-    for t in tasks:
-        out += run.tasks if t == "all" else [run.check_task(t)]
-    return list(dict.fromkeys(out))
-
-
 @guarded
 def main(config: Path = CONFIG, task: list[str] = TASKS, workdir: Path = WORKDIR) -> None:
     """Solve A_t per target layer from the leave-one-out second moment of the other tasks' features.
@@ -93,7 +85,7 @@ def main(config: Path = CONFIG, task: list[str] = TASKS, workdir: Path = WORKDIR
     per layer and shared by every requested subspace (G_not_t = sum_j G_j - G_t).
     """
     run = open_run(config, {"workdir": str(workdir) if workdir else None})
-    targets = expand_tasks(run, task)
+    targets = expand_all(task, run.tasks, run.check_task)
     cfg = run.cfg
     if len(run.tasks) < 2:
         raise OsrmError("tasks: OSRM needs at least 2 tasks (the subspace avoids the OTHER tasks' features) — add tasks")

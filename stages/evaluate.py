@@ -57,7 +57,7 @@ def task_batches(run: Run, task: str, split: str, world, cache: dict) -> tuple[l
     """(tokenised batches of this rank's block, length-sorted order, labels (n,)), made once per task."""
     if task not in cache:
         spec, data = run.load_task(task)
-        ds, tokenizer = data[split], run.tokenizer()
+        ds, tokenizer = data[split], run.tokenizer
         order = length_sorted(tokenizer, ds, spec.text_fields)
         start, stop = distributed.block(len(order), world.rank, world.size)
         batches = list(iterate(tokenizer, ds, spec.text_fields, run.cfg.evaluate.batch_size, run.cfg.data.max_length, order[start:stop]))
@@ -72,7 +72,7 @@ def score_task(run: Run, task: str, update: dict, head: dict, split: str, world=
     are gathered (every rank gets the whole tensor)."""
     spec, _ = run.load_task(task)
     batches, order, labels = task_batches(run, task, split, world, {} if cache is None else cache)
-    model = run.pool().get(spec.num_labels, update, head)
+    model = run.pool.get(spec.num_labels, update, head)
     part = predict(model, iter(batches))
     logits = torch.cat([p for p in distributed.gather_objects(part, world) if p.numel()])
     restore = torch.empty_like(logits)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import tempfile
 from contextlib import ExitStack
+from functools import cached_property
 from pathlib import Path
 
 import torch
@@ -24,7 +25,7 @@ from stages.io.atomic import atomic_dir
 from stages.io.feature_store import FeatureCache
 from stages.io.guard import guarded, progress
 from stages.io.manifest import read_manifest, write_manifest
-from stages.io.options import CONFIG, INIT_REQ, WORKDIR
+from stages.io.options import CONFIG, INIT_REQ, WORKDIR, expand_all
 from stages.io.run import Run, open_run
 from stages.io.shards import ShardWriter
 
@@ -32,33 +33,26 @@ METHODS_OPT = typer.Option(..., "--method", "-m", help="Merge method (a key of o
                            "Repeat for several, or 'all' = every key of merge.methods: one process then reads the adapters, W0 and Grams once.")
 
 
-def expand_methods(run: Run, methods: list[str]) -> list[str]:
-    """'all' -> every key of merge.methods; order kept, duplicates dropped."""
-    out = []
-    for m in methods:
-        out += list(run.cfg.merge.methods) if m == "all" else [m]
-    return list(dict.fromkeys(out))
-
-
 class Inputs:
-    """What every method of one init reads, loaded at most once: W0 and the tasks' feature Grams on demand."""
+    """What every method of one init reads, loaded at most once: the checked adapters (and their manifests'
+    hashes and backbone), and on demand W0 and the tasks' feature Grams."""
 
-    def __init__(self, run: Run, adapters: dict[str, Adapter]):
-        self.run, self.adapters = run, adapters
-        self.modules = next(iter(adapters.values())).modules
-        self._base = self._caches = None
+    def __init__(self, run: Run, init: str):
+        self.run = run
+        self.adapters, self.upstream = open_adapters(run, init)
+        self.first = next(iter(self.adapters.values()))
+        self.modules = self.first.modules
+        self.backbone = read_manifest(self.first.folder, "finetune", "")["backbone"]
 
+    @cached_property
     def base(self) -> dict[str, torch.Tensor]:
         """W0 (d_out x d_in) of the target modules, from one load of the backbone."""
-        if self._base is None:
-            named = dict(load_classifier(self.run.spec, 2).named_modules())
-            self._base = {m: named[m].weight.detach().float().clone() for m in self.modules}
-        return self._base
+        named = dict(load_classifier(self.run.spec, 2).named_modules())
+        return {m: named[m].weight.detach().float().clone() for m in self.modules}
 
+    @cached_property
     def caches(self) -> dict[str, FeatureCache]:
-        if self._caches is None:
-            self._caches = {t: FeatureCache(self.run.layout.features(t)) for t in self.run.tasks}
-        return self._caches
+        return {t: FeatureCache(self.run.layout.features(t)) for t in self.run.tasks}
 
 
 def task_fishers(run: Run, adapters: dict[str, Adapter], modules: list[str], folder: Path) -> dict[str, Path]:
@@ -68,7 +62,7 @@ def task_fishers(run: Run, adapters: dict[str, Adapter], modules: list[str], fol
     weight, as a PEFT LoRA layer would give) and its own head, on a seeded sample of
     `merge.fisher_samples` train rows. One task at a time; each Fisher goes to folder/fisher-<t>.safetensors
     and is read back one module at a time, so peak memory is one model plus one task's Fishers."""
-    cfg, tokenizer, paths = run.cfg, run.tokenizer(), {}
+    cfg, tokenizer, paths = run.cfg, run.tokenizer, {}
     for task, adapter in progress(list(adapters.items()), "fisher"):
         spec, data = run.load_task(task)
         ds = data["train"]
@@ -155,21 +149,19 @@ def main(config: Path = CONFIG, init: str = INIT_REQ, method: list[str] = METHOD
     parameters are checked before anything is written; each method's folder is written atomically.
     """
     run = open_run(config, {"workdir": str(workdir) if workdir else None})
-    names = expand_methods(run, method)
+    names = expand_all(method, list(run.cfg.merge.methods))
     methods = {n: get_method(n) for n in names}
     params = {n: parse_params(methods[n], run.cfg.merge.methods.get(n, {}), f"merge.methods.{n}") for n in names}
-    adapters, upstream = open_adapters(run, init)
-    inputs = Inputs(run, adapters)
+    shared = Inputs(run, init)
     for n in names:
-        merge_one(run, init, methods[n], params[n], inputs, upstream)
+        merge_one(run, init, methods[n], params[n], shared)
 
 
-def merge_one(run: Run, init: str, m, params, shared: Inputs, upstream: dict) -> None:
+def merge_one(run: Run, init: str, m, params, shared: Inputs) -> None:
     """One method's merge of `init`'s adapters -> <workdir>/merged/<init>/<method> (artifact + manifest)."""
     adapters, modules = shared.adapters, shared.modules
-    first = next(iter(adapters.values()))
-    base = shared.base() if "base" in m.needs else None
-    caches = shared.caches() if "grams" in m.needs else None
+    base = shared.base if "base" in m.needs else None
+    caches = shared.caches if "grams" in m.needs else None
     gen = torch.Generator().manual_seed(run.cfg.merge.seed)
     out, low_rank = run.layout.merged(init, m.name), run.cfg.merge.low_rank
     with ExitStack() as stack, atomic_dir(out) as tmp:
@@ -178,13 +170,13 @@ def merge_one(run: Run, init: str, m, params, shared: Inputs, upstream: dict) ->
         info, factors, errors = merge_modules(tmp, modules, inputs, m, params, gen, adapters, low_rank)
         if factors:
             rank = next(iter(factors.values()))[0].shape[0]
-            write_lora(tmp, factors, {}, first.config, rank, float(rank))
+            write_lora(tmp, factors, {}, shared.first.config, rank, float(rank))
         (tmp / "info.json").write_text(json.dumps(info, indent=1, sort_keys=True, default=float) + "\n")
         trunc = {"rank": low_rank, "max_error": max(errors.values()), "mean_error": sum(errors.values()) / len(errors)} if errors else None
         write_manifest(tmp, "merge", {"method": m.name, "params": params.model_dump(mode="json"), "init": init,
                        "tasks": run.tasks, "seed": run.cfg.merge.seed, "low_rank": low_rank,
                        **({"fisher": {k: getattr(run.cfg.merge, k) for k in ("fisher_samples", "fisher_batch_size", "fisher_labels")}} if fishers else {})},
-                       upstream=upstream, backbone=read_manifest(first.folder, "finetune", "")["backbone"], method=m.name, init=init,
+                       upstream=shared.upstream, backbone=shared.backbone, method=m.name, init=init,
                        tasks=run.tasks, modules=modules, low_rank=bool(factors), per_task=m.per_task, truncation=trunc)
     note = f", truncated to rank {low_rank} (max rel. error {trunc['max_error']:.3f})" if trunc else ""
     print(f"merged: {out} ({m.name}, {len(adapters)} tasks, {len(modules)} modules{note})")

@@ -41,7 +41,7 @@ def sweep_dir(run: Run, init: str, method: str) -> Path:
 
 
 class Scorer:
-    """Scores body updates on capped validation rows; one backbone per label count (`run.pool()`).
+    """Scores body updates on capped validation rows; one backbone per label count (`run.pool`).
 
     `score(task, deltas)` sets W = W0 + delta (d_out x d_in) for the target modules, loads the task's
     head and returns the task's score (mean of its GLUE-style metrics)."""
@@ -55,14 +55,14 @@ class Scorer:
             spec, data = self.run.load_task(task)
             ds = data["validation"].select(range(min(self.run.cfg.merge.sweep_max_eval, len(data["validation"]))))
             cfg = self.run.cfg
-            batches = list(iterate(self.run.tokenizer(), ds, spec.text_fields, cfg.evaluate.batch_size, cfg.data.max_length))
+            batches = list(iterate(self.run.tokenizer, ds, spec.text_fields, cfg.evaluate.batch_size, cfg.data.max_length))
             self.data[task] = (spec, batches, torch.as_tensor(list(ds["label"])).numpy(), self.adapters[task].head())
         return self.data[task]
 
     @torch.no_grad()
     def score(self, task: str, deltas: dict[str, torch.Tensor]) -> float:
         spec, batches, labels, head = self._task(task)
-        model = self.run.pool().get(spec.num_labels, deltas, head)
+        model = self.run.pool.get(spec.num_labels, deltas, head)
         logits = predict(model, iter(batches))
         return compute(spec.metric, predictions(logits.numpy(), spec.is_regression), labels)["score"]
 
@@ -107,11 +107,8 @@ def grid_points(run: Run, method: str) -> list[dict]:
 
 
 def point_params(run: Run, m, method: str, point: dict):
-    base = {**run.cfg.merge.methods.get(method, {}), **point}
-    try:
-        return m.params.model_validate(base)
-    except Exception as err:
-        raise OsrmError(f"merge.sweep.{method}: {point} is not valid for {method} ({type(err).__name__}) — fix the grid") from None
+    """`merge.methods[method]` with the grid point's values over it, validated (errors name merge.sweep.<method>.<field>)."""
+    return parse_params(m, {**run.cfg.merge.methods.get(method, {}), **point}, f"merge.sweep.{method}")
 
 
 def summarise(scores: dict[str, float], individual: dict[str, float]) -> dict:

@@ -17,5 +17,16 @@ CONFIG = typer.Option(Path("pipeline.yaml"), "--config", "-c", help="pipeline.ya
 TASK = typer.Option(..., "--task", "-t", help="Task name (one of the config's `tasks`, or of its suite).")
 INIT = typer.Option(None, "--init", help=_help(LoraConfig, "init") + " Default: lora.init.")
 WORKDIR = typer.Option(None, "--workdir", help=_help(PipelineConfig, "workdir") + " Overrides the config.")
+
+
+def expand_all(values: list[str], everything: list[str], check=lambda v: v) -> list[str]:
+    """A repeatable option's values: 'all' -> `everything`, others through `check` (which raises on a bad
+    one); order kept, duplicates dropped."""
+    out = []
+    for v in values:
+        out += list(everything) if v == "all" else [check(v)]
+    return list(dict.fromkeys(out))
+
+
 INIT_REQ = typer.Option(..., "--init", help="Which adapters to use: the 'gaussian' or the 'osrm' ones.")
 METHOD = typer.Option(..., "--method", "-m", help="Merge method (a key of osrm_core.merge.METHODS, e.g. task_arithmetic, ties).")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +28,6 @@ class Run:
     tasks: list[str]
     layout: Layout
     _tasks: dict = field(default_factory=dict, repr=False)
-    _cache: dict = field(default_factory=dict, repr=False)
 
     def check_task(self, task: str) -> str:
         if task not in self.tasks:
@@ -37,17 +37,15 @@ class Run:
     def backbone_identity(self) -> dict:
         return {"name": self.spec.name, "source": self.spec.source, "weights": weights_fingerprint(self.spec)}
 
+    @cached_property
     def tokenizer(self):
         """The backbone's tokenizer, loaded once per process."""
-        if "tokenizer" not in self._cache:
-            self._cache["tokenizer"] = load_tokenizer(self.spec)
-        return self._cache["tokenizer"]
+        return load_tokenizer(self.spec)
 
+    @cached_property
     def pool(self) -> ClassifierPool:
         """One classifier per label count for scoring many updates in one process (osrm_core.scoring)."""
-        if "pool" not in self._cache:
-            self._cache["pool"] = ClassifierPool(lambda n: load_classifier(self.spec, n))
-        return self._cache["pool"]
+        return ClassifierPool(lambda n: load_classifier(self.spec, n))
 
     def load_task(self, task: str, seed: int | None = None):
         key = (task, seed)
