@@ -19,9 +19,7 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
-FAMILY = {"extract-features": "extract-features (8 tasks)", "build-subspace": "build-subspace",
-          "finetune": "finetune (16)", "merge": "merge", "evaluate": "evaluate", "report": "report",
-          "sweep": "sweeps", "sweep-plot": "sweeps"}
+FAMILY = {"sweep-plot": "sweep"}  # stage name -> family shown (default: the stage name)
 
 
 def stamps(root: Path) -> list[tuple[dt.datetime, str, str]]:
@@ -45,15 +43,17 @@ def main() -> None:
         print(f"{args.root}: no stage wrote an artifact{' since ' + args.start if start else ''} (nothing to time)")
         return
     prev = start or rows[0][0]
-    per = defaultdict(float)
+    per, count = defaultdict(float), defaultdict(int)
     for when, stage, _ in rows:
-        per[FAMILY.get(stage, stage)] += max((when - prev).total_seconds(), 0.0)
+        fam = FAMILY.get(stage, stage)
+        per[fam] += max((when - prev).total_seconds(), 0.0)
+        count[fam] += 1
         prev = when
     total = sum(per.values())
-    print("| stage family | seconds | share |\n|---|---|---|")
+    print("| stage family | artifacts | seconds | share |\n|---|---|---|---|")
     for fam, sec in per.items():
-        print(f"| {fam} | {sec:.0f} | {100 * sec / total:.0f}% |")
-    print(f"| **total** | **{total:.0f}** ({total / 60:.1f} min) | |")
+        print(f"| {fam} | {count[fam]} | {sec:.0f} | {100 * sec / total:.0f}% |")
+    print(f"| **total** | {sum(count.values())} | **{total:.0f}** ({total / 60:.1f} min) | |")
 
 
 if __name__ == "__main__":

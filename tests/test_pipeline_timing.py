@@ -23,8 +23,8 @@ def test_gaps_are_charged_to_the_later_stage_family(tmp_path):
     _manifest(tmp_path, "merged/gaussian/ties", "merge", "2026-01-01T00:01:30+00:00")
     _manifest(tmp_path, "merged/gaussian/weight_average", "merge", "2026-01-01T00:01:31+00:00")
     out = _run(tmp_path, "--start", "2026-01-01T00:00:00+00:00")
-    assert "| extract-features (8 tasks) | 10 |" in out and "| finetune (16) | 60 |" in out
-    assert "| merge | 21 |" in out and "**91**" in out
+    assert "| extract-features | 1 | 10 |" in out and "| finetune | 1 | 60 |" in out
+    assert "| merge | 2 | 21 |" in out and "| **total** | 4 | **91**" in out
 
 
 def test_nothing_ran_since_start(tmp_path):
