@@ -36,7 +36,7 @@ ROOT = HERE.parent
 MERGEKIT_PY = HERE / ".venv-mergekit" / "bin" / "python"
 SHAPES = {"minilm": ("bert.encoder.layer.{i}.attention.self", "query", "value", 384, 384, 384),
           "llama": ("model.layers.{i}.self_attn", "q_proj", "v_proj", 4096, 4096, 1024)}
-PREFIX = "base_model.model."
+from osrm_core.lora import PEFT_PREFIX as PREFIX
 
 
 def rss_mib() -> float:

@@ -6,10 +6,11 @@ import json
 from pathlib import Path
 
 from osrm_core.report import build_rows, markdown_table
+from stages.io.artifacts import Evaluation, Report
 from stages.io.atomic import atomic_dir
 from stages.io.guard import guarded
-from stages.io.manifest import read_manifest, write_manifest
-from stages.io.options import CONFIG, WORKDIR
+from stages.io.layout import parse_models
+from stages.io.options import CONFIG, WORKDIR, run_overrides
 from stages.io.run import open_run
 
 
@@ -39,13 +40,12 @@ def _plot(rows: list[dict], tasks: list[str], path: Path) -> None:
 @guarded
 def main(config: Path = CONFIG, workdir: Path = WORKDIR) -> None:
     """Collect eval/*/metrics.json into report/metrics.json (DVC metrics), report/report.md and report/merge.png."""
-    run = open_run(config, {"workdir": str(workdir) if workdir else None})
-    models = ["base"] + [f"{i}/individual" for i in run.cfg.inits] + [f"{i}/{m}" for i in run.cfg.inits for m in run.cfg.merge.methods]
-    evals, upstream = {}, {}
-    for model in models:
-        folder = run.layout.evaluation(model)
-        upstream[model] = read_manifest(folder, "evaluate", f"osrm evaluate --model {model}")["content_hash"]
-        evals[model] = json.loads((folder / "metrics.json").read_text())
+    run = open_run(config, run_overrides(workdir))
+    inits = run.cfg.inits
+    wanted = ["base"] + [f"{i}/individual" for i in inits] + [f"{i}/merges" for i in inits]
+    arts = {str(ref): Evaluation.open(run, ref) for ref in parse_models(wanted, inits, list(run.cfg.merge.methods))}
+    models = list(arts)
+    evals, upstream = {m: a.metrics for m, a in arts.items()}, {m: a.content_hash for m, a in arts.items()}
     rows = build_rows(evals, run.tasks)
     out = run.layout.report()
     header = (f"# OSRM report\n\nBackbone `{run.spec.name}`, suite `{run.cfg.suite}` ({len(run.tasks)} tasks), split "
@@ -55,6 +55,6 @@ def main(config: Path = CONFIG, workdir: Path = WORKDIR) -> None:
         (tmp / "metrics.json").write_text(json.dumps({"rows": rows}, indent=1, sort_keys=True) + "\n")
         (tmp / "report.md").write_text(header + markdown_table(rows, run.tasks) + "\n")
         _plot(rows, run.tasks, tmp / "merge.png")
-        write_manifest(tmp, "report", {"models": models}, upstream=upstream)
+        Report.seal(tmp, {"models": models}, upstream=upstream)
     print(f"report: {out / 'report.md'}")
     print(markdown_table(rows, run.tasks))

@@ -28,5 +28,10 @@ def expand_all(values: list[str], everything: list[str], check=lambda v: v) -> l
     return list(dict.fromkeys(out))
 
 
-INIT_REQ = typer.Option(..., "--init", help="Which adapters to use: the 'gaussian' or the 'osrm' ones.")
+INIT_REQ = typer.Option(..., "--init", help="Which adapters to use: one of the config's `inits` (e.g. gaussian, osrm).")
 METHOD = typer.Option(..., "--method", "-m", help="Merge method (a key of osrm_core.merge.METHODS, e.g. task_arithmetic, ties).")
+
+
+def run_overrides(workdir: Path | None, **extra) -> dict:
+    """Config overrides from the options every stage shares (None = keep the config's value)."""
+    return {"workdir": str(workdir) if workdir else None, **extra}

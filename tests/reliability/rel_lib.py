@@ -31,7 +31,7 @@ def write_adapter(root: Path, init: str, task: str, cfg_path: Path, rank: int = 
     """A synthetic PEFT LoRA adapter + finetune manifest for `task`, shaped like the tiny BERT's."""
     from stages.io.adapters import write_lora
     from stages.io.atomic import atomic_dir
-    from stages.io.manifest import write_manifest
+    from stages.io.artifacts import TaskAdapter
     from stages.io.run import open_run
 
     run = open_run(cfg_path)
@@ -48,8 +48,8 @@ def write_adapter(root: Path, init: str, task: str, cfg_path: Path, rank: int = 
     out = run.layout.adapter(init, task)
     with atomic_dir(out) as tmp:
         write_lora(tmp, factors, head, template, rank, 2.0 * rank)
-        write_manifest(tmp, "finetune", {"task": task, "init": init, "seed": run.cfg.seed}, upstream={},
-                       backbone=identity, task=task, init=init, rank=rank, blocks=blocks, num_labels=2)
+        TaskAdapter.seal(tmp, {"task": task, "init": init, "seed": run.cfg.seed}, upstream={},
+                         backbone=identity, task=task, init=init, rank=rank, blocks=blocks, num_labels=2)
     return out
 
 

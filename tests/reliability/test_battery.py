@@ -44,13 +44,13 @@ def _corrupt(path, keep=None, garbage=b"\x00garbage"):
 
 def _rewrite_manifest(folder):
     """Re-sign an artifact after editing it (simulates a stage that itself wrote bad values)."""
-    from stages.io.manifest import write_manifest
+    from stages.io.artifacts import KINDS
 
     m = json.loads((folder / "manifest.json").read_text())
     extra = {k: v for k, v in m.items() if k not in {"schema_version", "stage", "created", "config", "config_hash", "upstream",
                                                        "versions", "python", "git_commit", "files", "content_hash"}}
     (folder / "manifest.json").unlink()
-    write_manifest(folder, m["stage"], m["config"], m["upstream"], **extra)
+    KINDS[m["stage"]].seal(folder, m["config"], m["upstream"], **extra)
 
 
 def _poison_features(w, value, kind="sample_mean"):
@@ -124,11 +124,11 @@ def _not_writable(w, mp):
 
 
 def _interrupt(w, mp):
-    import stages.build_subspace as bs
+    from stages.io.artifacts import Subspace
 
     def stop(*a, **k):
         raise KeyboardInterrupt
-    mp.setattr(bs, "write_manifest", stop)
+    mp.setattr(Subspace, "seal", stop)
     return ["build-subspace", "-c", w.cfg, "--task", T0]
 
 

@@ -16,7 +16,7 @@ def fake_adapters(config, init: str, seed: int) -> None:
     from osrm_core import lora
     from osrm_core.models import head_module_names, load_classifier
     from stages.io.atomic import atomic_dir
-    from stages.io.manifest import write_manifest
+    from stages.io.artifacts import TaskAdapter
     from stages.io.run import open_run
 
     run = open_run(config)
@@ -30,7 +30,8 @@ def fake_adapters(config, init: str, seed: int) -> None:
                 layer.lora_B["default"].weight.normal_(0, 0.05)
         with atomic_dir(run.layout.adapter(init, task)) as tmp:
             model.save_pretrained(tmp)
-            write_manifest(tmp, "finetune", {"task": task}, upstream={}, backbone=run.backbone_identity(), task=task, init=init)
+            TaskAdapter.seal(tmp, {"task": task}, upstream={}, backbone=run.backbone_identity(), task=task, init=init,
+                             num_labels=spec.num_labels, rank=run.cfg.lora.rank, blocks=run.cfg.lora.blocks)
 
 
 @pytest.fixture
