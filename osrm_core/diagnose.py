@@ -163,7 +163,7 @@ def energy_ratio(a: torch.Tensor, s: torch.Tensor) -> float:
     total = float(torch.trace(s))
     if total <= 0:
         raise OsrmError("energy_ratio: the second moment has zero trace (no tokens?) — re-extract features")
-    return float(torch.einsum("di,de,ei->", q, s, q)) / total * d / r
+    return float(((s @ q) * q).sum()) / total * d / r  # tr(Q^T S Q)
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,8 @@ def heatmaps(results: dict[str, Interference], path: Path) -> None:
     tasks, n = first.tasks, len(first.tasks)
     vmax = max(1.0, *(float(r.matrix.max()) for r in results.values()))
     side = 1.0 + 0.55 * n
-    fig, axes = plt.subplots(1, len(results), figsize=(side * len(results) + 1.2, side + 0.9), squeeze=False)
+    fig, axes = plt.subplots(1, len(results), figsize=(side * len(results) + 1.2, side + 0.6),
+                             squeeze=False, sharey=True)
     for ax, (arm, res) in zip(axes[0], results.items()):
         e = res.matrix.numpy()
         im = ax.imshow(e, vmin=0.0, vmax=vmax, cmap="viridis")
@@ -48,9 +49,9 @@ def heatmaps(results: dict[str, Interference], path: Path) -> None:
                 ax.text(j, i, f"{e[i, j]:.2f}", ha="center", va="center", fontsize=7,
                         color="black" if e[i, j] > 0.6 * vmax else "white")
         ax.set_xticks(range(n), tasks, rotation=45, ha="right", fontsize=7)
-        ax.set_yticks(range(n), tasks, fontsize=7)
         ax.set_xlabel("update of task j")
         ax.set_title(f"{arm}: median off-diag {res.median_offdiag():.2f}", fontsize=9)
+    axes[0][0].set_yticks(range(n), tasks, fontsize=7)
     axes[0][0].set_ylabel("inputs of task i")
     fig.suptitle("E_ij: task j's update (column) on task i's inputs (row), relative to task i's own", fontsize=9)
     fig.colorbar(im, ax=axes[0].tolist(), shrink=0.8)
@@ -69,7 +70,7 @@ def per_layer(results: dict[str, Interference], path: Path) -> None:
     first = _check_arms(results, "per-layer plot")
     plt = _pyplot()
     x = range(len(first.modules))
-    fig, ax = plt.subplots(figsize=(1.5 + 0.35 * len(first.modules), 3.4))
+    fig, ax = plt.subplots(figsize=(max(4.5, 1.5 + 0.35 * len(first.modules)), 3.4))
     for arm, res in results.items():
         ax.plot(x, res.module_medians(), marker="o", ms=3, label=f"{arm} (overall {res.median_offdiag():.2f})")
     ax.axhline(1.0, color="grey", lw=0.8, ls="--")
