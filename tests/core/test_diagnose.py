@@ -3,6 +3,7 @@ PEFT adapters attached; closed-form checks of output_shift, energy_ratio, drift 
 
 from __future__ import annotations
 
+import copy
 import json
 
 import pytest
@@ -114,8 +115,6 @@ def bert_setup():
 @pytest.mark.parametrize("rslora", [False, True])
 def test_gram_interference_equals_forward_hooks(bert_setup, rslora):
     model, batches, names, grams = bert_setup
-    import copy
-
     scale = ALPHA / (R**0.5 if rslora else R)
     factors = _random_factors(names, scale)
     peft_model, modules = _attach(copy.deepcopy(model), names, factors, rslora)
@@ -132,8 +131,6 @@ def test_gram_interference_equals_forward_hooks(bert_setup, rslora):
 def test_base_grams_are_first_order_beyond_the_first_layer(bert_setup):
     """With the adapter really propagating, layer 0 still matches exactly; layer 1 sees shifted inputs."""
     model, batches, names, grams = bert_setup
-    import copy
-
     factors = _random_factors(names, ALPHA / R)
     peft_model, modules = _attach(copy.deepcopy(model), names, factors, rslora=False)
     measured = _hook_shifts(peft_model, modules, names, batches, propagate_base=False)
@@ -211,9 +208,9 @@ def _blocks(d=8, k=3) -> tuple[dict, dict]:
     hy = torch.randn(20, d, generator=gen, dtype=torch.float64)
     ax, ay = torch.randn(2, d, generator=gen, dtype=torch.float64), torch.randn(2, d, generator=gen, dtype=torch.float64)
     ay[:, :k] = 0
-    b = lambda: torch.randn(5, 2, generator=gen, dtype=torch.float64)  # noqa: E731
-    grams = {"x": {"l.0.q": hx.T @ hx, "l.1.q": hx.T @ hx}, "y": {"l.0.q": hy.T @ hy, "l.1.q": hy.T @ hy}}
-    factors = {"x": {"l.0.q": (ax, b(), 2.0), "l.1.q": (ax, b(), 2.0)}, "y": {"l.0.q": (ay, b(), 2.0), "l.1.q": (ay, b(), 2.0)}}
+    grams = {"x": {m: hx.T @ hx for m in ("l.0.q", "l.1.q")}, "y": {m: hy.T @ hy for m in ("l.0.q", "l.1.q")}}
+    factors = {t: {m: (a, torch.randn(5, 2, generator=gen, dtype=torch.float64), 2.0) for m in ("l.0.q", "l.1.q")}
+               for t, a in (("x", ax), ("y", ay))}
     return grams, factors
 
 
@@ -247,7 +244,9 @@ def test_interference_rejects_bad_input():
 
 def test_modules_sorted_naturally():
     grams, factors = _blocks()
-    rename = lambda d: {t: {m.replace("l.1.", "l.10.").replace("l.0.", "l.2."): v for m, v in ms.items()} for t, ms in d.items()}  # noqa: E731
+    def rename(nested):
+        return {t: {m.replace("l.1.", "l.10.").replace("l.0.", "l.2."): v for m, v in ms.items()} for t, ms in nested.items()}
+
     assert interference(rename(grams), rename(factors)).modules == ["l.2.q", "l.10.q"]
 
 
