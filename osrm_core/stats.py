@@ -12,7 +12,6 @@ from typing import Callable, Literal, Mapping, NamedTuple, Sequence
 import numpy as np
 
 from osrm_core.errors import OsrmError
-from osrm_core.metrics import compute
 
 ScoreFn = Callable[[np.ndarray, np.ndarray], float]
 Runs = Mapping[str, Mapping[str, tuple[np.ndarray, np.ndarray]]]  # seed -> task -> (preds (n,), labels (n,))
@@ -146,21 +145,76 @@ def _stack(named: Mapping[str, Runs], seeds: list[str], task: str) -> tuple[np.n
     return np.stack(preds).reshape(len(named), len(seeds), -1), labels
 
 
+def _weighted_corr(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Pearson r (B,) of x, y (B, n) or (n,) with row multiplicities w (B, n); 0 where a side is constant."""
+    def centred(v):
+        return v - ((w * v).sum(-1) / w.sum(-1))[:, None]
+    xc, yc = centred(x), centred(y)
+    cov, vx, vy = (w * xc * yc).sum(-1), (w * xc * xc).sum(-1), (w * yc * yc).sum(-1)
+    denom = np.sqrt(vx * vy)
+    return np.where(denom > 0, cov / np.where(denom > 0, denom, 1.0), 0.0)
+
+
+def _weighted_ranks(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """Average ranks (B, n) of x (n,) within each replicate's multiset (row i taken w[b, i] times): a tie group
+    of total weight W with weight V below it spans ranks V+1..V+W, so each member gets V + (W + 1) / 2."""
+    order = np.argsort(x, kind="mergesort")
+    xs = x[order]
+    start = np.r_[True, xs[1:] != xs[:-1]]
+    group_w = np.add.reduceat(w[:, order], np.flatnonzero(start), axis=1)  # (B, groups)
+    avg = np.cumsum(group_w, axis=1) - group_w + (group_w + 1.0) / 2.0
+    ranks = np.empty_like(w)
+    ranks[:, order] = avg[:, np.cumsum(start) - 1]
+    return ranks
+
+
+def _weighted_metric(metric: str, preds: np.ndarray, labels: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """osrm_core.metrics.compute(metric)["score"] (M, B) of preds (M, n) on every replicate at once, the replicate
+    being row multiplicities w (B, n): counts are w-weighted sums, correlations w-weighted (ranks within the
+    multiset for Spearman). Same values as recomputing on the resampled rows (tested)."""
+    n = w.sum(1)  # (B,) every replicate has n rows
+    correct = (preds == labels).astype(np.float64) @ w.T  # (M, B)
+    if metric == "accuracy":
+        parts = [correct / n]
+    elif metric == "accuracy_f1":  # F1 of class 1: 2 tp / (2 tp + fp + fn)
+        pos = (preds == 1).astype(np.float64)
+        tp, pred_pos, true_pos = (pos * (labels == 1)) @ w.T, pos @ w.T, w @ (labels == 1).astype(np.float64)
+        denom = pred_pos + true_pos
+        parts = [correct / n, np.where(denom > 0, 2.0 * tp / np.where(denom > 0, denom, 1.0), 0.0)]
+    elif metric == "matthews":  # Gorodkin: (c s - t.q) / sqrt((s^2 - q.q)(s^2 - t.t)) from class counts
+        classes = np.unique(np.concatenate([labels, preds.ravel()]))
+        t = (labels == classes[:, None]).astype(np.float64) @ w.T  # (k, B) true class counts
+        q = ((preds[:, None, :] == classes[None, :, None]).astype(np.float64) @ w.T)  # (M, k, B) predicted counts
+        num = correct * n - np.einsum("kb,mkb->mb", t, q)
+        denom = (n * n - (q * q).sum(1)) * (n * n - (t * t).sum(0))
+        parts = [np.where(denom > 0, num / np.sqrt(np.where(denom > 0, denom, 1.0)), 0.0)]
+    elif metric == "pearson_spearman":
+        label_ranks = _weighted_ranks(labels, w)
+        parts = [np.stack([_weighted_corr(p, labels, w) for p in preds]),
+                 np.stack([_weighted_corr(_weighted_ranks(p, w), label_ranks, w) for p in preds])]
+    else:
+        raise OsrmError(f"paired_bootstrap: unknown metric {metric!r} (use a name osrm_core.metrics.compute knows, "
+                        f"or pass a score function)")
+    return 100.0 * np.mean(parts, axis=0)
+
+
 def _task_scores(preds: np.ndarray, labels: np.ndarray, score: ScoreFn | str, rows: np.ndarray,
                  used: np.ndarray) -> np.ndarray:
     """Scores (G, S, B) of a task on each replicate's rows (B, n), computed where used (S, B) is true (else NaN).
 
-    Accuracy is a mean over rows, so it is gathered for all replicates at once; any other metric is
-    recomputed from the resampled predictions and labels (MCC, F1, correlations are not row means)."""
-    if score == "accuracy":
-        return 100.0 * (preds == labels)[..., rows].mean(-1)
-    fn = (lambda p, y, m=score: compute(m, p, y)["score"]) if isinstance(score, str) else score
+    A metric name is computed for all replicates at once from row multiplicities; a score function is called on
+    the resampled predictions and labels (MCC, F1, correlations are not row means: both recompute the metric)."""
+    if isinstance(score, str):
+        g, s, n = preds.shape
+        w = np.bincount((rows + n * np.arange(len(rows))[:, None]).ravel(), minlength=len(rows) * n)
+        return _weighted_metric(score, preds.reshape(g * s, n), labels, w.reshape(len(rows), n).astype(np.float64)
+                                ).reshape(g, s, len(rows))
     out = np.full(preds.shape[:2] + (len(rows),), np.nan)
     for b, idx in enumerate(rows):
         y, p = labels[idx], preds[..., idx]
         for s in np.flatnonzero(used[:, b]):
             for g in range(preds.shape[0]):
-                out[g, s, b] = fn(p[g, s], y)
+                out[g, s, b] = score(p[g, s], y)
     return out
 
 
@@ -189,8 +243,8 @@ def paired_bootstrap(arm: Runs, ref: Runs, score_fns: Mapping[str, ScoreFn | str
 
     arm, ref (and the individuals for statistic="normalised"): seed -> task -> (preds (n_task,), labels (n_task,)),
     the same seeds and, per task, the same labels (same test rows in the same order); tasks not in score_fns are
-    ignored. score_fns: task -> a
-    score function (preds, labels) -> float, or a metric name of osrm_core.metrics.compute (its "score").
+    ignored. score_fns: task -> a score function (preds, labels) -> float, or a metric name of
+    osrm_core.metrics.compute (its "score", computed for all replicates at once; a function is called per replicate).
     Replicate b draws, with a numpy Generator seeded by `seed`, first for each task in score_fns order the row
     indices rng.integers(0, n_task, (B, n_task)), then the seeds rng.integers(0, S, (B, S)); both arms (and all
     seeds) use those rows, and both arms those seeds. Each replicate's value is the mean over the drawn seeds of

@@ -152,11 +152,20 @@ def test_shifted_regression_predictions_change_nothing():
     np.testing.assert_allclose([got.estimate, got.low, got.high], 0.0, atol=1e-10)
 
 
-def test_vectorised_accuracy_equals_the_loop():
+def test_metric_names_equal_score_functions_on_the_resampled_rows():
+    """The multiplicity-weighted metrics equal osrm_core.metrics recomputed on each replicate's rows, including
+    heavy ties (Spearman's ranks within the multiset) and a constant prediction (correlation 0)."""
     arm, ref = make_runs(6, noise=0.1), make_runs(6, noise=0.3)
-    fast = paired_bootstrap(arm, ref, {"acc": "accuracy", "pair": "accuracy"}, n_boot=60, seed=1)
-    loop = paired_bootstrap(arm, ref, {"acc": score_fn("accuracy"), "pair": score_fn("accuracy")}, n_boot=60, seed=1)
-    np.testing.assert_allclose(fast.replicates, loop.replicates, atol=1e-12)
+    for s in "01":
+        y = np.round(arm[s]["reg"][1])  # the 0..5 grid of STS-B: many ties in labels and predictions
+        arm[s]["reg"], ref[s]["reg"] = (np.round(arm[s]["reg"][0] * 2) / 2, y), (np.full(len(y), 2.5), y)
+    arm, ref = ({s: r[s] for s in "01"} for r in (arm, ref))
+    fast = paired_bootstrap(arm, ref, METRICS, n_boot=60, seed=1)
+    loop = paired_bootstrap(arm, ref, {t: score_fn(m) for t, m in METRICS.items()}, n_boot=60, seed=1)
+    np.testing.assert_allclose(fast.replicates, loop.replicates, atol=1e-9)
+    assert fast.estimate == pytest.approx(loop.estimate, abs=1e-9)
+    with pytest.raises(OsrmError, match="unknown metric"):
+        paired_bootstrap(arm, ref, {"acc": "bleu"}, n_boot=5)
 
 
 def one_task(arm_preds, ref_preds, labels):
