@@ -29,7 +29,7 @@ def _betainc(a: float, b: float, x: float) -> float:
     """Regularized incomplete beta I_x(a, b) by its continued fraction (modified Lentz; Numerical Recipes 6.4)."""
     if x <= 0.0 or x >= 1.0:
         return min(max(x, 0.0), 1.0)
-    if x > (a + 1.0) / (a + b + 2.0):  # the fraction converges fast only below the mean: use I_x(a,b) = 1 - I_{1-x}(b,a)
+    if x > (a + 1.0) / (a + b + 2.0):  # converges fast only below the mean: use I_x(a,b) = 1 - I_{1-x}(b,a)
         return 1.0 - _betainc(b, a, 1.0 - x)
     front = math.exp(a * math.log(x) + b * math.log1p(-x) + math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b)) / a
     tiny, f, c, d = 1e-300, 1.0, 1.0, 0.0
@@ -134,6 +134,9 @@ def _check_seeds(named: Mapping[str, Runs], tasks: list[str]) -> list[str]:
 def _stack(named: Mapping[str, Runs], seeds: list[str], task: str) -> tuple[np.ndarray, np.ndarray]:
     """preds (G, S, n) of one task across groups × seeds, and its labels (n,), checked to be the same rows."""
     labels = np.asarray(named[next(iter(named))][seeds[0]][task][1])
+    if labels.ndim != 1 or len(labels) == 0:
+        raise OsrmError(f"paired_bootstrap: task {task}: labels must be a non-empty 1-d array, "
+                        f"got shape {labels.shape}")
     preds = []
     for name, runs in named.items():
         for s in seeds:
@@ -260,6 +263,8 @@ def paired_bootstrap(arm: Runs, ref: Runs, score_fns: Mapping[str, ScoreFn | str
     elif statistic != "average":
         raise OsrmError(f"paired_bootstrap: statistic must be 'average' or 'normalised', got {statistic!r}")
     tasks = list(score_fns)
+    if not tasks:
+        raise OsrmError("paired_bootstrap: score_fns is empty (give each task to compare a metric name or function)")
     seeds = _check_seeds(named, tasks)
     data = {t: _stack(named, seeds, t) for t in tasks}
     k = len(seeds)

@@ -47,7 +47,8 @@ def test_corrupting_test_labels_leaves_the_choice_unchanged():
 
 
 def test_the_test_best_point_is_not_chosen_when_validation_prefers_another():
-    validation = [{"params": {"lam": 0.5, "k": 20}, "average": 80.0}, {"params": {"lam": 1.0, "k": 20}, "average": 79.0}]
+    validation = [{"params": {"lam": 0.5, "k": 20}, "average": 80.0},
+                  {"params": {"lam": 1.0, "k": 20}, "average": 79.0}]
     test = {params_key({"k": 20, "lam": 0.5}): 70.0, params_key({"lam": 1.0, "k": 20}): 90.0}  # key order irrelevant
     assert chosen_test_result(validation, test) == {"params": {"lam": 0.5, "k": 20}, "validation_average": 80.0,
                                                  "test": 70.0}

@@ -58,7 +58,8 @@ def test_t_interval_matches_scipy_and_one_seed_is_inconclusive():
 
 @pytest.mark.parametrize("low,high,n,want", [(0.5, 2.0, 3, "better"), (-2.0, -0.1, 3, "worse"),
                                              (-1.0, 1.0, 3, "inconclusive"), (0.0, 0.0, 3, "inconclusive"),
-                                             (0.0, 1.0, None, "inconclusive"), (math.nan, math.nan, None, "inconclusive"),
+                                             (0.0, 1.0, None, "inconclusive"),
+                                             (math.nan, math.nan, None, "inconclusive"),
                                              (1.0, 2.0, 1, "inconclusive (1 seed)")])
 def test_verdict(low, high, n, want):
     assert verdict(low, high, n) == want
@@ -235,5 +236,10 @@ def test_bad_inputs_name_the_problem():
         paired_bootstrap(runs, runs, METRICS | {"new": "accuracy"}, n_boot=5)
     with pytest.raises(OsrmError, match="arm_individual"):
         paired_bootstrap(runs, runs, METRICS, statistic="normalised")
+    with pytest.raises(OsrmError, match="score_fns is empty"):
+        paired_bootstrap(runs, runs, {})
+    empty = {s: {"acc": (np.array([]), np.array([]))} for s in runs}
+    with pytest.raises(OsrmError, match="non-empty"):
+        paired_bootstrap(empty, empty, {"acc": "accuracy"})
     with pytest.raises(OsrmError, match="statistic"):
         paired_bootstrap(runs, runs, METRICS, statistic="median")
