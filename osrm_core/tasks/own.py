@@ -16,9 +16,9 @@ only definition of the schema; this module imports no ``datasets``.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, PrivateAttr, Tag, model_validator
 
 from osrm_core.errors import OsrmError
 from osrm_core.tasks.spec import Metric
@@ -178,3 +178,11 @@ class OwnSuite(BaseModel):
                 return entry
         valid = ", ".join(t.name for t in self.tasks)
         raise OsrmError(f"unknown task '{name}' in suite '{self.suite}'; valid tasks: {valid}")
+
+
+#: pipeline.yaml's ``suite``: a suite name or YAML path, or an inline own suite; tagged so that a
+#: mistake inside an inline suite is reported at its own field (``suite.inline.tasks.0...``)
+SuiteField = Annotated[
+    Union[Annotated[str, Tag("name")], Annotated[OwnSuite, Tag("inline")]],
+    Discriminator(lambda v: "name" if isinstance(v, str) else "inline"),
+]
