@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from osrm_core.errors import OsrmError
+from osrm_core.tasks.own import SuiteField
 
 Init = Literal["gaussian", "osrm"]
 Freeze = Literal["N", "A", "B"]
@@ -107,7 +108,8 @@ class EvaluateConfig(Strict):
 class PipelineConfig(Strict):
     workdir: str = Field("runs/default", description="Root folder of every artifact.")
     backbone: str = Field("minilm", description="Backbone config name in configs/backbones/, or a YAML path.")
-    suite: str = Field("default", description="Task suite in configs/suites/.")
+    suite: SuiteField = Field("default", description="Task suite: a name in configs/suites/, a suite YAML path, or an inline "
+                              "`{tasks: [...]}` of your own tasks (docs/own_tasks.md); paths relative to this file's folder.")
     tasks: list[str] = Field(default_factory=list, description="Tasks to run; empty = every task of the suite.")
     inits: list[Init] = Field(default_factory=lambda: ["gaussian", "osrm"], description="Inits that the pipeline compares.")
     seed: int = Field(42, description="Global seed (data splits, LoRA init, training order).")
