@@ -107,7 +107,7 @@ class EvaluateConfig(Strict):
 
 class PipelineConfig(Strict):
     workdir: str = Field("runs/default", description="Root folder of every artifact.")
-    backbone: str = Field("minilm", description="Backbone config name in configs/backbones/, or a YAML path.")
+    backbone: str = Field("minilm", description="Backbone: a config name in configs/backbones/, a YAML path, a local model folder (config.json) or a hub id org/name.")
     suite: SuiteField = Field("default", description="Task suite: a name in configs/suites/, a suite YAML path, or an inline "
                               "`{tasks: [...]}` of your own tasks (docs/own_tasks.md); paths relative to this file's folder.")
     tasks: list[str] = Field(default_factory=list, description="Tasks to run; empty = every task of the suite.")

@@ -48,7 +48,7 @@ def expand_tasks(config: Path, tasks: list[str]) -> list[str]:
         return list(cfg.tasks)
     from osrm_core import tasks as suites
 
-    return list(suites.list_tasks(cfg.suite))
+    return list(suites.list_tasks(suites.resolve_suite(cfg.suite, base_dir=Path(config).parent)))
 
 
 # ------------------------------------------------------------------ osrm submit stage

@@ -73,11 +73,11 @@ def _load(run, spec):
 def _publish(run, task: str, stage: Path, idx: list[int], world: int) -> Path:
     """Rank 0: manifest into the finished staging folder, then rename it into place (atomic)."""
     cfg, out = run.cfg, run.layout.features(task)
-    attrs = zarr_attrs(stage)
+    attrs, suite = zarr_attrs(stage), cfg.model_dump(mode="json")["suite"]
     Features.seal(stage, {"osrm": cfg.osrm.model_dump(), "data": cfg.data.model_dump(), "lora.blocks": cfg.lora.blocks,
-                          "suite": cfg.suite, "task": task, "seed": cfg.seed},
-                  upstream={"data": task_fingerprint(cfg.suite, task, cfg.seed, cfg.data.data_dir)}, seed=cfg.seed,
-                  backbone=run.backbone_identity(), task=task, suite=cfg.suite, data=cfg.data.model_dump(),
+                          "suite": suite, "task": task, "seed": cfg.seed},
+                  upstream={"data": task_fingerprint(run.suite, task, cfg.seed, cfg.data.data_dir)}, seed=cfg.seed,
+                  backbone=run.backbone_identity(), task=task, suite=suite, data=cfg.data.model_dump(),
                   blocks=cfg.lora.blocks, sampling={"k": cfg.osrm.k, "include_padding": cfg.osrm.include_padding,
                                                     "seed": cfg.osrm.seed},
                   modules=attrs["modules"], dims=attrs["dims"], k=len(idx), world=world)

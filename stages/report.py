@@ -48,7 +48,7 @@ def main(config: Path = CONFIG, workdir: Path = WORKDIR) -> None:
     evals, upstream = {m: a.metrics for m, a in arts.items()}, {m: a.content_hash for m, a in arts.items()}
     rows = build_rows(evals, run.tasks)
     out = run.layout.report()
-    header = (f"# OSRM report\n\nBackbone `{run.spec.name}`, suite `{run.cfg.suite}` ({len(run.tasks)} tasks), split "
+    header = (f"# OSRM report\n\nBackbone `{run.spec.name}`, suite `{run.suite.suite}` ({len(run.tasks)} tasks), split "
               f"`{run.cfg.evaluate.split}`, LoRA r={run.cfg.lora.rank} alpha={run.cfg.lora.alpha:g} blocks={run.cfg.lora.blocks}, "
               f"OSRM estimator `{run.cfg.osrm.estimator}` k={run.cfg.osrm.k}, seed {run.cfg.seed}.\n\n")
     with atomic_dir(out) as tmp:

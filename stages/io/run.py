@@ -27,6 +27,7 @@ class Run:
     spec: BackboneSpec
     tasks: list[str]
     layout: Layout
+    suite: object = None  # the parsed suite (osrm_core.tasks.resolve_suite): a shipped suite, a file, or inline
     _tasks: dict = field(default_factory=dict, repr=False)
 
     def check_task(self, task: str) -> str:
@@ -56,9 +57,9 @@ class Run:
     def _load_task(self, task: str, seed: int | None = None):
         """(TaskSpec, DatasetDict), checked: no empty split, labels in range, >= 2 classes in train."""
         d = self.cfg.data
-        spec, data = suites.load_task(self.cfg.suite, task, seed=self.cfg.seed if seed is None else seed,
+        spec, data = suites.load_task(self.suite, task, seed=self.cfg.seed if seed is None else seed,
                                       data_dir=d.data_dir, max_train=d.max_train, max_eval=d.max_eval)
-        check_task_data(spec, data, where=f"task '{task}' (suite '{self.cfg.suite}', data.data_dir={d.data_dir!r})")
+        check_task_data(spec, data, where=f"task '{task}' (suite '{self.suite.suite}', data.data_dir={d.data_dir!r})")
         return spec, data
 
 
@@ -106,16 +107,17 @@ def open_run(config: Path, overrides: dict | None = None) -> Run:
     """Validated config + backbone spec + task list; every problem is a one-line OsrmError."""
     offline_env()
     cfg = load_config(config, overrides)
-    spec = load_spec(cfg.backbone if not cfg.backbone.endswith((".yaml", ".yml")) else str(Path(cfg.backbone)))
+    spec = load_spec(cfg.backbone)
     spec.target_suffixes(cfg.lora.blocks)
     check_local(spec)
     check_methods(cfg, config)
-    available = suites.list_tasks(cfg.suite)
+    suite = suites.resolve_suite(cfg.suite, base_dir=Path(config).parent)
+    available = suites.list_tasks(suite)
     tasks = cfg.tasks or available
     unknown = [t for t in tasks if t not in available]
     if unknown:
-        raise OsrmError(f"{config}: tasks {unknown} are not in suite '{cfg.suite}' — valid tasks: {available}")
+        raise OsrmError(f"{config}: tasks {unknown} are not in suite '{suite.suite}' — valid tasks: {available}")
     if cfg.finetune.threads:
         torch.set_num_threads(cfg.finetune.threads)
     seed_everything(cfg.seed)
-    return Run(cfg=cfg, spec=spec, tasks=list(tasks), layout=Layout(Path(cfg.workdir)))
+    return Run(cfg=cfg, spec=spec, tasks=list(tasks), layout=Layout(Path(cfg.workdir)), suite=suite)

@@ -26,7 +26,7 @@ class FeaturesManifest(Manifest):
     STAGE: ClassVar[str] = "extract-features"
     backbone: BackboneId
     task: str
-    suite: str
+    suite: str | dict[str, Any]  # a suite name / file, or an inline suite (its JSON)
     data: dict[str, Any]
     blocks: str
     sampling: Sampling
@@ -76,7 +76,7 @@ class Features(Artifact[FeaturesManifest]):
         for key in ("k", "include_padding", "seed"):
             require_same(f"osrm.{key}", getattr(cfg.osrm, key), getattr(m.sampling, key), self.folder, fix)
         require_same("data", cfg.data.model_dump(), m.data, self.folder, fix)
-        require_same("suite", cfg.suite, m.suite, self.folder, fix)
+        require_same("suite", cfg.model_dump(mode="json")["suite"], m.suite, self.folder, fix)
 
     def check_rank(self, rank: int) -> None:
         """rank < d_in for every layer, or there is no room for a subspace orthogonal to anything."""
