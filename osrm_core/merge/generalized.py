@@ -23,7 +23,7 @@ from typing import Annotated, Literal
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from osrm_core.merge.sparsify import magnitude_trim_, random_drop_, ties_combine
+from osrm_core.merge.sparsify import magnitude_trim_, random_drop_, ties_combine, trim_count_
 from osrm_core.merge.types import MergeMethod, MergeResult, ModuleUpdates
 
 DEFAULT_SEED = 0
@@ -74,9 +74,11 @@ def merge(updates: ModuleUpdates, cfg: Family, generator: torch.Generator | None
     info: dict = {}
     gen = resolve_generator(generator, info) if cfg.sparsify == "dare" else None
 
+    scratch = torch.empty(updates.shape, dtype=torch.float32, device=updates.A[0].device) if cfg.sparsify == "magnitude" else None
+
     def sparsify_(tau: torch.Tensor) -> torch.Tensor:
         if cfg.sparsify == "magnitude":
-            return magnitude_trim_(tau, cfg.density)
+            return magnitude_trim_(tau, cfg.density, scratch)
         if cfg.sparsify == "dare":
             return random_drop_(tau, cfg.density, gen, cfg.rescale)
         return tau
@@ -88,10 +90,13 @@ def merge(updates: ModuleUpdates, cfg: Family, generator: torch.Generator | None
             delta.add_(sparsify_(updates.delta(t)), alpha=cfg.lambda_ * w[t])
     else:
         stack = updates.stacked_deltas()  # T × d_out × d_in
-        for t in range(updates.num_tasks):
-            sparsify_(stack[t])
-        if cfg.sparsify == "magnitude":
-            info["kept_fraction"] = int(torch.count_nonzero(stack)) / stack.numel()
+        if cfg.sparsify == "magnitude":  # trim each τ_t; its nonzero count comes with the trim
+            kept = sum(trim_count_(stack[t], cfg.density, scratch) for t in range(updates.num_tasks))
+            info["kept_fraction"] = kept / stack.numel()
+        else:
+            for t in range(updates.num_tasks):
+                sparsify_(stack[t])
+        del scratch
         delta = ties_combine(stack, w, cfg.election, cfg.variant).mul_(cfg.lambda_)
     if cfg.sparsify == "magnitude":
         info["nonzero_fraction"] = int(torch.count_nonzero(delta)) / delta.numel()
