@@ -61,6 +61,19 @@ class OsrmConfig(Strict):
     include_padding: bool = Field(False, description="Average over padding positions too (the released code's behaviour).")
     seed: int = Field(42, description="Seed for sample choice and the deterministic pick inside degenerate eigenspaces.")
     batch_size: int = Field(32, ge=1, description="Batch size of the feature-extraction forward passes.")
+    objective: Literal["contrast"] | None = Field(
+        None, description="Subspace objective: null = the paper's (least other-task energy); 'contrast' = this project's "
+        "extension, most own-task over other-task energy (docs/osrm.md). contrast needs estimator sample-mean or token.")
+    contrast_ridge: float = Field(
+        1e-2, gt=0, description="contrast only: ridge rho, eps = rho * tr(S_not_t) / d_in added to the other tasks' "
+        "second moment so directions they barely use cannot win by division by ~0 (docs/osrm.md).")
+
+    @model_validator(mode="after")
+    def _contrast_needs_rows(self) -> "OsrmConfig":
+        if self.objective == "contrast" and self.estimator == "task-mean":
+            raise ValueError("osrm.objective=contrast with osrm.estimator=task-mean: one mean row per task gives a rank-1 "
+                             "own-task moment (a single useful direction) — use estimator sample-mean or token")
+        return self
 
 
 class FinetuneConfig(Strict):

@@ -1,30 +1,65 @@
-"""The OSRM subspace (DESIGN.md §2): A_t = argmin ||A H_{¬t}^T||_F^2 s.t. A A^T = I_r.
+"""The OSRM subspace per layer (docs/osrm.md): the paper's objective and the contrastive extension.
 
-With G = H^T H (d_in x d_in), ||A H^T||_F^2 = tr(A G A^T), so by Ky Fan the optimum is the r eigenvectors
-of G with the smallest eigenvalues, as rows of A. Everything is solved in float64.
+Paper (``osrm.objective: null``): A_t = argmin ||A H_{¬t}^T||_F^2 s.t. A A^T = I_r. With G = H^T H
+(d_in x d_in), ||A H^T||_F^2 = tr(A G A^T), so by Ky Fan the optimum is the r eigenvectors of G with the
+smallest eigenvalues, as rows of A.
 
-Degenerate eigenvalues (e.g. the null space of a rank-deficient G) leave the basis inside that
-eigenspace arbitrary; LAPACK's choice is not stable across builds. We fix it basis-independently:
-with Q (d x m) spanning the degenerate cluster that straddles position r, the c missing rows are
-orth(Q Q^T Z) for a seeded Gaussian Z (d x c) — the projector Q Q^T is unique, so the result does not
-depend on which basis LAPACK returned. Orthonormalisation is QR with a positive-diagonal R.
-Non-degenerate eigenvectors are unique up to sign; the sign makes the largest-|.| entry positive.
+Contrast (``osrm.objective: contrast``, this project's extension): A_t maximises
+tr(A S_t A^T) / tr(A S_¬t A^T), the top-r generalised eigenvectors of S_t v = mu (S_¬t + eps I) v, with
+S_j = G_j / n_j (every task weighs the same) and eps = rho tr(S_¬t) / d_in.
+
+Everything is solved in float64. Degenerate eigenvalues (e.g. the null space of a rank-deficient G)
+leave the basis inside that eigenspace arbitrary; LAPACK's choice is not stable across builds. We fix it
+basis-independently: with Q (d x m) spanning the eigenvalue cluster that contains position r, the c
+missing rows are orth(Q Q^T Z) for a seeded Gaussian Z (d x c) — the projector Q Q^T is unique, so the
+result does not depend on which basis LAPACK returned. Orthonormalisation is QR with a positive-diagonal
+R. The eigenvectors strictly before the cluster get the sign that makes their largest-|.| entry positive.
+The r-th row always goes through the seeded pick, even when its eigenvalue is not tied (m = 1): then
+the pick is that eigenvector with a seeded sign. Kept so that existing subspaces stay byte-identical.
 """
 
 from __future__ import annotations
 
+from typing import Iterable, Protocol
+
 import torch
 
+from osrm_core.config import OsrmConfig
 from osrm_core.errors import OsrmError
 
 
-def leave_one_out(grams: dict[str, torch.Tensor], counts: dict[str, int], task: str) -> tuple[torch.Tensor, int]:
-    """G_{¬t} = sum_j G_j - G_t (d_in x d_in, float64) and n_{¬t}; one pass, no O(T^2) recomputation."""
-    if task not in grams:
-        raise OsrmError(f"task '{task}' has no features among {sorted(grams)}")
+class FeatureSource(Protocol):
+    """What the solver reads of one task's feature cache (stages/io/feature_store.py's FeatureCache)."""
+
+    def rows(self, module: str) -> torch.Tensor: ...  # k x d_in float32 sample-mean rows
+    def gram(self, module: str) -> torch.Tensor: ...  # d_in x d_in float64 token Gram
+    def count(self, module: str) -> int: ...  # token count
+
+
+def task_gram(cache: FeatureSource, module: str, estimator: str) -> tuple[torch.Tensor, int]:
+    """The task's contribution G_j (d_in x d_in) to G = H^T H under an estimator, and its row count n_j."""
+    if estimator == "token":
+        return cache.gram(module), cache.count(module)
+    rows = cache.rows(module)
+    if estimator == "sample-mean":
+        return sample_gram(rows), rows.shape[0]
+    return task_mean_gram(rows), 1
+
+
+def gram_total(grams: dict[str, torch.Tensor]) -> torch.Tensor:
+    """sum_j G_j (d_in x d_in, float64), summed in the dict's order (the order fixes the float64 bits)."""
     total = torch.zeros_like(next(iter(grams.values())), dtype=torch.float64)
     for g in grams.values():
         total += g.double()
+    return total
+
+
+def leave_one_out(grams: dict[str, torch.Tensor], counts: dict[str, int], task: str,
+                  total: torch.Tensor | None = None) -> tuple[torch.Tensor, int]:
+    """G_{¬t} = sum_j G_j - G_t (d_in x d_in, float64) and n_{¬t}; pass total = gram_total(grams) to share it."""
+    if task not in grams:
+        raise OsrmError(f"task '{task}' has no features among {sorted(grams)}")
+    total = gram_total(grams) if total is None else total
     return total - grams[task].double(), sum(counts.values()) - counts[task]
 
 
@@ -57,10 +92,10 @@ def _orth(m: torch.Tensor) -> torch.Tensor:
 
 
 def smallest_subspace(gram: torch.Tensor, rank: int, seed: int = 42, rel_tol: float = 1e-9):
-    """Rows spanning the `rank` smallest eigen-directions of a PSD gram (d x d).
+    """Rows spanning the `rank` smallest eigen-directions of a symmetric gram (d x d).
 
     Returns (A: rank x d float64 with A A^T = I, eigvals: rank float64 ascending, degenerate: int =
-    how many rows were chosen inside a degenerate cluster).
+    how many rows were chosen inside a degenerate cluster, 0 when the rank-th eigenvalue is not tied).
     """
     d = gram.shape[0]
     if not 1 <= rank < d:
@@ -73,23 +108,49 @@ def smallest_subspace(gram: torch.Tensor, rank: int, seed: int = 42, rel_tol: fl
     cluster = (vals - boundary).abs() <= tol
     below = int((~cluster[:rank]).sum())  # strictly-smaller eigenvalues outside the cluster
     fixed = _fix_signs(vecs[:, :below])
-    c = rank - below
-    if c:
-        q = vecs[:, cluster]
-        gen = torch.Generator().manual_seed(seed)
-        z = torch.randn(d, c, generator=gen, dtype=torch.float64)
-        pick = _orth(q @ (q.T @ z))
-        basis = torch.cat([fixed, pick], dim=1)
-    else:
-        basis = fixed
-    a = basis.T.contiguous()
-    return a, (a @ g @ a.T).diagonal().clone(), c
+    c = rank - below  # >= 1: position rank-1 is always in its own cluster
+    q = vecs[:, cluster]
+    gen = torch.Generator().manual_seed(seed)
+    z = torch.randn(d, c, generator=gen, dtype=torch.float64)
+    pick = _orth(q @ (q.T @ z))
+    a = torch.cat([fixed, pick], dim=1).T.contiguous()
+    degenerate = c if int(cluster.sum()) > 1 else 0
+    return a, (a @ g @ a.T).diagonal().clone(), degenerate
+
+
+def contrast_subspace(s_own: torch.Tensor, s_other: torch.Tensor, rank: int, ridge: float, seed: int = 42):
+    """Rows spanning the top-`rank` generalised eigenvectors of S_own v = mu (S_other + eps I) v (d x d each).
+
+    eps = ridge * tr(S_other) / d. Whitened with the Cholesky factor L of B = S_other + eps I:
+    C = L^{-1} S_own L^{-T}, top eigenvectors u of C (ties picked as in smallest_subspace), v = L^{-T} u.
+    Returns (A: rank x d float64, rows = orth(v) with the largest-|.|-positive sign rule and QR with a
+    positive diagonal, mu: rank float64 descending, degenerate: int, eps: float).
+    """
+    d = s_other.shape[0]
+    eps = ridge * float(torch.trace(s_other.double())) / d
+    if not eps > 0:
+        raise OsrmError("osrm.objective=contrast: the other tasks' features are all zero at a layer — "
+                        "rerun `osrm extract-features` and check the cache")
+    b = s_other.double() + eps * torch.eye(d, dtype=torch.float64)
+    low = torch.linalg.cholesky(0.5 * (b + b.T))
+    x = torch.linalg.solve_triangular(low, s_own.double(), upper=False)  # L^{-1} S_own
+    c = torch.linalg.solve_triangular(low, x.T, upper=False)  # L^{-1} S_own L^{-T} (S_own symmetric)
+    u, neg_mu, degenerate = smallest_subspace(-c, rank, seed)  # top of C = bottom of -C
+    v = torch.linalg.solve_triangular(low.T, u.T, upper=True)  # d x rank generalised eigenvectors
+    return _orth(_fix_signs(v)).T.contiguous(), -neg_mu, degenerate, eps
 
 
 def objective(a: torch.Tensor, gram: torch.Tensor) -> float:
     """||A H^T||_F^2 = tr(A G A^T) for A (r x d) and G = H^T H (d x d)."""
     a = a.double()
     return float(torch.einsum("ij,jk,ik->", a, gram.double(), a))
+
+
+def energy_ratio(q: torch.Tensor, s: torch.Tensor) -> float:
+    """tr(Q S Q^T) / tr(S) * d / r for Q (r x d, orthonormal rows): the span's energy share vs a random one (= 1)."""
+    tr = float(torch.trace(s.double()))
+    r, d = q.shape
+    return objective(q, s) / tr * d / r if tr > 0 else 0.0
 
 
 def random_orthonormal(rank: int, d: int, seed: int) -> torch.Tensor:
@@ -109,16 +170,11 @@ def normalised_distance(a_end: torch.Tensor, a_start: torch.Tensor) -> float:
     return float((a_end.double() - a_start.double()).norm() / a_start.double().norm().clamp_min(1e-300))
 
 
-def solve_layer(gram: torch.Tensor, rank: int, seed: int) -> tuple[torch.Tensor, dict]:
-    """A (rank x d_in, float32) for one layer, plus its report row.
-
-    Report: objective ||A H^T||_F^2 (= sum of the chosen eigenvalues), the same for a random
-    orthonormal A, their ratio, and how many rows were picked inside a degenerate eigenspace.
-    """
-    a, eigvals, degenerate = smallest_subspace(gram, rank, seed)
+def _report(a: torch.Tensor, gram: torch.Tensor, eigvals: torch.Tensor, degenerate: int, seed: int) -> dict:
+    """Report row of A (r x d, float64) against G_¬t (d x d): the paper objective vs a random orthonormal A."""
     obj = objective(a, gram)
-    rand = objective(random_orthonormal(rank, gram.shape[0], seed), gram)
-    row = {
+    rand = objective(random_orthonormal(a.shape[0], gram.shape[0], seed), gram)
+    return {
         "objective": obj,
         "random_objective": rand,
         "ratio_to_random": obj / rand if rand > 0 else 0.0,
@@ -126,4 +182,77 @@ def solve_layer(gram: torch.Tensor, rank: int, seed: int) -> tuple[torch.Tensor,
         "eigenvalues": [float(v) for v in eigvals],
         "trace": float(torch.trace(gram.double())),
     }
-    return a.float(), row
+
+
+def solve_layer(gram: torch.Tensor, rank: int, seed: int) -> tuple[torch.Tensor, dict]:
+    """The paper's A (rank x d_in, float32) for one layer from G_¬t (d_in x d_in), plus its report row.
+
+    Report: objective ||A H^T||_F^2 (= sum of the chosen eigenvalues), the same for a random
+    orthonormal A, their ratio, how many rows were picked inside a degenerate eigenspace, the chosen
+    eigenvalues (ascending) and tr(G_¬t).
+    """
+    a, eigvals, degenerate = smallest_subspace(gram, rank, seed)
+    return a.float(), _report(a, gram, eigvals, degenerate, seed)
+
+
+class _Layer:
+    """One layer's per-task statistics, summed once: G_j, n_j, S_j = G_j / n_j and both totals (d x d float64)."""
+
+    def __init__(self, caches: dict[str, FeatureSource], module: str, estimator: str):
+        self.grams, self.counts = {}, {}
+        for t, cache in caches.items():
+            self.grams[t], self.counts[t] = task_gram(cache, module, estimator)
+        self.total = gram_total(self.grams)
+        self.moments = {t: g.double() / max(self.counts[t], 1) for t, g in self.grams.items()}
+        self.moment_total = gram_total(self.moments)
+
+    def moments_of(self, task: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """(S_t, S_¬t): S_¬t is the MEAN of the other tasks' S_j (the sum gives the same subspace, see solve_subspaces)."""
+        return self.moments[task], (self.moment_total - self.moments[task]) / (len(self.moments) - 1)
+
+
+def _solve_target(layer: _Layer, task: str, cfg: OsrmConfig, rank: int) -> tuple[torch.Tensor, dict]:
+    """A_t (rank x d, float64, orthonormal rows) at one layer under cfg.objective, and its report row."""
+    g, n = leave_one_out(layer.grams, layer.counts, task, layer.total)
+    if cfg.estimator == "sample-mean" and n < rank:
+        raise OsrmError(f"osrm.k: only {n} feature rows from other tasks, fewer than lora.rank={rank} — raise osrm.k")
+    s_own, s_other = layer.moments_of(task)
+    if cfg.objective == "contrast":
+        if layer.counts[task] < rank:
+            raise OsrmError(f"osrm.k: task '{task}' has only {layer.counts[task]} feature rows, fewer than "
+                            f"lora.rank={rank}, too few for {rank} contrast directions — raise osrm.k")
+        a, mu, degenerate, eps = contrast_subspace(s_own, s_other, rank, cfg.contrast_ridge, cfg.seed)
+        row = _report(a, g, mu, degenerate, cfg.seed) | {"ridge": eps}
+    else:
+        a, eigvals, degenerate = smallest_subspace(g, rank, cfg.seed)
+        row = _report(a, g, eigvals, degenerate, cfg.seed)
+    row["rows"] = n
+    row["own_energy_ratio"] = energy_ratio(a, s_own)
+    row["other_energy_ratio"] = energy_ratio(a, s_other)
+    return a, row
+
+
+def solve_subspaces(caches: dict[str, FeatureSource], modules: Iterable[str], targets: list[str],
+                    cfg: OsrmConfig, rank: int) -> tuple[dict[str, dict[str, torch.Tensor]], dict[str, dict[str, dict]]]:
+    """A_t (rank x d_in, float32) and a report row for every target task and module.
+
+    caches: every task of the suite (their order fixes the float64 summation order); modules: any
+    iterable of module names (e.g. wrapped in a progress bar), read once each. Per module each task's
+    G_j (task_gram) is formed once and sum_j G_j and sum_j S_j are summed once; G_¬t = sum - G_t.
+    For contrast, S_¬t is the mean of the other tasks' S_j, not their sum: the two differ by the
+    factor T-1, and eps = rho tr(S_¬t)/d follows it, so the subspace is the same; the mean keeps the
+    reported mu comparable between suites with different task counts.
+    Returns (tensors[task][module], report[task][module]).
+    """
+    if len(caches) < 2:
+        raise OsrmError("tasks: OSRM needs at least 2 tasks (the subspace avoids the OTHER tasks' features) — add tasks")
+    missing = sorted(set(targets) - set(caches))
+    if missing:
+        raise OsrmError(f"task '{missing[0]}' has no features among {sorted(caches)}")
+    tensors, report = {t: {} for t in targets}, {t: {} for t in targets}
+    for module in modules:
+        layer = _Layer(caches, module, cfg.estimator)
+        for t in targets:
+            a, report[t][module] = _solve_target(layer, t, cfg, rank)
+            tensors[t][module] = a.float()
+    return tensors, report

@@ -36,19 +36,39 @@ def test_task_mean_is_null_space():
     torch.testing.assert_close(a @ a.T, torch.eye(8, dtype=torch.float64), atol=1e-10, rtol=0)
 
 
-def test_degenerate_choice_is_basis_independent():
-    """Rotating the null-space basis that eigh returns must not change A (a deterministic, documented pick)."""
+def test_degenerate_choice_is_basis_independent(monkeypatch):
+    """Whatever basis of the null space eigh returns, A is the same (a deterministic, documented pick)."""
     means = _features(3, 16, 5)
     gram = means.T @ means
     a1, _, _ = subspace.smallest_subspace(gram, 4, seed=7)
-    q, _ = torch.linalg.qr(_features(16, 16, 9))
-    a2, _, _ = subspace.smallest_subspace(q.T @ gram @ q, 4, seed=7)  # same problem in rotated coordinates
-    # the projector onto the chosen span is what is invariant under a change of coordinates of G
-    p1 = a1.T @ a1
-    assert (a1 @ means.T).abs().max() < 1e-10 and (a2 @ (means @ q).T).abs().max() < 1e-10
-    a1b, _, _ = subspace.smallest_subspace(gram.clone(), 4, seed=7)
-    torch.testing.assert_close(a1, a1b)
-    assert not torch.allclose(p1, torch.zeros_like(p1))
+    eigh = torch.linalg.eigh
+    rot, _ = torch.linalg.qr(_features(13, 13, 9))  # an orthogonal mix of the 13 null-space eigenvectors
+
+    def rotated_eigh(g):
+        vals, vecs = eigh(g)
+        return vals, torch.cat([vecs[:, :13] @ rot, vecs[:, 13:]], dim=1)
+
+    monkeypatch.setattr(torch.linalg, "eigh", rotated_eigh)
+    a2, _, degenerate = subspace.smallest_subspace(gram, 4, seed=7)
+    assert degenerate == 4 and (a2 @ means.T).abs().max() < 1e-10
+    torch.testing.assert_close(a2.T @ a2, a1.T @ a1, atol=1e-10, rtol=0)  # same span...
+    torch.testing.assert_close(a2, a1, atol=1e-10, rtol=0)  # ...and the same rows
+
+
+@pytest.mark.parametrize("spectrum,rank,expected", [
+    ([1, 2, 3, 4, 5, 6, 7, 8], 3, 0),  # no tie anywhere
+    ([1, 2, 3, 3, 3, 6, 7, 8], 2, 0),  # a tie after position r does not count
+    ([1, 2, 3, 3, 3, 6, 7, 8], 3, 1),  # r-th value opens a 3-fold cluster: 1 row chosen inside it
+    ([1, 2, 3, 3, 3, 6, 7, 8], 4, 2),
+    ([0, 0, 0, 0, 0, 6, 7, 8], 4, 4),  # null space
+])
+def test_degenerate_rows_counts_rows_picked_in_a_tied_cluster(spectrum, rank, expected):
+    q, _ = torch.linalg.qr(_features(8, 8, 4))
+    gram = q @ torch.diag(torch.tensor(spectrum, dtype=torch.float64)) @ q.T
+    a, eig, degenerate = subspace.smallest_subspace(gram, rank, seed=3)
+    assert degenerate == expected
+    torch.testing.assert_close(eig, torch.tensor(spectrum[:rank], dtype=torch.float64), atol=1e-12, rtol=0)
+    assert subspace.solve_layer(gram, rank, 3)[1]["degenerate_rows"] == expected
 
 
 def test_leave_one_out_equals_direct():
