@@ -89,21 +89,3 @@ def polar(M: Tensor) -> Tensor:
     columns or rows, whichever is fewer; the Procrustes solution).  Same shape as M."""
     U, _, Vh = torch.linalg.svd(M, full_matrices=False)
     return U @ Vh
-
-
-def truncate(res, rank: int) -> tuple[tuple[Tensor, Tensor], float]:
-    """Best rank-`rank` factors (A: rank × d_in, B: d_out × rank) of a merged result (dense `res.delta` or
-    factored `res.factors`) and the relative Frobenius error; factored results are never densified."""
-    if res.factors is None:
-        A, B, err = to_low_rank(res.delta, rank)
-        return (A, B), err
-    U, S, Vh = factored_svd(res.factors[1], res.factors[0])
-    k = min(rank, S.numel())
-    total = float(S.square().sum())
-    err = (float(S[k:].square().sum()) / total) ** 0.5 if total > 0 else 0.0
-    root = S[:k].sqrt()
-    A, B = (root[:, None] * Vh[:k]).float(), (U[:, :k] * root[None, :]).float()
-    if k < rank:
-        A = torch.cat([A, A.new_zeros(rank - k, A.shape[1])])
-        B = torch.cat([B, B.new_zeros(B.shape[0], rank - k)], dim=1)
-    return (A.contiguous(), B.contiguous()), err
