@@ -50,4 +50,4 @@ def test_every_dvc_out_is_a_layout_folder_or_inside_one():
 def test_every_layout_artifact_is_an_out_of_dvc_yaml():
     outs = _outs()
     for path in _layout_paths():
-        assert any(_covers(o, path) for o in outs), f"Layout path {path} is produced by no dvc.yaml stage"
+        assert any(_covers(o, path) or _covers(path, o) for o in outs), f"Layout path {path} is produced by no dvc.yaml stage"

@@ -103,9 +103,13 @@ def test_merge_of_other_tasks_or_older_adapters(work, cli):
     _one_line(err, "tasks")
 
 
-def test_evaluation_of_another_split(work, cli):
-    cli("evaluate", "-c", work.cfg, "--model", "base")
+def test_evaluation_of_another_split(work):
+    from stages.io.atomic import atomic_dir
+
     run = open_run(work.cfg)
+    with atomic_dir(run.layout.evaluation(ModelRef())) as tmp:  # as `osrm evaluate --model base` writes it
+        (tmp / "metrics.json").write_text(json.dumps({"model": "base", "tasks": {}, "average": 0.0}))
+        Evaluation.seal(tmp, {}, upstream={}, model="base", split=run.cfg.evaluate.split, tasks=run.tasks)
     Evaluation.open(run, ModelRef())  # fits
     _edit(run.layout.evaluation(ModelRef()), split="test")
     with pytest.raises(OsrmError) as err:
