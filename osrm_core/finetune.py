@@ -36,7 +36,7 @@ class Job:
 
     cfg: PipelineConfig
     task: str
-    init: str
+    arm: str
     hp: dict
     spec: object
     data: dict
@@ -63,10 +63,15 @@ class Job:
     def cfg_hash(self) -> str:
         """What a resumable checkpoint must match: every section that changes training, task, init, hparams."""
         sections = self.cfg.digest("backbone", "suite", "seed", "data", "lora", "osrm", "finetune")
-        return sections + self.task + self.init + json.dumps(self.hp, sort_keys=True)
+        return sections + self.task + self.arm + json.dumps(self.hp, sort_keys=True)
+
+    @property
+    def init(self) -> str:
+        return self.cfg.lora.init
 
 
-def make_job(cfg: PipelineConfig, task: str, spec, data) -> Job:
+def make_job(cfg: PipelineConfig, task: str, arm: str, spec, data) -> Job:
+    """The run of `task` for arm `arm` (cfg is the arm's view of the config, PipelineConfig.for_arm)."""
     hp = {"epochs": cfg.finetune.epochs, "lr": cfg.finetune.lr, "batch_size": cfg.finetune.batch_size,
           **task_hparams(cfg.finetune.hparams_file, task)}
     world = distributed.world_from_env()
@@ -75,7 +80,7 @@ def make_job(cfg: PipelineConfig, task: str, spec, data) -> Job:
     if cfg.finetune.deepspeed and cfg.lora.procrustes:
         raise OsrmError("lora.procrustes edits A in place, which ZeRO's master weights would overwrite — set finetune.deepspeed: null for it")
     device, bf16 = device_and_bf16(cfg.finetune.bf16, world.local_rank)
-    job = Job(cfg, task, cfg.lora.init, hp, spec, data, world, device, bf16)
+    job = Job(cfg, task, arm, hp, spec, data, world, device, bf16)
     job.steps_per_epoch = distributed.steps_per_epoch(len(data["train"]), hp["batch_size"], world.size)
     job.epochs = math.ceil(hp["epochs"])
     job.total = math.ceil(hp["epochs"] * job.steps_per_epoch / cfg.finetune.grad_accum)
@@ -113,7 +118,7 @@ def train_plain(job: Job, model, tokenizer, store, make_bar):
         optimizer.load_state_dict(optim["optimizer"])
         scheduler.load_state_dict(optim["scheduler"])
         torch.set_rng_state(optim["rng"])
-        print(f"resuming {job.task}/{job.init} at epoch {state.epoch} step {state.step_in_epoch}")
+        print(f"resuming {job.task}/{job.arm} at epoch {state.epoch} step {state.step_in_epoch}")
     holder, bar = {"best": best}, make_bar(state)
     hooks = LoopHooks(
         evaluate=evaluator(model, tokenizer, job.data["validation"], job.spec, cfg, job.device, job.bf16),

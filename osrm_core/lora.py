@@ -7,7 +7,7 @@ from torch import nn
 
 from osrm_core.config import LoraConfig as LoraCfg
 from osrm_core.errors import OsrmError
-from osrm_core.subspace import normalised_distance, polar
+from osrm_core.subspace import normalised_distance, polar, random_orthonormal
 
 PEFT_PREFIX = "base_model.model."
 
@@ -47,6 +47,16 @@ def osrm_init(peft_model: nn.Module, subspace: dict[str, torch.Tensor], adapter:
         layer.lora_B[adapter].weight.zero_()
 
 
+@torch.no_grad()
+def orthonormal_init(peft_model: nn.Module, seed: int, adapter: str = "default") -> None:
+    """The control arm: each lora_A <- a seeded random matrix with orthonormal rows (r x d_in; the norm of an
+    OSRM A, sqrt(r), without its subspace), lora_B <- 0. Module i draws from seed + i (modules in name order)."""
+    for i, (name, layer) in enumerate(sorted(lora_layers(peft_model).items())):
+        a = layer.lora_A[adapter].weight
+        a.copy_(random_orthonormal(a.shape[0], a.shape[1], seed + i).to(a.dtype))
+        layer.lora_B[adapter].weight.zero_()
+
+
 def set_freeze(peft_model: nn.Module, freeze: str, adapter: str = "default") -> None:
     """freeze 'A' or 'B' stops that factor's gradient; 'N' trains both (paper default)."""
     for layer in lora_layers(peft_model).values():
@@ -73,8 +83,10 @@ def a_drift(a_end: dict[str, torch.Tensor], a_start: dict[str, torch.Tensor]) ->
 
 
 def trainable_state(peft_model: nn.Module) -> dict[str, torch.Tensor]:
-    """Detached copies of the trainable tensors (LoRA factors and head): model selection keeps these."""
-    return {n: p.detach().clone() for n, p in peft_model.named_parameters() if p.requires_grad}
+    """Detached copies of what an adapter holds: every LoRA factor (a frozen A or B too, so the saved adapter
+    always has both) and the other trainable tensors (the head). Model selection keeps these."""
+    return {n: p.detach().clone() for n, p in peft_model.named_parameters()
+            if p.requires_grad or ".lora_A." in n or ".lora_B." in n}
 
 
 @torch.no_grad()

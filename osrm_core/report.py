@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-LABEL = {"gaussian": "LoRA", "osrm": "LoRA+OSRM"}
+LABEL = {"lora": "LoRA", "osrm": "LoRA+OSRM"}  # display names of the default arms; others show their own name
 
 
 def normalised_score(scores: dict[str, float], individual: dict[str, float]) -> float:
@@ -37,7 +37,7 @@ def markdown_table(rows: list[dict], tasks: list[str]) -> str:
     head = "| model | " + " | ".join(tasks) + " | avg | normalised |"
     sep = "|" + "---|" * (len(tasks) + 3)
     lines = [head, sep]
-    order = sorted(rows, key=lambda r: (r["kind"] != "base", r["method"] != "individual", r["method"], r["init"] != "gaussian"))
+    order = sorted(rows, key=lambda r: (r["kind"] != "base", r["method"] != "individual", r["method"], r["init"] != "lora"))
     for r in order:
         name = "pretrained (task head only)" if r["kind"] == "base" else f"{LABEL.get(r['init'], r['init'])} · {r['method']}"
         norm = f"{r['normalised']:.1f}" if "normalised" in r else ("100.0" if r["kind"] == "individual" else "–")

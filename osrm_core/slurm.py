@@ -82,16 +82,15 @@ def render(template: str, values: Mapping[str, str], template_dir: Path | None =
     return _PLACEHOLDER.sub(lambda m: str(values[m.group(1)]), text)
 
 
-def stage_argv(stage: str, config: str, task: str | None = None, init: str | None = None,
+def stage_argv(stage: str, config: str, task: str | None = None, arm: str | None = None,
                method: str | None = None, model: str | None = None, extra: Sequence[str] = (),
                check: bool = True) -> list[str]:
     """The `osrm <stage> ...` argument list (without the program) for one stage invocation;
     `check=False` skips the required-option check (the multi-node launcher appends --task itself)."""
-    need = {"extract-features": ["task"], "build-subspace": ["task"], "finetune": ["task"],
-            "merge": ["init", "method"], "evaluate": ["model"]}
+    need = {"extract-features": ["task"], "finetune": ["task", "arm"], "merge": ["arm", "method"], "evaluate": ["model"]}
     if stage not in CLI_STAGES:
         raise OsrmError(f"--stage '{stage}' is not a pipeline stage — use one of {list(CLI_STAGES)}")
-    given = {"task": task, "init": init, "method": method, "model": model}
+    given = {"task": task, "arm": arm, "method": method, "model": model}
     lacking = [f"--{k}" for k in need.get(stage, []) if not given[k]] if check else []
     if lacking:
         raise OsrmError(f"stage {stage} needs {' and '.join(lacking)} — pass it to `osrm submit stage`")
@@ -101,7 +100,7 @@ def stage_argv(stage: str, config: str, task: str | None = None, init: str | Non
             raise OsrmError("stage convert needs its subcommand after `--`, e.g. `-- project --adapter A --out O`")
         head, extra = [stage, extra[0]], extra[1:]
     argv = head + ["--config", config]
-    for key in ("task", "init", "method", "model"):
+    for key in ("task", "arm", "method", "model"):
         if given[key]:
             argv += [f"--{key}", given[key]]
     return argv + extra

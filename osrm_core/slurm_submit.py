@@ -62,7 +62,7 @@ class StageRequest:
     stage: str
     config: str
     tasks: tuple[str, ...] = ()
-    init: str | None = None
+    arm: str | None = None
     method: str | None = None
     model: str | None = None
     extra: tuple[str, ...] = ()
@@ -78,7 +78,7 @@ class StageRequest:
         return f"osrm-{self.stage}"
 
     def argv(self, task: str | None, check: bool = True) -> list[str]:
-        return slurm.stage_argv(self.stage, self.config, task, self.init, self.method, self.model,
+        return slurm.stage_argv(self.stage, self.config, task, self.arm, self.method, self.model,
                                 list(self.extra), check=check)
 
     def argvs(self) -> list[list[str]]:

@@ -12,52 +12,68 @@ from osrm_core.errors import OsrmError
 from stages.io.artifacts import Features, Subspace
 from stages.io.atomic import atomic_dir
 from stages.io.guard import guarded, progress
-from stages.io.options import CONFIG, WORKDIR, expand_all, run_overrides
-from stages.io.run import Run, open_run
+from stages.io.options import CONFIG, SEED, WORKDIR, expand_all, run_overrides
+from stages.io.run import Run, check_arm, open_run
 from stages.io.tensors import save_file
 
-TASKS = typer.Option(..., "--task", "-t", help="Task name (one of the config's `tasks`). Repeat for several, or 'all' = "
+TASKS = typer.Option(["all"], "--task", "-t", help="Task name (one of the config's `tasks`). Repeat for several, or 'all' = "
                      "every task of the config: one process then reads each task's features once (what dvc.yaml runs).")
+ARMS = typer.Option(["all"], "--arm", "-a", help="Arm whose init is osrm (repeatable); 'all' = every arm of the config, "
+                    "those that do not start from a subspace get a folder that says so (a stable DVC dependency).")
+UNUSED = "no_subspace.json"
 
 
 @guarded
-def main(config: Path = CONFIG, task: list[str] = TASKS, workdir: Path = WORKDIR) -> None:
+def main(config: Path = CONFIG, task: list[str] = TASKS, arm: list[str] = ARMS, seed: int = SEED, workdir: Path = WORKDIR) -> None:
     """Solve A_t per target layer from the leave-one-out second moment of the other tasks' features.
 
-    Reads <workdir>/features/<every task> (never recomputes them), writes for each TASK
-    <workdir>/subspaces/<task>/subspace.safetensors (one rank x d_in A per module), report.json
-    (objective per layer vs a random orthonormal A) and a manifest. Each task's Gram is formed once
-    per layer and shared by every requested subspace (G_not_t = sum_j G_j - G_t).
+    Reads <workdir>/seed<seed>/features/<every task> (never recomputes them), writes for each ARM and TASK
+    subspaces/<arm>/<task>/subspace.safetensors (one rank x d_in A per module), report.json (objective per
+    layer vs a random orthonormal A, own/other-task energy ratios) and a manifest. Each task's Gram is formed
+    once per layer and shared by every requested subspace (G_not_t = sum_j G_j - G_t).
     """
-    run = open_run(config, run_overrides(workdir))
-    targets = expand_all(task, run.tasks, run.check_task)
-    cfg = run.cfg
-    if len(run.tasks) < 2:
+    base = open_run(config, run_overrides(workdir, seed))
+    arms = expand_all(arm, list(base.cfg.arms), lambda a: check_arm(base.cfg, a, config))
+    targets = expand_all(task, base.tasks, base.check_task)
+    if len(base.tasks) < 2:
         raise OsrmError("tasks: OSRM needs at least 2 tasks (the subspace avoids the OTHER tasks' features) — add tasks")
-    features = Features.open_all(run, run.tasks)
-    for f in features.values():
-        f.check_rank(cfg.lora.rank)
-    first = next(iter(features.values())).manifest
-    suffixes = tuple(run.spec.target_suffixes(cfg.lora.blocks))
-    modules = [m for m in first.modules if m.endswith(suffixes)]
+    features = Features.open_all(base, base.tasks)
     caches = {t: f.cache for t, f in features.items()}
-    label = targets[0] if len(targets) == 1 else f"{len(targets)} tasks"
-    tensors, report = subspace.solve_subspaces(caches, progress(modules, f"subspace {label}"), targets, cfg.osrm, cfg.lora.rank)
-    upstream = {t: f.content_hash for t, f in features.items()}
-    for t in targets:
-        _write(run, t, tensors[t], report[t], upstream, first, modules)
+    for name in arms:
+        run = open_run(config, run_overrides(workdir, seed), arm=name)
+        if run.cfg.lora.init != "osrm":
+            _write_unused(run, name)
+            continue
+        for f in features.values():
+            f.check_rank(run.cfg.lora.rank)
+        first = next(iter(features.values())).manifest
+        suffixes = tuple(run.spec.target_suffixes(run.cfg.lora.blocks))
+        modules = [m for m in first.modules if m.endswith(suffixes)]
+        label = f"subspace {name}: " + (targets[0] if len(targets) == 1 else f"{len(targets)} tasks")
+        tensors, report = subspace.solve_subspaces(caches, progress(modules, label), targets, run.cfg.osrm, run.cfg.lora.rank,
+                                                   run.cfg.seed)
+        upstream = {t: f.content_hash for t, f in features.items()}
+        for t in targets:
+            _write(run, name, t, tensors[t], report[t], upstream, first, modules)
 
 
-def _write(run: Run, task: str, tensors: dict, report: dict, upstream: dict, first, modules: list[str]) -> None:
-    cfg, out = run.cfg, run.layout.subspace(task)
-    meta = {"estimator": cfg.osrm.estimator, "rank": str(cfg.lora.rank), "task": task, "seed": str(cfg.osrm.seed)}
+def _write_unused(run: Run, arm: str) -> None:
+    """A folder per arm that does not start from a subspace, so every finetune stage has the same dependency."""
+    out = run.layout.subspaces(arm)
+    with atomic_dir(out) as tmp:
+        (tmp / UNUSED).write_text(json.dumps({"arm": arm, "init": run.cfg.lora.init, "subspace": None}) + "\n")
+
+
+def _write(run: Run, arm: str, task: str, tensors: dict, report: dict, upstream: dict, first, modules: list[str]) -> None:
+    cfg, out = run.cfg, run.layout.subspace(arm, task)
+    meta = {"estimator": cfg.osrm.estimator, "rank": str(cfg.lora.rank), "task": task, "seed": str(cfg.seed)}
     with atomic_dir(out) as tmp:
         save_file(tensors, Subspace.file(tmp), metadata=meta)
         (tmp / "report.json").write_text(json.dumps(report, indent=1, sort_keys=True) + "\n")
         Subspace.seal(tmp, {"osrm": cfg.osrm.model_dump(), "lora.rank": cfg.lora.rank, "lora.blocks": cfg.lora.blocks,
-                            "tasks": run.tasks, "task": task},
-                      upstream=upstream, seed=cfg.osrm.seed, backbone=first.backbone, task=task, modules=modules,
-                      estimator=cfg.osrm.estimator, rank=cfg.lora.rank, blocks=cfg.lora.blocks,
-                      include_padding=cfg.osrm.include_padding, k=cfg.osrm.k)
+                            "tasks": run.tasks, "task": task, "arm": arm},
+                      upstream=upstream, seed=cfg.seed, backbone=first.backbone, arm=arm, task=task, modules=modules,
+                      estimator=cfg.osrm.estimator, objective=cfg.osrm.objective, contrast_ridge=cfg.osrm.contrast_ridge,
+                      rank=cfg.lora.rank, blocks=cfg.lora.blocks, include_padding=cfg.osrm.include_padding, k=cfg.osrm.k)
     mean_ratio = sum(r["ratio_to_random"] for r in report.values()) / len(report)
     print(f"subspace: {out} ({len(tensors)} layers; objective / random-A objective, mean over layers = {mean_ratio:.3g})")

@@ -15,7 +15,7 @@ from stages.io.artifacts import Converted, Folded, Subspace
 from stages.io.atomic import atomic_dir
 from stages.io.guard import guarded, progress
 from stages.io.manifest import content_hash
-from stages.io.options import CONFIG, TASK, WORKDIR, run_overrides
+from stages.io.options import CONFIG, SEED, TASK, WORKDIR, run_overrides
 from stages.io.run import open_run
 
 app = typer.Typer(help="Convert updates: `project` into a task's OSRM subspace, or `fold` an adapter into dense weights.",
@@ -44,14 +44,20 @@ def _dense_updates(run, folder: Path, modules: list[str]):
 @app.command("project")
 @guarded
 def project(config: Path = CONFIG, task: str = TASK, workdir: Path = WORKDIR, out: Path = OUT,
+            arm: str = typer.Option(None, "--arm", help="The arm whose subspace to project into (default: the first arm with init osrm)."),
+            seed: int = SEED,
             adapter: Path = typer.Option(None, help="A PEFT LoRA adapter folder to project."),
             dense: Path = typer.Option(None, help="A dense fine-tuned checkpoint folder (W_ft); dW = W_ft - W0.")) -> None:
     """Project an existing LoRA (or dense fine-tune) of TASK into TASK's OSRM subspace, keeping its head."""
     if (adapter is None) == (dense is None):
         raise OsrmError("convert project: pass exactly one of --adapter or --dense")
-    run = open_run(config, run_overrides(workdir))
+    cfg = open_run(config, run_overrides(workdir, seed)).cfg
+    arm = arm or next((a for a, v in cfg.arms.items() if v.init == "osrm"), None)
+    if arm is None:
+        raise OsrmError(f"{config}: no arm with init osrm, so no subspace to project into — pass --arm or add such an arm")
+    run = open_run(config, run_overrides(workdir, seed), arm=arm)
     run.check_task(task)
-    sub = Subspace.open(run, task)
+    sub = Subspace.open(run, arm, task)
     subspace = sub.tensors()
     scale = run.cfg.lora.scale
     factors, residual = {}, {}

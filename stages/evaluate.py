@@ -19,21 +19,21 @@ from stages.io.artifacts import Evaluation, Merged, TaskAdapter
 from stages.io.atomic import atomic_dir
 from stages.io.guard import guarded, progress
 from stages.io.layout import ModelRef, parse_models
-from stages.io.options import CONFIG, WORKDIR, run_overrides
+from stages.io.options import CONFIG, SEED, WORKDIR, run_overrides
 from stages.io.run import Run, open_run
 
-MODEL = typer.Option(..., "--model", help="What to score: 'base' (pretrained body, each task's head), '<init>/individual', "
-                     "'<init>/<method>', or '<init>/merges' (every method of merge.methods). Repeat to score several in one process.")
+MODEL = typer.Option(..., "--model", help="What to score: 'base' (pretrained body, each task's head), '<arm>/individual', "
+                     "'<arm>/<method>', or '<arm>/merges' (every method of merge.methods). Repeat to score several in one process.")
 
 
 def body_update(run: Run, model: ModelRef, task: str, merged: Merged | None) -> tuple[dict, str]:
-    """The update of the target modules under `model` for `task`, and the init whose head serves it
-    (the pretrained body is served with the heads of the config's first init)."""
+    """The update of the target modules under `model` for `task`, and the arm whose head serves it
+    (the pretrained body is served with the heads of the reference arm)."""
     if model.kind == "base":
-        return {}, run.cfg.inits[0]
+        return {}, run.cfg.reference
     if model.kind == "individual":
-        return individual_delta(TaskAdapter.open(run, model.init, task).peft), model.init
-    return merged.deltas(task), model.init
+        return individual_delta(TaskAdapter.open(run, model.arm, task).peft), model.arm
+    return merged.deltas(task), model.arm
 
 
 def task_batches(run: Run, task: str, split: str, world, cache: dict) -> tuple[list, list[int], np.ndarray]:
@@ -64,14 +64,14 @@ def score_task(run: Run, task: str, update: dict, head: dict, split: str, world=
 
 
 @guarded
-def main(config: Path = CONFIG, model: list[str] = MODEL, workdir: Path = WORKDIR) -> None:
+def main(config: Path = CONFIG, model: list[str] = MODEL, seed: int = SEED, workdir: Path = WORKDIR) -> None:
     """Per-task metrics (docs/evaluation.md) of MODEL on the configured split; writes eval/<model>/metrics.json + logits.
 
     Under torchrun (RANK/WORLD_SIZE set) the ranks split each task's examples, the logits are gathered
     and rank 0 scores and writes.
     """
-    run = open_run(config, run_overrides(workdir))
-    models = parse_models(model, run.cfg.inits, list(run.cfg.merge.methods))
+    run = open_run(config, run_overrides(workdir, seed))
+    models = parse_models(model, list(run.cfg.arms), list(run.cfg.merge.methods))
     world = distributed.world_from_env()
     created = distributed.init(world)
     batches: dict = {}  # task -> tokenised batches, shared by every model scored in this process
@@ -86,8 +86,8 @@ def main(config: Path = CONFIG, model: list[str] = MODEL, workdir: Path = WORKDI
 def _evaluate(run: Run, model: ModelRef, world, batches: dict) -> None:
     split = run.cfg.evaluate.split
     results, logits, upstream = {}, {}, {}
-    heads = {t: TaskAdapter.open(run, model.init or run.cfg.inits[0], t) for t in run.tasks}
-    merged = Merged.open(run, model.init, model.what, {t: a.content_hash for t, a in heads.items()}) if model.kind == "merge" else None
+    heads = {t: TaskAdapter.open(run, model.arm or run.cfg.reference, t) for t in run.tasks}
+    merged = Merged.open(run, model.arm, model.what, {t: a.content_hash for t, a in heads.items()}) if model.kind == "merge" else None
     for task in progress(run.tasks, f"evaluate {model}"):
         update, _ = body_update(run, model, task, merged)
         upstream[task] = heads[task].content_hash

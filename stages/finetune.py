@@ -17,13 +17,15 @@ from stages.io import checkpoint
 from stages.io.artifacts import Subspace, TaskAdapter
 from stages.io.atomic import atomic_dir
 from stages.io.guard import guarded, progress
-from stages.io.options import CONFIG, INIT, TASK, WORKDIR, run_overrides
+from stages.io.options import ARM, CONFIG, SEED, TASK, WORKDIR, run_overrides
 from stages.io.run import Run, open_run, seed_everything
 
 
-def build_model(run: Run, task: str, num_labels: int, init: str):
-    """Base classifier + LoRA; OSRM init puts A_t into lora_A and zeros lora_B. Returns (model, upstream)."""
-    sub = Subspace.open(run, task) if init == "osrm" else None  # checked before the slow load
+def build_model(run: Run, task: str, num_labels: int):
+    """Base classifier + LoRA as the run's arm starts it: PEFT's gaussian A, the task's OSRM subspace, or a
+    seeded orthonormal A; lora_B = 0 for the last two. Returns (model, upstream)."""
+    init = run.cfg.lora.init
+    sub = Subspace.open(run, run.arm, task) if init == "osrm" else None  # checked before the slow load
     seed_everything(run.cfg.seed)  # the same head and gaussian A for the same seed
     model = load_classifier(run.spec, num_labels)
     model = lora.attach_lora(model, run.spec.target_suffixes(run.cfg.lora.blocks), run.cfg.lora, head_module_names(model))
@@ -31,6 +33,8 @@ def build_model(run: Run, task: str, num_labels: int, init: str):
     if sub is not None:
         lora.osrm_init(model, sub.tensors())
         upstream["subspace"] = sub.content_hash
+    elif init == "orthonormal":
+        lora.orthonormal_init(model, run.cfg.seed)
     lora.set_freeze(model, run.cfg.lora.freeze)
     return model, upstream
 
@@ -40,31 +44,31 @@ class Bar:
 
     def __init__(self, job: Job, state: LoopState):
         n = job.epochs * job.steps_per_epoch
-        self.job, self.bar = job, progress(range(n), f"finetune {job.task} [{job.init}]", total=n)
+        self.job, self.bar = job, progress(range(n), f"finetune {job.task} [{job.arm}]", total=n)
         self.bar.update(state.epoch * job.steps_per_epoch + state.step_in_epoch)
         self.update, self.close = self.bar.update, self.bar.close
 
     def log(self, d: dict) -> None:
         self.bar.set_postfix({k: (round(v, 4) if isinstance(v, float) else v) for k, v in d.items() if k != "epoch"})
         if "val_score" in d and self.job.world.main:
-            self.bar.write(f"[{self.job.task}/{self.job.init}] epoch {d['epoch']}: validation "
+            self.bar.write(f"[{self.job.task}/{self.job.arm}] epoch {d['epoch']}: validation "
                            + ", ".join(f"{k[4:]}={v:.2f}" for k, v in d.items() if k.startswith("val_")))
 
 
 @guarded
-def main(config: Path = CONFIG, task: str = TASK, init: str = INIT, workdir: Path = WORKDIR,
+def main(config: Path = CONFIG, task: str = TASK, arm: str = ARM, seed: int = SEED, workdir: Path = WORKDIR,
          resume: bool = typer.Option(True, help="Continue from the last checkpoint of this exact config, if any (plain torch path).")) -> None:
-    """Fine-tune TASK with LoRA (gaussian or OSRM init); writes a PEFT adapter folder with the task head.
+    """Fine-tune TASK with LoRA as ARM starts it (its init and lora overrides); writes a PEFT adapter folder with the task head.
 
-    Output: <workdir>/adapters/<init>/<task>/ (adapter_config.json, adapter_model.safetensors incl. the
+    Output: <workdir>/seed<seed>/adapters/<arm>/<task>/ (adapter_config.json, adapter_model.safetensors incl. the
     head, training.json with per-epoch validation metrics and how far A moved, manifest.json).
     With finetune.deepspeed set it runs under DeepSpeed ZeRO on one rank or several (torchrun /
     deepspeed launcher / srun set RANK, WORLD_SIZE); rank 0 writes the artifact.
     """
-    run = open_run(config, run_overrides(workdir, **{"lora.init": init}))
+    run = open_run(config, run_overrides(workdir, seed), arm=arm)
     run.check_task(task)
-    job = make_job(run.cfg, task, *run.load_task(task))
-    model, upstream = build_model(run, task, job.spec.num_labels, job.init)
+    job = make_job(run.cfg, task, arm, *run.load_task(task))
+    model, upstream = build_model(run, task, job.spec.num_labels)
     if run.cfg.finetune.gradient_checkpointing:
         model.base_model.model.gradient_checkpointing_enable()
         model.enable_input_require_grads()
@@ -81,30 +85,30 @@ def main(config: Path = CONFIG, task: str = TASK, init: str = INIT, workdir: Pat
             distributed.destroy()
         return
     model.to(job.device)
-    store = checkpoint.Store(run.layout.checkpoints(job.init, task), resume)
+    store = checkpoint.Store(run.layout.checkpoints(arm, task), resume)
     state, final = train_plain(job, model, run.tokenizer, store, make_bar)
     _write(run, job, model, final, a0, state, time.time() - start, upstream)
 
 
 def _write(run: Run, job: Job, model, final: dict, a0: dict, state: LoopState, elapsed: float, upstream: dict) -> None:
     """Write the adapter folder (PEFT format + head, training.json, manifest) from the `final` tensors."""
-    cfg, task, init = job.cfg, job.task, job.init
+    cfg, task, arm = job.cfg, job.task, job.arm
     drift = lora.a_drift({n: final[f"{lora.PEFT_PREFIX}{n}.lora_A.default.weight"] for n in a0}, a0)
     n_train = len(job.data["train"])
-    summary = {"task": task, "init": init, "hparams": job.hp, "history": state.history, "best_epoch": state.best_epoch,
+    summary = {"task": task, "arm": arm, "init": job.init, "hparams": job.hp, "history": state.history, "best_epoch": state.best_epoch,
                "best_validation_score": state.best_score, "a_drift": drift,
                "a_drift_mean": sum(drift.values()) / len(drift), "train_seconds": round(elapsed, 2),
                "examples_per_second": round(n_train * job.epochs / max(elapsed, 1e-9), 1), "bf16": job.bf16,
                "device": job.device, "world_size": job.world.size, "deepspeed": cfg.finetune.deepspeed, "zero_stage": job.zero_stage}
-    out = run.layout.adapter(init, task)
+    out = run.layout.adapter(arm, task)
     with atomic_dir(out) as tmp:
         model.save_pretrained(tmp, state_dict=final)
         (tmp / "training.json").write_text(json.dumps(summary, indent=1) + "\n")
         TaskAdapter.seal(tmp, {"lora": cfg.lora.model_dump(), "finetune": cfg.finetune.model_dump(), "hparams": job.hp,
-                               "task": task, "init": init, "seed": cfg.seed, "data": cfg.data.model_dump()},
-                         upstream=upstream, seed=cfg.seed, backbone=run.backbone_identity(), task=task, init=init,
+                               "task": task, "arm": arm, "seed": cfg.seed, "data": cfg.data.model_dump()},
+                         upstream=upstream, seed=cfg.seed, backbone=run.backbone_identity(), arm=arm, task=task, init=job.init,
                          num_labels=job.spec.num_labels, rank=cfg.lora.rank, blocks=cfg.lora.blocks,
                          targets=sorted(a0), scale=cfg.lora.scale)
-    shutil.rmtree(run.layout.checkpoints(init, task), ignore_errors=True)
+    shutil.rmtree(run.layout.checkpoints(arm, task), ignore_errors=True)
     print(f"adapter: {out} (best validation score {state.best_score:.2f} at epoch {state.best_epoch}; "
           f"mean A drift {summary['a_drift_mean']:.3f}; {summary['examples_per_second']} ex/s)")

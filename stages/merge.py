@@ -1,4 +1,4 @@
-"""`osrm merge`: combine the per-task adapters of one init, one target module at a time."""
+"""`osrm merge`: combine the per-task adapters of one arm, one target module at a time."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from stages.io.artifacts import Merged
 from stages.io.atomic import atomic_dir
 from stages.io.guard import guarded, progress
 from stages.io.merge_inputs import MergeInputs
-from stages.io.options import CONFIG, INIT_REQ, WORKDIR, expand_all, run_overrides
+from stages.io.options import ARM, CONFIG, SEED, WORKDIR, expand_all, run_overrides
 from stages.io.run import Run, open_run
 from stages.io.shards import ShardWriter
 
@@ -25,8 +25,8 @@ METHODS_OPT = typer.Option(..., "--method", "-m", help="Merge method (a key of o
 
 
 @guarded
-def main(config: Path = CONFIG, init: str = INIT_REQ, method: list[str] = METHODS_OPT, workdir: Path = WORKDIR) -> None:
-    """Merge the adapters of every task (one init) with each METHOD, streaming one module at a time.
+def main(config: Path = CONFIG, arm: str = ARM, method: list[str] = METHODS_OPT, seed: int = SEED, workdir: Path = WORKDIR) -> None:
+    """Merge the adapters of every task (one arm) with each METHOD, streaming one module at a time.
 
     Low-rank methods (weight_average, task_arithmetic, regmean, knots, tsv_m, iso_c) write one PEFT
     adapter of rank sum(r_t); the others write dense deltas (delta-*.safetensors); EMR writes per-task
@@ -34,13 +34,13 @@ def main(config: Path = CONFIG, init: str = INIT_REQ, method: list[str] = METHOD
     one rank-k adapter and the reconstruction error is recorded. Heads are never merged. Every method's
     parameters are checked before anything is written; each method's folder is written atomically.
     """
-    run = open_run(config, run_overrides(workdir))
+    run = open_run(config, run_overrides(workdir, seed), arm=arm)
     names = expand_all(method, list(run.cfg.merge.methods))
     methods = {n: get_method(n) for n in names}
     params = {n: parse_params(methods[n], run.cfg.merge.methods.get(n, {}), f"merge.methods.{n}") for n in names}
-    inputs = MergeInputs(run, init)
+    inputs = MergeInputs(run, arm)
     for n in names:
-        merge_one(run, init, methods[n], params[n], inputs)
+        merge_one(run, arm, methods[n], params[n], inputs)
 
 
 def _write_results(tmp: Path, results, m, tasks: list[str], low_rank: int | None):
@@ -64,12 +64,12 @@ def _write_results(tmp: Path, results, m, tasks: list[str], low_rank: int | None
     return info, (factors or None), errors
 
 
-def merge_one(run: Run, init: str, m, params, inputs: MergeInputs) -> None:
-    """One method's merge of `init`'s adapters -> <workdir>/merged/<init>/<method> (artifact + manifest)."""
-    cfg, out, low_rank = run.cfg.merge, run.layout.merged(init, m.name), run.cfg.merge.low_rank
+def merge_one(run: Run, arm: str, m, params, inputs: MergeInputs) -> None:
+    """One method's merge of `arm`'s adapters -> <workdir>/seed<seed>/merged/<arm>/<method> (artifact + manifest)."""
+    cfg, out, low_rank, seed = run.cfg.merge, run.layout.merged(arm, m.name), run.cfg.merge.low_rank, run.cfg.seed
     with ExitStack() as stack, atomic_dir(out) as tmp:
         source = inputs.source(m, stack)
-        results = merge_modules(m, params, source, progress(inputs.modules, f"merge {m.name}"), cfg.seed)
+        results = merge_modules(m, params, source, progress(inputs.modules, f"merge {m.name}"), seed)
         info, factors, errors = _write_results(tmp, results, m, list(inputs.adapters), low_rank)
         if factors:
             rank = next(iter(factors.values()))[0].shape[0]
@@ -77,9 +77,9 @@ def merge_one(run: Run, init: str, m, params, inputs: MergeInputs) -> None:
         (tmp / "info.json").write_text(json.dumps(info, indent=1, sort_keys=True, default=float) + "\n")
         trunc = {"rank": low_rank, "max_error": max(errors.values()), "mean_error": sum(errors.values()) / len(errors)} if errors else None
         fisher = {k: getattr(cfg, k) for k in ("fisher_samples", "fisher_batch_size", "fisher_labels")} if source.fishers else None
-        Merged.seal(tmp, {"method": m.name, "params": params.model_dump(mode="json"), "init": init, "tasks": run.tasks,
-                          "seed": cfg.seed, "low_rank": low_rank, **({"fisher": fisher} if fisher else {})},
-                    upstream=inputs.upstream, seed=cfg.seed, backbone=inputs.backbone, method=m.name, init=init,
+        Merged.seal(tmp, {"method": m.name, "params": params.model_dump(mode="json"), "arm": arm, "tasks": run.tasks,
+                          "seed": seed, "low_rank": low_rank, **({"fisher": fisher} if fisher else {})},
+                    upstream=inputs.upstream, seed=seed, backbone=inputs.backbone, method=m.name, arm=arm,
                     tasks=run.tasks, modules=inputs.modules, low_rank=bool(factors), per_task=m.per_task, truncation=trunc)
     note = f", truncated to rank {low_rank} (max rel. error {trunc['max_error']:.3f})" if trunc else ""
     print(f"merged: {out} ({m.name}, {len(inputs.adapters)} tasks, {len(inputs.modules)} modules{note})")

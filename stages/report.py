@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from osrm_core.report import build_rows, markdown_table
+from osrm_core.report import LABEL, build_rows, markdown_table
 from stages.io.artifacts import Evaluation, Report
 from stages.io.atomic import atomic_dir
 from stages.io.guard import guarded
@@ -14,7 +14,7 @@ from stages.io.options import CONFIG, WORKDIR, run_overrides
 from stages.io.run import open_run
 
 
-def _plot(rows: list[dict], tasks: list[str], path: Path) -> None:
+def _plot(rows: list[dict], tasks: list[str], arms: list[str], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -23,10 +23,10 @@ def _plot(rows: list[dict], tasks: list[str], path: Path) -> None:
     merges = [r for r in rows if r["kind"] == "merge"]
     methods = sorted({r["method"] for r in merges})
     fig, ax = plt.subplots(figsize=(1.6 + 1.4 * len(methods), 3.4))
-    width = 0.38
-    for i, (init, label) in enumerate((("gaussian", "LoRA"), ("osrm", "LoRA+OSRM"))):
-        vals = [next((r["normalised"] for r in merges if r["init"] == init and r["method"] == m), 0) for m in methods]
-        ax.bar([j + (i - 0.5) * width for j in range(len(methods))], vals, width, label=label)
+    width = 0.8 / len(arms)
+    for i, arm in enumerate(arms):
+        vals = [next((r["normalised"] for r in merges if r["init"] == arm and r["method"] == m), 0) for m in methods]
+        ax.bar([j + (i - (len(arms) - 1) / 2) * width for j in range(len(methods))], vals, width, label=LABEL.get(arm, arm))
     ax.axhline(100, color="grey", lw=0.8, ls="--")
     ax.set_xticks(range(len(methods)), methods, rotation=15)
     ax.set_ylabel("normalised score (% of individual)")
@@ -41,9 +41,9 @@ def _plot(rows: list[dict], tasks: list[str], path: Path) -> None:
 def main(config: Path = CONFIG, workdir: Path = WORKDIR) -> None:
     """Collect eval/*/metrics.json into report/metrics.json (DVC metrics), report/report.md and report/merge.png."""
     run = open_run(config, run_overrides(workdir))
-    inits = run.cfg.inits
-    wanted = ["base"] + [f"{i}/individual" for i in inits] + [f"{i}/merges" for i in inits]
-    arts = {str(ref): Evaluation.open(run, ref) for ref in parse_models(wanted, inits, list(run.cfg.merge.methods))}
+    arms = list(run.cfg.arms)
+    wanted = ["base"] + [f"{a}/individual" for a in arms] + [f"{a}/merges" for a in arms]
+    arts = {str(ref): Evaluation.open(run, ref) for ref in parse_models(wanted, arms, list(run.cfg.merge.methods))}
     models = list(arts)
     evals, upstream = {m: a.metrics for m, a in arts.items()}, {m: a.content_hash for m, a in arts.items()}
     rows = build_rows(evals, run.tasks)
@@ -54,7 +54,7 @@ def main(config: Path = CONFIG, workdir: Path = WORKDIR) -> None:
     with atomic_dir(out) as tmp:
         (tmp / "metrics.json").write_text(json.dumps({"rows": rows}, indent=1, sort_keys=True) + "\n")
         (tmp / "report.md").write_text(header + markdown_table(rows, run.tasks) + "\n")
-        _plot(rows, run.tasks, tmp / "merge.png")
+        _plot(rows, run.tasks, arms, tmp / "merge.png")
         Report.seal(tmp, {"models": models}, upstream=upstream)
     print(f"report: {out / 'report.md'}")
     print(markdown_table(rows, run.tasks))

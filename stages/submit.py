@@ -1,6 +1,6 @@
 """`osrm submit`: run pipeline stages as SLURM jobs (docs/slurm.md).
 
-    osrm submit stage --config pipeline.yaml --stage finetune --task sst2 --init osrm
+    osrm submit stage --config pipeline.yaml --stage finetune --task sst2 --arm osrm
     osrm submit dag   --config pipeline.yaml            # the whole DVC DAG as dependent jobs
     osrm submit wait  --config pipeline.yaml            # poll squeue, then check the exit markers
 
@@ -41,9 +41,9 @@ MAX_PAR = typer.Option(None, "--max-parallel", help="Run at most N array members
 def stage_cmd(ctx: typer.Context, config: Path = CONFIG,
               stage: str = typer.Option(..., "--stage", "-s", help=f"One of {', '.join(slurm.CLI_STAGES)}."),
               task: list[str] = typer.Option(None, "--task", "-t", help="Task; repeat (or `all`) for an array job over tasks."),
-              init: str = typer.Option(None, "--init", help="gaussian|osrm (finetune, merge)."),
+              arm: str = typer.Option(None, "--arm", help="An arm of the config (finetune, merge)."),
               method: str = typer.Option(None, "--method", help="Merge method (merge)."),
-              model: str = typer.Option(None, "--model", help="base|<init>/individual|<init>/<method> (evaluate)."),
+              model: str = typer.Option(None, "--model", help="base|<arm>/individual|<arm>/<method> (evaluate)."),
               partition: str = PARTITION, time_: str = typer.Option(None, "--time", help="Wall-clock limit, e.g. 04:00:00."),
               cpus_per_task: int = CPUS, mem: str = MEM, nodes: int = NODES, gpus_per_node: int = GPUS,
               launcher: str = typer.Option("torchrun", "--launcher", help="Multi-node finetune: torchrun or srun (one task per GPU)."),
@@ -54,7 +54,7 @@ def stage_cmd(ctx: typer.Context, config: Path = CONFIG,
     tasks = slurm_submit.expand_tasks(config, list(task or []))
     res = slurm_submit.load_resources(resources, stage, partition=partition, time=time_, cpus_per_task=cpus_per_task,
                                       mem=mem, nodes=nodes, gpus_per_node=gpus_per_node)
-    req = slurm_submit.StageRequest(stage, str(config), tuple(tasks), init, method, model, tuple(ctx.args),
+    req = slurm_submit.StageRequest(stage, str(config), tuple(tasks), arm, method, model, tuple(ctx.args),
                                     launcher, dependency, max_parallel)
     sdir = slurm_jobs.slurm_dir(config)
     script = slurm_submit.stage_script(req, res, slurm_submit.place_for(sdir, Path.cwd(), setup))

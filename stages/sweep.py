@@ -1,11 +1,11 @@
 """`osrm sweep`: merge-parameter grids (λ, density) and number-of-tasks curves, scored in-process.
 
-`osrm sweep run --init I --method M` loads the backbone once per label count and each task's adapter,
+`osrm sweep run --arm A --method M` loads the backbone once per label count and each task's adapter,
 capped validation rows and tokenised batches once, then for every grid point of `merge.sweep[M]`
 merges in memory (one module at a time, as `osrm merge` does) and scores every task on the first
 `merge.sweep_max_eval` validation rows. It also scores each individual adapter (the reference of the
 normalised score) and, for the methods in `merge.sweep_tasks`, merges of the first 2..T tasks (paper Figure 5).
-`osrm sweep plot` draws score vs the swept parameter for each init (paper Figure 4) and
+`osrm sweep plot` draws score vs the swept parameter for each arm (paper Figure 4) and
 the normalised score vs the number of tasks merged.
 """
 
@@ -31,7 +31,7 @@ from stages.io.artifacts import Sweep, SweepPlots
 from stages.io.atomic import atomic_dir
 from stages.io.guard import guarded, progress
 from stages.io.merge_inputs import MergeInputs
-from stages.io.options import CONFIG, INIT_REQ, METHOD, WORKDIR, run_overrides
+from stages.io.options import ARM, CONFIG, METHOD, SEED, WORKDIR, run_overrides
 from stages.io.run import Run, open_run
 
 app = typer.Typer(help="Sweep merge parameters (`run`) and plot the curves (`plot`).", no_args_is_help=True)
@@ -71,13 +71,13 @@ def grid_points(run: Run, method: str) -> list[dict]:
 
 @app.command("run")
 @guarded
-def run_sweep(config: Path = CONFIG, init: str = INIT_REQ, method: str = METHOD, workdir: Path = WORKDIR) -> None:
-    """Score METHOD over its grid `merge.sweep[METHOD]` and over 2..T tasks; writes sweeps/<init>/<method>/results.json."""
-    run = open_run(config, run_overrides(workdir))
+def run_sweep(config: Path = CONFIG, arm: str = ARM, method: str = METHOD, seed: int = SEED, workdir: Path = WORKDIR) -> None:
+    """Score METHOD over its grid `merge.sweep[METHOD]` and over 2..T tasks; writes sweeps/<arm>/<method>/results.json."""
+    run = open_run(config, run_overrides(workdir, seed), arm=arm)
     m = get_method(method)
     defaults = run.cfg.merge.methods.get(method, {})
     points = [(p, parse_params(m, {**defaults, **p}, f"merge.sweep.{method}")) for p in grid_points(run, method)]
-    inputs = MergeInputs(run, init)
+    inputs = MergeInputs(run, arm)
     scorer = Scorer(run, inputs.adapters)
     individual = {t: scorer.score(t, {k: a.delta(k) for k in inputs.modules}) for t, a in inputs.adapters.items()}
     with ExitStack() as stack:
@@ -86,37 +86,37 @@ def run_sweep(config: Path = CONFIG, init: str = INIT_REQ, method: str = METHOD,
         source.grams = functools.cache(source.grams) if source.grams else None
 
         def evaluate(tasks: list[str], params) -> dict:
-            deltas = merged_deltas(m, params, source, inputs.modules, run.cfg.merge.seed, tasks)
+            deltas = merged_deltas(m, params, source, inputs.modules, run.cfg.seed, tasks)
             scores = {t: scorer.score(t, deltas[t]) for t in tasks}
             return {"scores": scores, "average": sum(scores.values()) / len(scores), "normalised": normalised_score(scores, individual)}
 
-        grid = [{"params": p, **evaluate(run.tasks, params)} for p, params in progress(points, f"sweep {init}/{method}")]
+        grid = [{"params": p, **evaluate(run.tasks, params)} for p, params in progress(points, f"sweep {arm}/{method}")]
         curve = []
         if method in run.cfg.merge.sweep_tasks:
             params = parse_params(m, defaults, f"merge.methods.{method}")
             curve = [{"n": n, "tasks": run.tasks[:n], **evaluate(run.tasks[:n], params)} for n in range(2, len(run.tasks) + 1)]
-    _write(run, init, method, {"init": init, "method": method, "max_eval": run.cfg.merge.sweep_max_eval,
+    _write(run, arm, method, {"arm": arm, "method": method, "max_eval": run.cfg.merge.sweep_max_eval,
                                "individual": individual, "grid": grid, "tasks_curve": curve}, inputs.upstream)
 
 
-def _write(run: Run, init: str, method: str, result: dict, upstream: dict) -> None:
-    out = run.layout.sweep(init, method)
+def _write(run: Run, arm: str, method: str, result: dict, upstream: dict) -> None:
+    out = run.layout.sweep(arm, method)
     with atomic_dir(out) as tmp:
         (tmp / Sweep.RESULTS).write_text(json.dumps(result, indent=1, sort_keys=True) + "\n")
-        Sweep.seal(tmp, {"init": init, "method": method, "grid": run.cfg.merge.sweep[method],
+        Sweep.seal(tmp, {"arm": arm, "method": method, "grid": run.cfg.merge.sweep[method],
                          "methods": run.cfg.merge.methods.get(method, {}), "max_eval": run.cfg.merge.sweep_max_eval,
-                         "tasks": run.tasks, "seed": run.cfg.merge.seed}, upstream=upstream, seed=run.cfg.merge.seed,
-                   init=init, method=method)
+                         "tasks": run.tasks, "seed": run.cfg.seed}, upstream=upstream, seed=run.cfg.seed,
+                   arm=arm, method=method)
     best = max(result["grid"], key=lambda g: g["average"])
-    print(f"sweep {init}/{method}: {len(result['grid'])} points, best {best['params']} average {best['average']:.2f} -> {out / Sweep.RESULTS}")
+    print(f"sweep {arm}/{method}: {len(result['grid'])} points, best {best['params']} average {best['average']:.2f} -> {out / Sweep.RESULTS}")
 
 
 @app.command("plot")
 @guarded
-def plot(config: Path = CONFIG, workdir: Path = WORKDIR) -> None:
+def plot(config: Path = CONFIG, seed: int = SEED, workdir: Path = WORKDIR) -> None:
     """Plot every finished sweep: sweeps/plots/{params,tasks}.png and sweeps/plots/sweeps.md."""
-    run = open_run(config, run_overrides(workdir))
-    sweeps = {(i, m): Sweep.open(run, i, m) for i in run.cfg.inits for m in run.cfg.merge.sweep}
+    run = open_run(config, run_overrides(workdir, seed))
+    sweeps = {(a, m): Sweep.open(run, a, m) for a in run.cfg.arms for m in run.cfg.merge.sweep}
     out = run.layout.sweep_plots()
     with atomic_dir(out) as tmp:
         write_plots({k: s.results() for k, s in sweeps.items()}, tmp)

@@ -11,23 +11,23 @@ from osrm_core.errors import OsrmError
 
 @dataclass(frozen=True)
 class ModelRef:
-    """A model that can be scored: the pretrained body ('base'), an init's individual adapters
-    ('<init>/individual') or one of its merges ('<init>/<method>')."""
+    """A model that can be scored: the pretrained body ('base'), an arm's individual adapters
+    ('<arm>/individual') or one of its merges ('<arm>/<method>')."""
 
-    init: str | None = None
+    arm: str | None = None
     what: str = "base"
 
     @property
     def kind(self) -> str:
-        return "base" if self.init is None else ("individual" if self.what == "individual" else "merge")
+        return "base" if self.arm is None else ("individual" if self.what == "individual" else "merge")
 
     def __str__(self) -> str:
-        return "base" if self.init is None else f"{self.init}/{self.what}"
+        return "base" if self.arm is None else f"{self.arm}/{self.what}"
 
 
-def parse_models(texts: list[str], inits: list[str], methods: list[str]) -> list[ModelRef]:
-    """The one parser of `--model`: 'base', '<init>/individual', '<init>/<method>', '<init>/merges' (= every
-    method of merge.methods), for the inits this config names and any registered merge method. Order kept,
+def parse_models(texts: list[str], arms: list[str], methods: list[str]) -> list[ModelRef]:
+    """The one parser of `--model`: 'base', '<arm>/individual', '<arm>/<method>', '<arm>/merges' (= every
+    method of merge.methods), for the arms this config names and any registered merge method. Order kept,
     duplicates dropped."""
     from osrm_core.merge import METHODS
 
@@ -36,50 +36,61 @@ def parse_models(texts: list[str], inits: list[str], methods: list[str]) -> list
         if text == "base":
             out.append(ModelRef())
             continue
-        init, _, what = text.partition("/")
-        if init not in inits or what not in ("individual", "merges", *METHODS):
-            raise OsrmError(f"--model '{text}': expected 'base', '<init>/individual', '<init>/merges' or '<init>/<method>' "
-                            f"with init one of {inits} and method one of {sorted(METHODS)}")
-        out += [ModelRef(init, m) for m in methods] if what == "merges" else [ModelRef(init, what)]
+        arm, _, what = text.partition("/")
+        if arm not in arms or what not in ("individual", "merges", *METHODS):
+            raise OsrmError(f"--model '{text}': expected 'base', '<arm>/individual', '<arm>/merges' or '<arm>/<method>' "
+                            f"with arm one of {arms} (the config's `arms`) and method one of {sorted(METHODS)}")
+        out += [ModelRef(arm, m) for m in methods] if what == "merges" else [ModelRef(arm, what)]
     return list(dict.fromkeys(out))
 
 
 @dataclass(frozen=True)
 class Layout:
-    root: Path
+    """Paths of one seed's artifacts: `<workdir>/<kind>/seed<seed>/...`, so that a stage pooling every seed
+    (the report) depends on one folder per kind. The report itself is `<workdir>/report`."""
+
+    workdir: Path
+    seed: int
+
+    def _kind(self, kind: str) -> Path:
+        return self.workdir / kind / f"seed{self.seed}"
 
     def features(self, task: str) -> Path:
-        return self.root / "features" / task
+        return self._kind("features") / task
 
     def features_staging(self, task: str) -> Path:
         """Where data-parallel ranks assemble a task's features before the atomic rename."""
-        return self.root / "features" / f".{task}.partial"
+        return self._kind("features") / f".{task}.partial"
 
-    def subspace(self, task: str) -> Path:
-        return self.root / "subspaces" / task
+    def subspaces(self, arm: str) -> Path:
+        """Every subspace of one arm (a folder that says 'none' for arms that do not start from one)."""
+        return self._kind("subspaces") / arm
 
-    def adapter(self, init: str, task: str) -> Path:
-        return self.root / "adapters" / init / task
+    def subspace(self, arm: str, task: str) -> Path:
+        return self.subspaces(arm) / task
 
-    def checkpoints(self, init: str, task: str) -> Path:
-        return self.root / "checkpoints" / init / task
+    def adapter(self, arm: str, task: str) -> Path:
+        return self._kind("adapters") / arm / task
 
-    def merged(self, init: str, method: str) -> Path:
-        return self.root / "merged" / init / method
+    def checkpoints(self, arm: str, task: str) -> Path:
+        return self._kind("checkpoints") / arm / task
+
+    def merged(self, arm: str, method: str) -> Path:
+        return self._kind("merged") / arm / method
 
     def evaluation(self, model: ModelRef) -> Path:
-        """eval/base, eval/individual/<init>, eval/merged/<init>/<method>."""
+        """eval/seed<s>/base, eval/seed<s>/individual/<arm>, eval/seed<s>/merged/<arm>/<method>."""
         if model.kind == "base":
-            return self.root / "eval" / "base"
+            return self._kind("eval") / "base"
         if model.kind == "individual":
-            return self.root / "eval" / "individual" / model.init
-        return self.root / "eval" / "merged" / model.init / model.what
+            return self._kind("eval") / "individual" / model.arm
+        return self._kind("eval") / "merged" / model.arm / model.what
 
-    def report(self) -> Path:
-        return self.root / "report"
-
-    def sweep(self, init: str, method: str) -> Path:
-        return self.root / "sweeps" / init / method
+    def sweep(self, arm: str, method: str) -> Path:
+        return self._kind("sweeps") / arm / method
 
     def sweep_plots(self) -> Path:
-        return self.root / "sweeps" / "plots"
+        return self._kind("sweeps") / "plots"
+
+    def report(self) -> Path:
+        return self.workdir / "report"

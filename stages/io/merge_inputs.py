@@ -1,4 +1,4 @@
-"""What the merges of one init read, opened once per process (`osrm merge --method all`, `osrm sweep`):
+"""What the merges of one arm read, opened once per process (`osrm merge --method all`, `osrm sweep`):
 the checked adapters, and on demand W0, the tasks' checked feature Grams and the tasks' Fishers."""
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from stages.io.guard import progress
 
 
 class MergeInputs:
-    def __init__(self, run, init: str):
-        self.run, self.init = run, init
-        self.arts = TaskAdapter.open_all(run, init)
+    def __init__(self, run, arm: str):
+        self.run, self.arm = run, arm
+        self.arts = TaskAdapter.open_all(run, arm)
         self.adapters = {t: a.peft for t, a in self.arts.items()}
         self.upstream = {t: a.content_hash for t, a in self.arts.items()}
         first = next(iter(self.arts.values()))
@@ -49,7 +49,7 @@ class MergeInputs:
         def task(t: str) -> FisherTask:
             spec, data = run.load_task(t)
             ds, adapter = data["train"], self.adapters[t]
-            order = shuffled(len(ds), cfg.merge.seed)[: cfg.merge.fisher_samples]
+            order = shuffled(len(ds), cfg.seed)[: cfg.merge.fisher_samples]
 
             def model():
                 m = load_classifier(run.spec, spec.num_labels)
@@ -70,8 +70,8 @@ class MergeInputs:
             from safetensors import safe_open
 
             cfg = self.run.cfg.merge
-            scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=".fisher-", dir=self.run.layout.root)))
-            paths = task_fishers(self.fisher_tasks(), self.modules, cfg.fisher_labels, cfg.seed, scratch, progress)
+            scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=".fisher-", dir=self.run.layout.workdir)))
+            paths = task_fishers(self.fisher_tasks(), self.modules, cfg.fisher_labels, self.run.cfg.seed, scratch, progress)
             handles = {t: stack.enter_context(safe_open(str(p), "pt")) for t, p in paths.items()}
             fishers = lambda t, name: handles[t].get_tensor(name).float()  # noqa: E731
         return UpdateSource(self.adapters, base=self.base if "base" in method.needs else None,

@@ -76,30 +76,30 @@ def test_manifest_of_an_older_schema_names_the_rebuild_command(work):
 
 def test_adapter_of_another_backbone_or_task(work):
     run = open_run(work.cfg)
-    folder = run.layout.adapter("gaussian", T0)
+    folder = run.layout.adapter("lora", T0)
     _edit(folder, task=TINY_TASKS[1])
     with pytest.raises(OsrmError) as err:
-        TaskAdapter.open(run, "gaussian", T0)
+        TaskAdapter.open(run, "lora", T0)
     _one_line(err, "task")
     _edit(folder, task=T0, backbone__weights="0" * 64)
     with pytest.raises(OsrmError) as err:
-        TaskAdapter.open(run, "gaussian", T0)
+        TaskAdapter.open(run, "lora", T0)
     _one_line(err, "backbone")
 
 
 def test_merge_of_other_tasks_or_older_adapters(work, cli):
-    cli("merge", "-c", work.cfg, "--init", "gaussian", "--method", "task_arithmetic")
+    cli("merge", "-c", work.cfg, "--arm", "lora", "--method", "task_arithmetic")
     run = open_run(work.cfg)
-    hashes = {t: TaskAdapter.open(run, "gaussian", t).content_hash for t in run.tasks}
-    Merged.open(run, "gaussian", "task_arithmetic", hashes)  # fits
-    write_adapter(work.tmp, "gaussian", T0, work.cfg, seed=5)  # retrained since the merge
-    hashes[T0] = TaskAdapter.open(run, "gaussian", T0).content_hash
+    hashes = {t: TaskAdapter.open(run, "lora", t).content_hash for t in run.tasks}
+    Merged.open(run, "lora", "task_arithmetic", hashes)  # fits
+    write_adapter(work.tmp, "lora", T0, work.cfg, seed=5)  # retrained since the merge
+    hashes[T0] = TaskAdapter.open(run, "lora", T0).content_hash
     with pytest.raises(OsrmError) as err:
-        Merged.open(run, "gaussian", "task_arithmetic", hashes)
-    _one_line(err, "older adapters", T0, "osrm merge --init gaussian --method task_arithmetic")
-    _edit(run.layout.merged("gaussian", "task_arithmetic"), tasks=TINY_TASKS[:2])
+        Merged.open(run, "lora", "task_arithmetic", hashes)
+    _one_line(err, "older adapters", T0, "osrm merge --arm lora --method task_arithmetic")
+    _edit(run.layout.merged("lora", "task_arithmetic"), tasks=TINY_TASKS[:2])
     with pytest.raises(OsrmError) as err:
-        Merged.open(run, "gaussian", "task_arithmetic", hashes)
+        Merged.open(run, "lora", "task_arithmetic", hashes)
     _one_line(err, "tasks")
 
 

@@ -49,7 +49,7 @@ def test_report_and_convert_write_atomically(work, cli, monkeypatch):
     from stages.io.artifacts import Converted
 
     out = work.tmp / "conv"
-    argv = ("convert", "project", "-c", work.cfg, "--task", T0, "--adapter", work.root / "adapters/gaussian" / T0, "--out", out)
+    argv = ("convert", "project", "-c", work.cfg, "--task", T0, "--adapter", work.root / "adapters/seed42/lora" / T0, "--out", out)
     cli(*argv)
     first = snapshot(out)
     monkeypatch.setattr(Converted, "seal", lambda *a, **k: (_ for _ in ()).throw(OSError(errno.ENOSPC, "full")))
@@ -60,14 +60,14 @@ def test_report_and_convert_write_atomically(work, cli, monkeypatch):
 
 def test_folder_without_manifest_is_never_accepted(work):
     """What a killed writer could leave if it wrote in place: data files but no manifest."""
-    folder = work.root / "subspaces" / T0
+    folder = work.root / "subspaces/seed42/osrm" / T0
     (folder / "manifest.json").unlink()
     with pytest.raises(OsrmError, match="missing or incomplete"):
         Subspace.read(folder, "osrm build-subspace")
 
 
 def test_extra_or_missing_file_is_detected(work):
-    folder = work.root / "subspaces" / T0
+    folder = work.root / "subspaces/seed42/osrm" / T0
     (folder / "stray.bin").write_bytes(b"x")
     with pytest.raises(OsrmError, match="stray.bin is not part of this artifact"):
         Subspace.read(folder, "osrm build-subspace")
@@ -92,7 +92,7 @@ def test_stale_temp_folders_of_dead_writers_are_swept(tmp_path):
 
 def test_swap_interrupted_between_renames_is_recovered(work):
     """kill -9 after `final -> .old` but before `tmp -> final`: the next reader puts the old one back."""
-    folder = work.root / "subspaces" / T0
+    folder = work.root / "subspaces/seed42/osrm" / T0
     before = snapshot(folder)
     folder.rename(folder.parent / f".{T0}.old-12345678")
     Subspace.read(folder, "osrm build-subspace")

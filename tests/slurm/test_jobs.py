@@ -59,7 +59,7 @@ def test_wait_last_with_fake_squeue(tmp_path, monkeypatch):
 
 def test_stage_request_checks_and_entry():
     with pytest.raises(OsrmError, match="needs --method"):
-        slurm_submit.StageRequest("merge", "p.yaml", init="osrm")
+        slurm_submit.StageRequest("merge", "p.yaml", arm="osrm")
     req = slurm_submit.StageRequest("extract-features", "p.yaml", ("a", "b"))
     assert req.entry("9") == {"job_id": "9", "name": "osrm-extract-features", "stage": "extract-features",
                               "tasks": ["a", "b"], "array": True}

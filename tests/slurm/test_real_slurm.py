@@ -42,7 +42,7 @@ def test_real_job_runs_osrm_command(local_slurm, tiny_config):
     codes = finished(workdir / "slurm", job)
     log = (workdir / "slurm" / "logs" / f"osrm-extract-features-{job['job_id']}.out").read_text()
     assert codes == {job["job_id"]: 0}, log
-    assert (Layout(workdir).features(task) / "features.zarr").is_dir(), log
+    assert (Layout(workdir, 42).features(task) / "features.zarr").is_dir(), log
     record = json.loads((workdir / "slurm" / "jobs.jsonl").read_text())
     assert record["jobs"][0]["job_id"] == job["job_id"] and record["jobs"][0]["tasks"] == [task]
 

@@ -14,6 +14,7 @@ from stages.io.manifest import BackboneId, Manifest, require_same
 class AdapterManifest(Manifest):
     STAGE: ClassVar[str] = "finetune"
     backbone: BackboneId
+    arm: str
     task: str
     init: str
     num_labels: int
@@ -27,34 +28,34 @@ class TaskAdapter(Artifact[AdapterManifest]):
     Manifest = AdapterManifest
 
     @staticmethod
-    def hint(init: str, task: str) -> str:
-        return f"osrm finetune --task {task} --init {init}"
+    def hint(arm: str, task: str) -> str:
+        return f"osrm finetune --task {task} --arm {arm}"
 
     @classmethod
-    def open(cls, run, init: str, task: str) -> "TaskAdapter":
-        art = cls.read(run.layout.adapter(init, task), cls.hint(init, task))
-        art.check(run, init, task)
+    def open(cls, run, arm: str, task: str) -> "TaskAdapter":
+        art = cls.read(run.layout.adapter(arm, task), cls.hint(arm, task))
+        art.check(run, arm, task)
         return art
 
     @classmethod
-    def open_all(cls, run, init: str) -> dict[str, "TaskAdapter"]:
-        """Every task's adapter of `init`, checked, and mergeable with each other (same rank and targets)."""
-        arts = {t: cls.open(run, init, t) for t in run.tasks}
+    def open_all(cls, run, arm: str) -> dict[str, "TaskAdapter"]:
+        """Every task's adapter of `arm`, checked, and mergeable with each other (same rank and targets)."""
+        arts = {t: cls.open(run, arm, t) for t in run.tasks}
         check_compatible({t: a.peft for t, a in arts.items()})
         return arts
 
-    def check(self, run, init: str, task: str) -> None:
-        """Trained on this run's backbone (merged updates are added to ITS W0), for this task and init, and
+    def check(self, run, arm: str, task: str) -> None:
+        """Trained on this run's backbone (merged updates are added to ITS W0), for this task and arm, and
         from the subspace on disk now when it started from one."""
         m = self.manifest
         require_same("backbone", run.backbone_identity()["weights"], m.backbone.weights, self.folder,
                      f"fine-tune every task on the same backbone as the config ('{run.spec.name}')")
         require_same("task", task, m.task, self.folder, "check the path")
-        require_same("init", init, m.init, self.folder, "check the path")
+        require_same("arm", arm, m.arm, self.folder, "check the path")
         sub = m.upstream.get("subspace")
-        if sub is not None and recorded_hash(run.layout.subspace(task)) not in (None, sub):
+        if sub is not None and recorded_hash(run.layout.subspace(arm, task)) not in (None, sub):
             raise OsrmError(f"{self.folder}: trained from an older subspace of '{task}' (it was rebuilt since) — "
-                            f"rerun `{self.hint(init, task)}`")
+                            f"rerun `{self.hint(arm, task)}`")
 
     @cached_property
     def peft(self) -> Adapter:

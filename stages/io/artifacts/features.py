@@ -41,7 +41,7 @@ class Features(Artifact[FeaturesManifest]):
 
     @staticmethod
     def hint(task: str) -> str:
-        return f"osrm extract-features --task {task}"
+        return f"osrm extract-features --task {task} --seed <seed>"
 
     @classmethod
     def open(cls, run, task: str) -> "Features":
@@ -66,15 +66,16 @@ class Features(Artifact[FeaturesManifest]):
 
     def check(self, run) -> None:
         """The features must come from this backbone, cover lora.blocks, and use this config's sampling
-        (osrm.k, osrm.include_padding, osrm.seed), data.* and suite: these change what is in the cache."""
+        (osrm.k, osrm.include_padding, the seed), data.* and suite: these change what is in the cache."""
         m, cfg, fix = self.manifest, run.cfg, self.fix(self.manifest.task)
         require_same("backbone", run.backbone_identity()["weights"], m.backbone.weights, self.folder,
                      f"{fix} (features were taken on backbone {m.backbone.name!r})")
         if set(cfg.lora.blocks) - set(m.blocks):
             raise OsrmError(f"{self.folder}: features cover lora.blocks={m.blocks!r}, this run needs "
                             f"{cfg.lora.blocks!r} (layer set differs) — {fix}")
-        for key in ("k", "include_padding", "seed"):
+        for key in ("k", "include_padding"):
             require_same(f"osrm.{key}", getattr(cfg.osrm, key), getattr(m.sampling, key), self.folder, fix)
+        require_same("seed", cfg.seed, m.sampling.seed, self.folder, fix)
         require_same("data", cfg.data.model_dump(), m.data, self.folder, fix)
         require_same("suite", cfg.model_dump(mode="json")["suite"], m.suite, self.folder, fix)
 

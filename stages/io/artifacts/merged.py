@@ -1,6 +1,6 @@
 """Merged-model artifact: `merged/<init>/<method>/` — one PEFT adapter (factor-space methods) or dense
 deltas (`delta-*.safetensors`; EMR adds per-task `task::module` deltas). Heads are never merged: each task
-is served with the head of its own adapter of the same init."""
+is served with the head of its own adapter of the same arm."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ class MergedManifest(Manifest):
     STAGE: ClassVar[str] = "merge"
     backbone: BackboneId
     method: str
-    init: str
+    arm: str
     tasks: list[str]
     modules: list[str]
     low_rank: bool
@@ -32,14 +32,14 @@ class Merged(Artifact[MergedManifest]):
     Manifest = MergedManifest
 
     @staticmethod
-    def hint(init: str, method: str) -> str:
-        return f"osrm merge --init {init} --method {method}"
+    def hint(arm: str, method: str) -> str:
+        return f"osrm merge --arm {arm} --method {method}"
 
     @classmethod
-    def open(cls, run, init: str, method: str, adapter_hashes: dict[str, str]) -> "Merged":
+    def open(cls, run, arm: str, method: str, adapter_hashes: dict[str, str]) -> "Merged":
         """The merge, checked: made for this run's tasks, from the adapters whose hashes are given."""
-        art = cls.read(run.layout.merged(init, method), cls.hint(init, method))
-        m, fix = art.manifest, f"rerun `{cls.hint(init, method)}`"
+        art = cls.read(run.layout.merged(arm, method), cls.hint(arm, method))
+        m, fix = art.manifest, f"rerun `{cls.hint(arm, method)}`"
         require_same("tasks", run.tasks, m.tasks, art.folder, fix)
         stale = sorted(t for t in m.tasks if m.upstream.get(t) != adapter_hashes.get(t))
         if stale:

@@ -19,23 +19,23 @@ class Report(Artifact[ReportManifest]):
 
 class SweepManifest(Manifest):
     STAGE: ClassVar[str] = "sweep"
-    init: str
+    arm: str
     method: str
 
 
 class Sweep(Artifact[SweepManifest]):
-    """`sweeps/<init>/<method>/results.json`: merge-parameter grid and number-of-tasks curve."""
+    """`sweeps/<arm>/<method>/results.json`: merge-parameter grid and number-of-tasks curve."""
 
     Manifest = SweepManifest
     RESULTS: ClassVar[str] = "results.json"
 
     @staticmethod
-    def hint(init: str, method: str) -> str:
-        return f"osrm sweep run --init {init} --method {method}"
+    def hint(arm: str, method: str) -> str:
+        return f"osrm sweep run --arm {arm} --method {method}"
 
     @classmethod
-    def open(cls, run, init: str, method: str) -> "Sweep":
-        return cls.read(run.layout.sweep(init, method), cls.hint(init, method))
+    def open(cls, run, arm: str, method: str) -> "Sweep":
+        return cls.read(run.layout.sweep(arm, method), cls.hint(arm, method))
 
     def results(self) -> dict[str, Any]:
         return json.loads((self.folder / self.RESULTS).read_text())

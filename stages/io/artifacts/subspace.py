@@ -17,9 +17,12 @@ FILE = "subspace.safetensors"
 class SubspaceManifest(Manifest):
     STAGE: ClassVar[str] = "build-subspace"
     backbone: BackboneId
+    arm: str
     task: str
     modules: list[str]
     estimator: str
+    objective: str | None = None
+    contrast_ridge: float | None = None
     rank: int
     blocks: str
     include_padding: bool
@@ -31,12 +34,13 @@ class Subspace(Artifact[SubspaceManifest]):
     Manifest = SubspaceManifest
 
     @staticmethod
-    def hint(task: str) -> str:
-        return f"osrm build-subspace --task {task}"
+    def hint(arm: str, task: str) -> str:
+        return f"osrm build-subspace --arm {arm} --task {task}"
 
     @classmethod
-    def open(cls, run, task: str) -> "Subspace":
-        art = cls.read(run.layout.subspace(task), cls.hint(task))
+    def open(cls, run, arm: str, task: str) -> "Subspace":
+        """Task's subspace for arm `arm` (run.cfg is that arm's view), checked."""
+        art = cls.read(run.layout.subspace(arm, task), cls.hint(arm, task))
         art.check(run)
         return art
 
@@ -44,15 +48,18 @@ class Subspace(Artifact[SubspaceManifest]):
         """Same backbone, lora.rank, a layer set covering lora.blocks, the same estimator settings, and built
         from the features that are on disk now (the upstream hashes it recorded)."""
         m, cfg = self.manifest, run.cfg
-        fix = f"rerun `{self.hint(m.task)}` with this config"
+        fix = f"rerun `{self.hint(m.arm, m.task)}` with this config"
         require_same("backbone", run.backbone_identity()["weights"], m.backbone.weights, self.folder,
                      f"{fix} (it was built for backbone {m.backbone.name!r})")
         require_same("lora.rank", cfg.lora.rank, m.rank, self.folder, fix)
         if set(cfg.lora.blocks) - set(m.blocks):
             raise OsrmError(f"{self.folder}: subspace covers lora.blocks={m.blocks!r}, this run needs {cfg.lora.blocks!r} "
                             f"(layer set differs) — {fix}")
-        for key in ("estimator", "k", "include_padding", "seed"):
+        for key in ("estimator", "k", "include_padding", "objective"):
             require_same(f"osrm.{key}", getattr(cfg.osrm, key), getattr(m, key), self.folder, fix)
+        if cfg.osrm.objective == "contrast":
+            require_same("osrm.contrast_ridge", cfg.osrm.contrast_ridge, m.contrast_ridge, self.folder, fix)
+        require_same("seed", cfg.seed, m.seed, self.folder, fix)
         for task, recorded in m.upstream.items():
             now = recorded_hash(run.layout.features(task))
             if now is not None and now != recorded:
