@@ -80,9 +80,9 @@ def test_osrm_init_starts_at_base_model(cli, tiny_config):
     for t in TINY_TASKS:
         cli("extract-features", "-c", tiny_config, "--task", t)
     cli("build-subspace", "-c", tiny_config, "--task", TINY_TASKS[0])
-    run = open_run(tiny_config)
+    run = open_run(tiny_config, arm="osrm")
     spec, data = run.load_task(TINY_TASKS[0])
-    model, _ = build_model(run, TINY_TASKS[0], spec.num_labels, "osrm")
+    model, _ = build_model(run, TINY_TASKS[0], spec.num_labels)
     seed_everything(run.cfg.seed)
     base = load_classifier(run.spec, spec.num_labels)
     tok = load_tokenizer(run.spec)
