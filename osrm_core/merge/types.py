@@ -1,7 +1,7 @@
 """Data types shared by every merging method: the per-module inputs, the result, the registry entry.
 
 A merging method works on ONE target linear module at a time (``W0 ∈ R^{d_out×d_in}``) and T tasks.
-Task t's LoRA update is ``τ_t = s_t · B_t · A_t`` (DESIGN.md §2/§3) with ``A_t ∈ R^{r_t×d_in}``,
+Task t's LoRA update is ``τ_t = s_t · B_t · A_t`` (docs/osrm.md, docs/merging.md) with ``A_t ∈ R^{r_t×d_in}``,
 ``B_t ∈ R^{d_out×r_t}``.  All arithmetic is float32 unless a method says otherwise.
 """
 
