@@ -28,11 +28,13 @@ class FactorReader(Protocol):
 @dataclass
 class UpdateSource:
     """Module inputs of a merge. factors: task -> reader; base: {module: W0 d_out×d_in};
-    grams(task, module) -> G_t (d_in×d_in float32); fishers(task, module) -> F_t (d_out×d_in float32)."""
+    grams(task, module) -> G_t (d_in×d_in float32) with counts(task, module) -> its token count n_t;
+    fishers(task, module) -> F_t (d_out×d_in float32)."""
 
     factors: dict[str, FactorReader]
     base: dict[str, Tensor] | None = None
     grams: Callable[[str, str], Tensor] | None = None
+    counts: Callable[[str, str], int] | None = None
     fishers: Callable[[str, str], Tensor] | None = None
 
     def __call__(self, name: str, tasks: list[str] | None = None) -> ModuleUpdates:
@@ -41,6 +43,7 @@ class UpdateSource:
         return ModuleUpdates(A=list(A), B=list(B), scale=[self.factors[t].scale for t in tasks], name=name,
                              base=self.base[name] if self.base else None,
                              grams=[self.grams(t, name) for t in tasks] if self.grams else None,
+                             counts=[self.counts(t, name) for t in tasks] if self.counts else None,
                              fishers=[self.fishers(t, name) for t in tasks] if self.fishers else None)
 
 

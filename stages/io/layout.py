@@ -92,5 +92,13 @@ class Layout:
     def sweep_plots(self) -> Path:
         return self._kind("sweeps") / "plots"
 
+    def selection(self, arm: str) -> Path:
+        """Merge parameters chosen on validation for every method of an arm, and their test scores."""
+        return self._kind("selection") / arm
+
+    def diagnostics(self, arm: str) -> Path:
+        """Interference, energy shares and A drift of an arm's adapters (no forward pass)."""
+        return self._kind("diagnostics") / arm
+
     def report(self) -> Path:
         return self.workdir / "report"

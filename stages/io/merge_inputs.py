@@ -43,6 +43,9 @@ class MergeInputs:
     def gram(self, task: str, module: str) -> torch.Tensor:
         return self.features[task].cache.gram(module).float()
 
+    def count(self, task: str, module: str) -> int:
+        return self.features[task].cache.count(module)
+
     def fisher_tasks(self) -> dict[str, FisherTask]:
         run, cfg = self.run, self.run.cfg
 
@@ -75,4 +78,5 @@ class MergeInputs:
             handles = {t: stack.enter_context(safe_open(str(p), "pt")) for t, p in paths.items()}
             fishers = lambda t, name: handles[t].get_tensor(name).float()  # noqa: E731
         return UpdateSource(self.adapters, base=self.base if "base" in method.needs else None,
-                            grams=self.gram if "grams" in method.needs else None, fishers=fishers)
+                            grams=self.gram if "grams" in method.needs else None,
+                            counts=self.count if "grams" in method.needs else None, fishers=fishers)
