@@ -34,7 +34,7 @@ def lora_layers(peft_model: nn.Module) -> dict[str, nn.Module]:
 
 @torch.no_grad()
 def osrm_init(peft_model: nn.Module, subspace: dict[str, torch.Tensor], adapter: str = "default") -> None:
-    """lora_A <- A_t (r x d_in), lora_B <- 0: the model starts exactly at W0 (docs/osrm.md, "Initialisation")."""
+    """lora_A <- A_t (r x d_in), lora_B <- 0: the model starts exactly at W0 (docs/osrm.md, "Fine-tuning with the subspace")."""
     layers = lora_layers(peft_model)
     missing = sorted(set(layers) - set(subspace))
     if missing:
