@@ -19,6 +19,7 @@ COMMANDS = {
     "report": ("stages.report", "main"),
     "sweep": ("stages.sweep", "app"),
     "submit": ("stages.submit", "app"),
+    "run": ("stages.run_all", "main"),
 }
 HELP = (
     "OSRM pipeline: extract-features -> build-subspace -> finetune -> convert -> merge -> evaluate (-> report). "

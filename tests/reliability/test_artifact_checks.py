@@ -59,19 +59,28 @@ def test_features_from_another_config(work, field, value, expect):
     (f"upstream__{TINY_TASKS[1]}", "f" * 64, ["older features", TINY_TASKS[1]]),
 ])
 def test_subspace_from_another_config(work, field, value, expect):
-    run = open_run(work.cfg)
-    _edit(run.layout.subspace(T0), **{field: value})
+    run = open_run(work.cfg, arm="osrm")
+    _edit(run.layout.subspace("osrm", T0), **{field: value})
     with pytest.raises(OsrmError) as err:
-        Subspace.open(run, T0)
-    _one_line(err, *expect, f"osrm build-subspace --task {T0}")
+        Subspace.open(run, "osrm", T0)
+    _one_line(err, *expect, f"osrm build-subspace --arm osrm --task {T0}")
+
+
+def test_subspace_from_another_objective(work):
+    """The contrast arm must not start from the paper objective's subspace (and vice versa)."""
+    run = open_run(work.cfg, arm="osrm")
+    _edit(run.layout.subspace("osrm", T0), objective="contrast")
+    with pytest.raises(OsrmError) as err:
+        Subspace.open(run, "osrm", T0)
+    _one_line(err, "osrm.objective")
 
 
 def test_manifest_of_an_older_schema_names_the_rebuild_command(work):
-    run = open_run(work.cfg)
-    _edit(run.layout.subspace(T0), schema_version=1)
+    run = open_run(work.cfg, arm="osrm")
+    _edit(run.layout.subspace("osrm", T0), schema_version=1)
     with pytest.raises(OsrmError) as err:
-        Subspace.open(run, T0)
-    _one_line(err, "schema version 1", f"rebuild it with `osrm build-subspace --task {T0}`")
+        Subspace.open(run, "osrm", T0)
+    _one_line(err, "schema version 1", f"rebuild it with `osrm build-subspace --arm osrm --task {T0}`")
 
 
 def test_adapter_of_another_backbone_or_task(work):
@@ -81,7 +90,11 @@ def test_adapter_of_another_backbone_or_task(work):
     with pytest.raises(OsrmError) as err:
         TaskAdapter.open(run, "lora", T0)
     _one_line(err, "task")
-    _edit(folder, task=T0, backbone__weights="0" * 64)
+    _edit(folder, task=T0, arm="osrm")
+    with pytest.raises(OsrmError) as err:
+        TaskAdapter.open(run, "lora", T0)
+    _one_line(err, "arm")
+    _edit(folder, arm="lora", backbone__weights="0" * 64)
     with pytest.raises(OsrmError) as err:
         TaskAdapter.open(run, "lora", T0)
     _one_line(err, "backbone")

@@ -1,0 +1,66 @@
+"""`osrm run`: the whole pipeline for one config in ONE process, stage after stage, in DVC's order.
+
+For batch runs that do not need DVC's caching (the multi-seed study): every stage command runs through
+the same Typer commands as `osrm <stage>`, but torch/transformers are imported once and the backbone
+files stay in the page cache, instead of paying process start-up ~100 times. With --skip-done a
+stage whose artifact already has a manifest is not rerun (delete the artifact to redo it); for
+cached, dependency-tracked reruns use `dvc repro` on pipeline.yaml instead.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import typer
+
+from osrm_core.config import load_config
+from osrm_core.errors import OsrmError
+from stages.io.guard import guarded
+from stages.io.layout import Layout, ModelRef
+from stages.io.options import CONFIG
+
+STEPS = ("extract-features", "build-subspace", "finetune", "merge", "evaluate", "select", "diagnose", "report")
+
+
+def plan(config: Path, cfg) -> list[tuple[str, list[str], Path | None]]:
+    """(command, arguments, the artifact folder it writes or None) for every step, in dependency order."""
+    c, tasks, out = str(config), cfg.tasks, []
+    for seed in cfg.seeds:
+        lay, s = Layout(Path(cfg.workdir), seed), ["--seed", str(seed)]
+        out += [("extract-features", ["-c", c, "--task", t, *s], lay.features(t)) for t in tasks]
+        out.append(("build-subspace", ["-c", c, *s], lay.subspaces(list(cfg.arms)[-1])))
+        out += [("finetune", ["-c", c, "--arm", a, "--task", t, *s], lay.adapter(a, t)) for a in cfg.arms for t in tasks]
+        for a in cfg.arms:
+            last = lay.merged(a, list(cfg.merge.methods)[-1])
+            out += [("merge", ["-c", c, "--arm", a, "--method", "all", *s], last),
+                    ("evaluate", ["-c", c, "--model", f"{a}/individual", "--model", f"{a}/merges", *s],
+                     lay.evaluation(ModelRef(a, list(cfg.merge.methods)[-1]))),
+                    ("select", ["-c", c, "--arm", a, *s], lay.selection(a)),
+                    ("diagnose", ["-c", c, "--arm", a, *s], lay.diagnostics(a))]
+        out.append(("evaluate", ["-c", c, "--model", "base", *s], lay.evaluation(ModelRef())))
+    return out + [("diagnose", ["summary", "-c", c], None), ("report", ["-c", c], None)]
+
+
+def _done(folder: Path | None) -> bool:
+    return folder is not None and folder.is_dir() and any(folder.rglob("manifest.json"))
+
+
+@guarded
+def main(config: Path = CONFIG,
+         skip_done: bool = typer.Option(False, "--skip-done", help="Skip steps whose artifact already has a manifest."),
+         only: list[str] = typer.Option(None, "--only", help=f"Run only these commands (repeatable), of {list(STEPS)}.")) -> None:
+    """Run every stage of the pipeline for CONFIG in this one process (seeds x arms x tasks), then the report."""
+    from stages.cli import load_command
+
+    cfg = load_config(config)
+    steps = [s for s in plan(config, cfg) if not only or s[0] in only]
+    start = time.time()
+    for i, (name, args, folder) in enumerate(steps, 1):
+        if skip_done and _done(folder):
+            continue
+        typer.echo(f"[{i}/{len(steps)} {time.time() - start:6.0f}s] osrm {name} {' '.join(args)}", err=True)
+        code = load_command(name).main(args=args, prog_name=f"osrm {name}", standalone_mode=False)
+        if code:
+            raise OsrmError(f"step `osrm {name} {' '.join(args)}` failed (exit {code}) — fix it, then rerun with --skip-done")
+    typer.echo(f"pipeline finished in {time.time() - start:.0f} s; report: {Path(cfg.workdir) / 'report' / 'report.md'}", err=True)
