@@ -26,6 +26,7 @@ from stages.io.run import Run, open_run
 app = typer.Typer(help="Interference diagnostics of trained adapters (no forward pass; docs/diagnostics.md).", no_args_is_help=True)
 SUMMARY_DIR = "diagnostics_summary"  # <workdir>/diagnostics_summary: outside <workdir>/diagnostics, which it depends on
 HEATMAP = "heatmap.png"
+SEEDS = typer.Option(None, "--seed", help="Seeds to pool (repeatable); default: every seed of the config.")
 Nested = dict[str, dict[str, torch.Tensor]]
 
 
@@ -155,8 +156,7 @@ def summary_md(pooled: dict[str, dict[str, float]], inits: dict[str, str], seeds
 
 @app.command("summary")
 @guarded
-def summarise(config: Path = CONFIG, seed: list[int] = typer.Option(None, "--seed", help="Seeds to pool (repeatable); default: every seed of the config."),
-              workdir: Path = WORKDIR) -> None:
+def summarise(config: Path = CONFIG, seed: list[int] = SEEDS, workdir: Path = WORKDIR) -> None:
     """Pool every arm's diagnostics over seeds into <workdir>/diagnostics_summary/: summary.json (DVC metrics:
     {arm: {scalar: median over seeds}}), summary.md, heatmaps.png and per_layer.png (the first seed, arms side by side)."""
     base = open_run(config, run_overrides(workdir))
@@ -174,6 +174,6 @@ def summarise(config: Path = CONFIG, seed: list[int] = typer.Option(None, "--see
         (tmp / "summary.md").write_text(summary_md(pooled, {a: base.cfg.arms[a].init for a in arms}, seeds))
         diagnose_plots.heatmaps(figures, tmp / "heatmaps.png")
         diagnose_plots.per_layer(figures, tmp / "per_layer.png")
-        DiagnosticsSummary.seal(tmp, {"arms": arms, "seeds": seeds}, upstream={f"{a}/seed{s}": x.content_hash for (a, s), x in arts.items()},
-                                arms=arms, seeds=seeds)
+        upstream = {f"{a}/seed{s}": x.content_hash for (a, s), x in arts.items()}
+        DiagnosticsSummary.seal(tmp, {"arms": arms, "seeds": seeds}, upstream=upstream, arms=arms, seeds=seeds)
     print(f"diagnostics summary: {out / 'summary.md'}")
