@@ -16,13 +16,14 @@ COMMANDS = {
     "convert": ("stages.convert", "app"),
     "merge": ("stages.merge", "main"),
     "evaluate": ("stages.evaluate", "main"),
+    "diagnose": ("stages.diagnose", "app"),
     "report": ("stages.report", "main"),
     "sweep": ("stages.sweep", "app"),
     "submit": ("stages.submit", "app"),
     "run": ("stages.run_all", "main"),
 }
 HELP = (
-    "OSRM pipeline: extract-features -> build-subspace -> finetune -> convert -> merge -> evaluate (-> report). "
+    "OSRM pipeline: extract-features -> build-subspace -> finetune -> convert -> merge -> evaluate (-> diagnose -> report). "
     "Every stage reads pipeline.yaml (--config) and writes its artifact plus a manifest under `workdir`. "
     "`dvc repro` runs them all; `osrm submit` sends them to SLURM."
 )

@@ -1,4 +1,4 @@
-"""Artifacts nothing downstream opens with checks: the report, sweeps, and `osrm convert` outputs."""
+"""Artifacts nothing downstream opens with checks: the report, sweeps, diagnostics and `osrm convert` outputs."""
 
 from __future__ import annotations
 
@@ -72,3 +72,48 @@ class Folded(Artifact[FoldManifest]):
     """`osrm convert fold` output: a save_pretrained() folder with the adapter folded into dense weights."""
 
     Manifest = FoldManifest
+
+
+class DiagnosticsManifest(Manifest):
+    STAGE: ClassVar[str] = "diagnose"
+    backbone: BackboneId
+    arm: str
+    init: str
+    tasks: list[str]
+    modules: list[str]
+
+
+class Diagnostics(Artifact[DiagnosticsManifest]):
+    """`diagnostics/seed<s>/<arm>/`: interference, energy shares and A drift of an arm's adapters (docs/diagnostics.md)."""
+
+    Manifest = DiagnosticsManifest
+    RESULTS: ClassVar[str] = "diagnostics.json"
+    SUMMARY: ClassVar[str] = "summary.json"
+
+    @staticmethod
+    def hint(arm: str) -> str:
+        return f"osrm diagnose run --arm {arm} --seed <seed>"
+
+    @classmethod
+    def open(cls, run, arm: str) -> "Diagnostics":
+        return cls.read(run.layout.diagnostics(arm), cls.hint(arm))
+
+    def results(self) -> dict[str, Any]:
+        """diagnostics.json: {"interference": Interference.to_json(), "energy": {"trained", "init"}, "drift", ...}."""
+        return json.loads((self.folder / self.RESULTS).read_text())
+
+    def summary(self) -> dict[str, float]:
+        """summary.json: the scalars only."""
+        return json.loads((self.folder / self.SUMMARY).read_text())
+
+
+class DiagnosticsSummaryManifest(Manifest):
+    STAGE: ClassVar[str] = "diagnose-summary"
+    arms: list[str]
+    seeds: list[int]
+
+
+class DiagnosticsSummary(Artifact[DiagnosticsSummaryManifest]):
+    """`diagnostics_summary/`: every arm's diagnostics pooled over seeds (summary.json/.md, heatmaps.png, per_layer.png)."""
+
+    Manifest = DiagnosticsSummaryManifest
