@@ -24,7 +24,6 @@ from stages.io.options import ARM, CONFIG, SEED, WORKDIR, run_overrides
 from stages.io.run import Run, open_run
 
 app = typer.Typer(help="Interference diagnostics of trained adapters (no forward pass; docs/diagnostics.md).", no_args_is_help=True)
-SUMMARY_DIR = "diagnostics_summary"  # <workdir>/diagnostics_summary: outside <workdir>/diagnostics, which it depends on
 HEATMAP = "heatmap.png"
 SEEDS = typer.Option(None, "--seed", help="Seeds to pool (repeatable); default: every seed of the config.")
 Nested = dict[str, dict[str, torch.Tensor]]
@@ -168,7 +167,7 @@ def summarise(config: Path = CONFIG, seed: list[int] = SEEDS, workdir: Path = WO
     arts = {(a, s): Diagnostics.open(runs[s], a) for a in arms for s in seeds}
     pooled = pool({a: {s: arts[a, s].summary() for s in seeds} for a in arms})
     figures = {a: diagnose.Interference.from_json(arts[a, seeds[0]].results()["interference"]) for a in arms}
-    out = base.layout.workdir / SUMMARY_DIR
+    out = base.layout.diagnostics_summary()
     with atomic_dir(out) as tmp:
         (tmp / "summary.json").write_text(json.dumps(pooled, indent=1) + "\n")  # arms in config order
         (tmp / "summary.md").write_text(summary_md(pooled, {a: base.cfg.arms[a].init for a in arms}, seeds))

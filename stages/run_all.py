@@ -37,7 +37,7 @@ def plan(config: Path, cfg) -> list[tuple[str, list[str], Path | None]]:
                     ("evaluate", ["-c", c, "--model", f"{a}/individual", "--model", f"{a}/merges", *s],
                      lay.evaluation(ModelRef(a, list(cfg.merge.methods)[-1]))),
                     ("select", ["-c", c, "--arm", a, *s], lay.selection(a)),
-                    ("diagnose", ["-c", c, "--arm", a, *s], lay.diagnostics(a))]
+                    ("diagnose", ["run", "-c", c, "--arm", a, *s], lay.diagnostics(a))]
         out.append(("evaluate", ["-c", c, "--model", "base", *s], lay.evaluation(ModelRef())))
     return out + [("diagnose", ["summary", "-c", c], None), ("report", ["-c", c], None)]
 

@@ -16,10 +16,10 @@ ANY = "*"
 
 def _layout_paths() -> set[str]:
     """Every artifact folder of the Layout, with '*' for each name (task, init, method)."""
-    lay = Layout(Path("${workdir}"))
-    paths = [lay.features(ANY), lay.subspace(ANY), lay.adapter(ANY, ANY), lay.merged(ANY, ANY), lay.report(),
+    lay = Layout(Path("${workdir}"), ANY)
+    paths = [lay.features(ANY), lay.subspace(ANY, ANY), lay.adapter(ANY, ANY), lay.merged(ANY, ANY), lay.report(),
              lay.evaluation(ModelRef()), lay.evaluation(ModelRef(ANY, "individual")), lay.evaluation(ModelRef(ANY, ANY)),
-             lay.sweep(ANY, ANY), lay.sweep_plots()]
+             lay.selection(ANY), lay.diagnostics(ANY), lay.diagnostics_summary()]
     return {p.as_posix() for p in paths}
 
 
@@ -32,7 +32,7 @@ def _outs() -> list[str]:
         for key in ("outs", "metrics", "plots"):
             for entry in body.get(key, []):
                 path = entry if isinstance(entry, str) else next(iter(entry))
-                out.append(re.sub(r"\$\{item(\.[a-z_]+)?\}", ANY, path))
+                out.append(re.sub(r"\$\{item(\.[a-z_]+)?\}", ANY, path).replace("seed*", "seed" + ANY))
     return out
 
 

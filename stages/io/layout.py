@@ -100,5 +100,9 @@ class Layout:
         """Interference, energy shares and A drift of an arm's adapters (no forward pass)."""
         return self._kind("diagnostics") / arm
 
+    def diagnostics_summary(self) -> Path:
+        """Diagnostics pooled over arms and seeds (outside diagnostics/: DVC needs it apart from its deps)."""
+        return self.workdir / "diagnostics_summary"
+
     def report(self) -> Path:
         return self.workdir / "report"
