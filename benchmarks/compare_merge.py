@@ -10,7 +10,7 @@ resident memory (``ru_maxrss``) minus the resident memory before the merge start
 Contenders (same task vectors τ_t = s B_t A_t, T = 8, rank 8):
   ours      osrm_core.merge METHODS, one module at a time (the `osrm merge` loop), factors read lazily;
   peft      PeftModel.load_adapter x T + add_weighted_adapter on a skeleton model with the target Linear
-            layers only (no heads: DESIGN.md §5): `cat` for task arithmetic (exact, as ours) and `ties`
+            layers only (no heads: docs/merging.md): `cat` for task arithmetic (exact, as ours) and `ties`
             (PEFT applies TIES to the factors, an approximation) / `ties_svd` (dense TIES + SVD back to r);
   mergekit  mergekit.merge_methods.registry.get(...).merge_group on dense W_t = 0 + τ_t per module
             (tensor-level; its own pipeline would additionally load full model shards), in the separate
@@ -36,7 +36,7 @@ ROOT = HERE.parent
 MERGEKIT_PY = HERE / ".venv-mergekit" / "bin" / "python"
 SHAPES = {"minilm": ("bert.encoder.layer.{i}.attention.self", "query", "value", 384, 384, 384),
           "llama": ("model.layers.{i}.self_attn", "q_proj", "v_proj", 4096, 4096, 1024)}
-PREFIX = "base_model.model."
+from osrm_core.lora import PEFT_PREFIX as PREFIX
 
 
 def rss_mib() -> float:

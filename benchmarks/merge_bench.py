@@ -37,6 +37,7 @@ def synthetic_updates(d_out: int, d_in: int, tasks: int, rank: int, seed: int) -
         B=[torch.randn(d_out, rank, generator=g) * 0.01 for _ in range(tasks)],
         scale=[2.0] * tasks,
         grams=grams,
+        counts=[4 * d_in] * tasks,
         fishers=[torch.randn(d_out, d_in, generator=g).square() for _ in range(tasks)],
         name="bench",
     )

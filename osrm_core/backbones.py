@@ -1,10 +1,16 @@
-"""Backbones: a YAML spec per model (configs/backbones/) and one loader for folders, packages and hub ids."""
+"""Backbones: a YAML spec per model (configs/backbones/), or a model folder / hub id given directly.
+
+``backbone:`` is a name in configs/backbones/, a backbone YAML path, a local folder with a
+config.json, or a hub id ``org/name``. Without explicit ``targets`` the LoRA target modules per block
+letter come from :data:`TARGETS_BY_MODEL_TYPE` (config.json's ``model_type``); docs/own_tasks.md.
+"""
 
 from __future__ import annotations
 
 import glob
 import importlib.util
 import os
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -28,12 +34,15 @@ class BackboneSpec(BaseModel):
     name: str
     family: Family
     source: str = Field(description="Local folder, 'package:<module>/<subdir>' or a hub id.")
-    targets: dict[Literal["q", "k", "v", "o"], str] = Field(description="Block letter -> module-name suffix.")
+    targets: dict[Literal["q", "k", "v", "o"], str] | None = Field(
+        None, description="Block letter -> module-name suffix; empty = from the model's model_type (TARGETS_BY_MODEL_TYPE).")
     gguf_file: str | None = Field(None, description="GGUF file name (glob) inside the source folder.")
     trust_remote_code: bool = Field(False, description="Run code shipped with the checkpoint (off unless set).")
 
     def target_suffixes(self, blocks: str) -> list[str]:
         """Module-name suffixes for block letters, e.g. 'qv' -> ['query', 'value']."""
+        if self.targets is None:
+            raise OsrmError(f"backbone '{self.name}': no targets — load it with load_spec(), which infers them")
         missing = [b for b in blocks if b not in self.targets]
         if missing:
             raise OsrmError(f"lora.blocks: backbone '{self.name}' defines no block {missing} — use letters from {sorted(self.targets)}")
@@ -41,19 +50,26 @@ class BackboneSpec(BaseModel):
 
 
 def load_spec(name_or_path: str) -> BackboneSpec:
-    """Read configs/backbones/<name>.yaml, or a YAML file path, or wrap a bare model folder."""
-    path = Path(name_or_path)
+    """A backbone from a configs/backbones/ name, a YAML path, a model folder (config.json) or a hub id."""
+    path = Path(name_or_path).expanduser()
     if path.is_dir():
-        raise OsrmError(f"backbone: {path} is a model folder — write a backbone YAML with `source: {path}` and its targets")
+        return infer_spec(BackboneSpec(name=path.name, family="encoder", source=str(path)))
     if path.suffix not in (".yaml", ".yml") and "/" not in name_or_path:  # a name; may contain dots (llama-3.2-1b)
         path = configs_dir() / "backbones" / f"{name_or_path}.yaml"
+    elif path.suffix not in (".yaml", ".yml") and _HUB_ID.match(name_or_path) and not name_or_path.startswith("."):
+        return infer_spec(BackboneSpec(name=name_or_path, family="encoder", source=name_or_path))
     if not path.is_file():
         known = sorted(p.stem for p in (configs_dir() / "backbones").glob("*.yaml"))
-        raise OsrmError(f"backbone: '{name_or_path}' not found — use one of {known} or a path to a backbone YAML")
+        raise OsrmError(f"backbone: '{name_or_path}' not found — use one of {known}, a backbone YAML path, "
+                        "a model folder with a config.json or a hub id org/name")
     try:
-        return BackboneSpec.model_validate(yaml.safe_load(path.read_text()))
+        spec = BackboneSpec.model_validate(yaml.safe_load(path.read_text()))
     except (ValidationError, yaml.YAMLError) as err:
         raise OsrmError(f"{path}: invalid backbone spec ({str(err).splitlines()[0]}) — fix that file") from None
+    return spec if spec.targets is not None else infer_spec(spec, family=spec.family)
+
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
 def _package_dir(module: str) -> Path | None:
@@ -146,3 +162,72 @@ def weights_fingerprint(spec: BackboneSpec) -> str:
                 fh.seek(max(0, f.stat().st_size - (1 << 20)))
                 h.update(fh.read())
     return h.hexdigest()
+
+
+def infer_spec(spec: BackboneSpec, family: Family | None = None) -> BackboneSpec:
+    """``spec`` with family (unless given) and targets read from the model's config.json."""
+    config = model_config(spec)
+    return spec.model_copy(update={"family": family or family_of(config), "targets": targets_for(spec.name, config)})
+
+
+_BERT = {"q": "query", "k": "key", "v": "value", "o": "attention.output.dense"}
+_LLAMA = {"q": "q_proj", "k": "k_proj", "v": "v_proj", "o": "o_proj"}
+#: config.json model_type -> block letter -> module-name suffix (checked against built models in tests)
+TARGETS_BY_MODEL_TYPE: dict[str, dict[str, str]] = {
+    "bert": _BERT, "roberta": _BERT, "xlm-roberta": _BERT, "electra": _BERT,
+    "deberta-v2": {"q": "query_proj", "k": "key_proj", "v": "value_proj", "o": "attention.output.dense"},
+    "llama": _LLAMA, "mistral": _LLAMA, "qwen2": _LLAMA, "gemma": _LLAMA, "gemma2": _LLAMA,
+    "t5": {"q": "q", "k": "k", "v": "v", "o": "o"},  # SelfAttention.q and EncDecAttention.q alike
+}
+_DECODER_TYPES = {"llama", "mistral", "qwen2", "gemma", "gemma2"}
+
+
+def model_config(spec: BackboneSpec):
+    """The transformers config of a backbone's folder or hub id (one-line OsrmError when unreadable)."""
+    from transformers import AutoConfig
+
+    src, gguf = resolve_source(spec)
+    if gguf:
+        raise OsrmError(f"backbone '{spec.name}': a GGUF backbone needs explicit `targets: {{q: ..., v: ...}}` in its YAML")
+    if Path(src).is_dir() and not (Path(src) / "config.json").is_file():
+        raise OsrmError(f"backbone '{spec.name}': {src} has no config.json — point at a save_pretrained() folder")
+    try:
+        return AutoConfig.from_pretrained(src, trust_remote_code=spec.trust_remote_code)
+    except (OSError, ValueError) as err:
+        reason = " ".join(str(err).split())[:160]
+        raise OsrmError(f"backbone '{spec.name}': cannot read the config of {src} ({reason}) — "
+                        "give a local model folder (save_pretrained) or a reachable hub id") from None
+
+
+def family_of(config) -> Family:
+    """encoder-decoder (T5-like), decoder (causal LMs) or encoder."""
+    if getattr(config, "is_encoder_decoder", False):
+        return "encoder-decoder"
+    causal = any(a.endswith("ForCausalLM") for a in getattr(config, "architectures", None) or [])
+    return "decoder" if config.model_type in _DECODER_TYPES or causal else "encoder"
+
+
+def linear_layer_names(config) -> list[str]:
+    """Distinct names (after the last layer index) of the nn.Linear modules of a model, built on the meta device."""
+    import torch
+    from transformers import AutoModel
+
+    with torch.device("meta"):
+        model = AutoModel.from_config(config)
+    names = []
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.Linear):
+            parts = name.split(".")
+            last_index = max((i for i, p in enumerate(parts) if p.isdigit()), default=-1)
+            names.append(".".join(parts[last_index + 1:]))
+    return list(dict.fromkeys(names))
+
+
+def targets_for(name: str, config) -> dict[str, str]:
+    """Block letter -> suffix for ``config.model_type``; unknown types list the model's linear layers."""
+    targets = TARGETS_BY_MODEL_TYPE.get(config.model_type)
+    if targets is None:
+        raise OsrmError(f"backbone '{name}': no LoRA targets known for model_type '{config.model_type}'; its linear layers are "
+                        f"{linear_layer_names(config)} — write a backbone YAML with its `source` and "
+                        "`targets: {q: <suffix>, k: ..., v: <suffix>, o: ...}` picked from those")
+    return dict(targets)

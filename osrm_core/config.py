@@ -15,8 +15,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from osrm_core.errors import OsrmError
+from osrm_core.tasks.own import SuiteField
 
-Init = Literal["gaussian", "osrm"]
+Init = Literal["gaussian", "osrm", "orthonormal"]
 Freeze = Literal["N", "A", "B"]
 Estimator = Literal["sample-mean", "task-mean", "token"]
 
@@ -30,6 +31,8 @@ class DataConfig(Strict):
     max_train: int | None = Field(None, ge=1, description="Cap on training rows per task (the paper caps GLUE at 105000).")
     max_eval: int | None = Field(None, ge=1, description="Cap on validation/test rows per task (the paper: 15000).")
     max_length: int = Field(128, ge=8, description="Tokenizer truncation length (the paper: 128).")
+    split_seed: int = Field(42, description="Seed of the train/validation/test splits of the packaged tasks: fixed across "
+                            "`seeds`, so test rows pair across seeds and arms.")
 
 
 class LoraConfig(Strict):
@@ -38,7 +41,8 @@ class LoraConfig(Strict):
     dropout: float = Field(0.0, ge=0, lt=1, description="LoRA dropout.")
     blocks: str = Field("qv", description="Target blocks by letter: any of q, k, v, o (e.g. 'qv', 'qkv').")
     rslora: bool = Field(False, description="Rank-stabilised scale alpha/sqrt(r).")
-    init: Init = Field("osrm", description="A initialisation: 'gaussian' (plain LoRA) or 'osrm' (orthogonal subspace).")
+    init: Init = Field("osrm", description="A initialisation, set by each arm's `init`: 'gaussian' (PEFT's plain LoRA), "
+                       "'osrm' (the task's orthogonal subspace) or 'orthonormal' (a seeded random A with orthonormal rows: the control).")
     freeze: Freeze = Field("N", description="During fine-tuning freeze: N nothing, A the down-projection, B the up-projection.")
     procrustes: bool = Field(False, description="After each step project A back to orthonormal rows (polar factor U V^T).")
 
@@ -58,7 +62,6 @@ class OsrmConfig(Strict):
     estimator: Estimator = Field("sample-mean", description="Feature estimator: sample-mean (paper), task-mean (released code), token.")
     k: int = Field(100, ge=1, description="Samples per task fed to the frozen backbone (paper: 100).")
     include_padding: bool = Field(False, description="Average over padding positions too (the released code's behaviour).")
-    seed: int = Field(42, description="Seed for sample choice and the deterministic pick inside degenerate eigenspaces.")
     batch_size: int = Field(32, ge=1, description="Batch size of the feature-extraction forward passes.")
     objective: Literal["contrast"] | None = Field(
         None, description="Subspace objective: null = the paper's (least other-task energy); 'contrast' = this project's "
@@ -97,7 +100,6 @@ class MergeConfig(Strict):
         default_factory=lambda: {"weight_average": {}, "task_arithmetic": {"lambda": 0.3}, "ties": {"lambda": 1.0, "density": 0.2}},
         description="Merge method name -> its parameters (see osrm_core.merge.METHODS).",
     )
-    seed: int = Field(42, description="Seed for stochastic methods (DARE) and for the Fisher sample.")
     fisher_samples: int = Field(64, ge=1, description="Train rows per task (seeded sample) for the diagonal Fisher of `fisher` merging.")
     fisher_batch_size: int = Field(16, ge=1, description="Batch size of the Fisher forward/backward passes.")
     fisher_labels: Literal["expected", "sample", "argmax"] = Field(
@@ -112,6 +114,12 @@ class MergeConfig(Strict):
                                    description="Methods whose `osrm sweep` also scores merges of the first 2..T tasks (score vs number of tasks).")
 
 
+class ArmConfig(Strict):
+    init: Init = Field(..., description="How A starts: gaussian (plain LoRA), osrm (the subspace), orthonormal (control).")
+    lora: dict[str, Any] = Field(default_factory=dict, description="Overrides of the lora section for this arm, e.g. {freeze: A}.")
+    osrm: dict[str, Any] = Field(default_factory=dict, description="Overrides of the osrm section, e.g. {objective: contrast}.")
+
+
 class EvaluateConfig(Strict):
     split: Literal["validation", "test"] = Field("test", description="Split that is scored (model selection uses validation).")
     batch_size: int = Field(64, ge=1, description="Evaluation batch size.")
@@ -119,11 +127,17 @@ class EvaluateConfig(Strict):
 
 class PipelineConfig(Strict):
     workdir: str = Field("runs/default", description="Root folder of every artifact.")
-    backbone: str = Field("minilm", description="Backbone config name in configs/backbones/, or a YAML path.")
-    suite: str = Field("default", description="Task suite in configs/suites/.")
+    backbone: str = Field("minilm", description="Backbone: a config name in configs/backbones/, a YAML path, a local model folder (config.json) or a hub id org/name.")
+    suite: SuiteField = Field("default", description="Task suite: a name in configs/suites/, a suite YAML path, or an inline "
+                              "`{tasks: [...]}` of your own tasks (docs/own_tasks.md); paths relative to this file's folder.")
     tasks: list[str] = Field(default_factory=list, description="Tasks to run; empty = every task of the suite.")
-    inits: list[Init] = Field(default_factory=lambda: ["gaussian", "osrm"], description="Inits that the pipeline compares.")
-    seed: int = Field(42, description="Global seed (data splits, LoRA init, training order).")
+    arms: dict[str, ArmConfig] = Field(
+        default_factory=lambda: {"lora": ArmConfig(init="gaussian"), "osrm": ArmConfig(init="osrm")},
+        description="The arms compared: name -> an init plus overrides of the lora / osrm sections (docs/study.md).")
+    reference: str = Field("lora", description="The arm every other arm is compared with (paired differences, verdicts).")
+    seeds: list[int] = Field(default_factory=lambda: [42], min_length=1, description="Training seeds: each drives LoRA init, "
+                             "data order, the k-sample of the features and DARE/Fisher sampling; every seed's artifacts live apart.")
+    seed: int | None = Field(None, description="The seed one stage process runs (its --seed); null = the first of `seeds`.")
     data: DataConfig = Field(default_factory=DataConfig)
     lora: LoraConfig = Field(default_factory=LoraConfig)
     osrm: OsrmConfig = Field(default_factory=OsrmConfig)
@@ -138,6 +152,41 @@ class PipelineConfig(Strict):
         if dup:
             raise ValueError(f"duplicate task names {dup}: list each task once")
         return v
+
+    @field_validator("seeds")
+    @classmethod
+    def _unique_seeds(cls, v: list[int]) -> list[int]:
+        if len(set(v)) != len(v):
+            raise ValueError("duplicate seeds: list each seed once")
+        return v
+
+    @model_validator(mode="after")
+    def _arms_and_seed(self) -> "PipelineConfig":
+        if self.seed is None:
+            self.seed = self.seeds[0]
+        if self.seed not in self.seeds:
+            raise ValueError(f"seed {self.seed} is not one of seeds {self.seeds} — add it to `seeds`")
+        if self.reference not in self.arms:
+            raise ValueError(f"reference arm {self.reference!r} is not one of arms {sorted(self.arms)} — name one of them")
+        for name, arm in self.arms.items():
+            if "init" in arm.lora:
+                raise ValueError(f"arms.{name}.lora.init: set `init` on the arm itself (arms.{name}.init)")
+            for section, model in (("lora", LoraConfig), ("osrm", OsrmConfig)):
+                try:
+                    model.model_validate({**getattr(self, section).model_dump(), **getattr(arm, section)})
+                except ValidationError as err:
+                    first = err.errors()[0]
+                    field = ".".join(str(p) for p in first["loc"])
+                    raise ValueError(f"arms.{name}.{section}.{field}: {first['msg']}") from None
+        return self
+
+    def for_arm(self, arm: str) -> "PipelineConfig":
+        """This config as arm `arm` runs it: its lora / osrm overrides applied, lora.init = the arm's init."""
+        a = self.arms[arm]
+        data = self.model_dump()
+        data["lora"] = {**data["lora"], **a.lora, "init": a.init}
+        data["osrm"] = {**data["osrm"], **a.osrm}
+        return PipelineConfig.model_validate(data)
 
     @model_validator(mode="after")
     def _rank_vs_k(self) -> "PipelineConfig":

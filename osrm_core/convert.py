@@ -1,4 +1,4 @@
-"""Move existing updates into a task's OSRM subspace (DESIGN.md §2, "Convert").
+"""Move existing updates into a task's OSRM subspace (docs/osrm.md, "Convert").
 
 Least-squares projection of dW onto the row space of A_t (rows orthonormal, so pinv(A_t) = A_t^T):
     dW' = dW A_t^T A_t.

@@ -67,8 +67,8 @@ class FeatureCapture:
     Inputs of any other shape count every position.
     """
 
-    def __init__(self, model: nn.Module, names: list[str], include_padding: bool = False, keep_gram: bool = True):
-        self.names, self.include_padding, self.keep_gram = names, include_padding, keep_gram
+    def __init__(self, model: nn.Module, names: list[str], include_padding: bool = False):
+        self.names, self.include_padding = names, include_padding
         self.stats = {n: LayerStats() for n in names}
         self.mask: torch.Tensor | None = None
         self._memo: dict[tuple, tuple] = {}
@@ -89,8 +89,7 @@ class FeatureCapture:
             _, rows, gram, count = self._memo[key]
             st = self.stats[name]
             st.rows.append(rows)
-            if self.keep_gram:
-                st.gram = gram.clone() if st.gram is None else st.gram.add_(gram)
+            st.gram = gram.clone() if st.gram is None else st.gram.add_(gram)
             st.count += count
 
         return fn
@@ -109,9 +108,9 @@ class FeatureCapture:
 
 
 @contextmanager
-def capture(model: nn.Module, names: list[str], include_padding: bool = False, keep_gram: bool = True):
+def capture(model: nn.Module, names: list[str], include_padding: bool = False):
     """Context manager around :class:`FeatureCapture` that always removes its hooks."""
-    cap = FeatureCapture(model, names, include_padding, keep_gram)
+    cap = FeatureCapture(model, names, include_padding)
     try:
         yield cap
     finally:

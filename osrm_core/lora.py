@@ -7,7 +7,7 @@ from torch import nn
 
 from osrm_core.config import LoraConfig as LoraCfg
 from osrm_core.errors import OsrmError
-from osrm_core.subspace import normalised_distance, polar
+from osrm_core.subspace import normalised_distance, polar, random_orthonormal
 
 PEFT_PREFIX = "base_model.model."
 
@@ -34,7 +34,7 @@ def lora_layers(peft_model: nn.Module) -> dict[str, nn.Module]:
 
 @torch.no_grad()
 def osrm_init(peft_model: nn.Module, subspace: dict[str, torch.Tensor], adapter: str = "default") -> None:
-    """lora_A <- A_t (r x d_in), lora_B <- 0: the model starts exactly at W0 (DESIGN.md §2)."""
+    """lora_A <- A_t (r x d_in), lora_B <- 0: the model starts exactly at W0 (docs/osrm.md, "Fine-tuning with the subspace")."""
     layers = lora_layers(peft_model)
     missing = sorted(set(layers) - set(subspace))
     if missing:
@@ -44,6 +44,16 @@ def osrm_init(peft_model: nn.Module, subspace: dict[str, torch.Tensor], adapter:
         if tuple(subspace[name].shape) != tuple(a.shape):
             raise OsrmError(f"subspace A for {name} is {tuple(subspace[name].shape)}, LoRA A is {tuple(a.shape)} — rebuild the subspace with lora.rank={a.shape[0]}")
         a.copy_(subspace[name].to(a.dtype))
+        layer.lora_B[adapter].weight.zero_()
+
+
+@torch.no_grad()
+def orthonormal_init(peft_model: nn.Module, seed: int, adapter: str = "default") -> None:
+    """The control arm: each lora_A <- a seeded random matrix with orthonormal rows (r x d_in; the norm of an
+    OSRM A, sqrt(r), without its subspace), lora_B <- 0. Module i draws from seed + i (modules in name order)."""
+    for i, (name, layer) in enumerate(sorted(lora_layers(peft_model).items())):
+        a = layer.lora_A[adapter].weight
+        a.copy_(random_orthonormal(a.shape[0], a.shape[1], seed + i).to(a.dtype))
         layer.lora_B[adapter].weight.zero_()
 
 
@@ -73,8 +83,10 @@ def a_drift(a_end: dict[str, torch.Tensor], a_start: dict[str, torch.Tensor]) ->
 
 
 def trainable_state(peft_model: nn.Module) -> dict[str, torch.Tensor]:
-    """Detached copies of the trainable tensors (LoRA factors and head): model selection keeps these."""
-    return {n: p.detach().clone() for n, p in peft_model.named_parameters() if p.requires_grad}
+    """Detached copies of what an adapter holds: every LoRA factor (a frozen A or B too, so the saved adapter
+    always has both) and the other trainable tensors (the head). Model selection keeps these."""
+    return {n: p.detach().clone() for n, p in peft_model.named_parameters()
+            if p.requires_grad or ".lora_A." in n or ".lora_B." in n}
 
 
 @torch.no_grad()

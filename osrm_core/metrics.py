@@ -1,4 +1,4 @@
-"""GLUE metrics (DESIGN.md §4) in plain NumPy.
+"""GLUE metrics (docs/evaluation.md) in plain NumPy.
 
 No metric scripts from a hub, and no scikit-learn / SciPy at run time: importing those two costs ~1.8 s,
 paid by every stage process that scores anything (tests/core/test_metrics.py checks these functions
@@ -64,7 +64,7 @@ def spearman(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def compute(metric: str, preds: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    """The task's metric values (percent) plus `score`, their mean (DESIGN.md §4).
+    """The task's metric values (percent) plus `score`, their mean (docs/evaluation.md).
 
     A correlation with a constant side is undefined and reported as 0, not NaN."""
     if metric == "accuracy":

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-LABEL = {"gaussian": "LoRA", "osrm": "LoRA+OSRM"}
+LABEL = {"lora": "LoRA", "osrm": "LoRA+OSRM"}  # display names of the default arms; others show their own name
+
+
+def normalised_score(scores: dict[str, float], individual: dict[str, float]) -> float:
+    """The paper's normalised score: 100 x mean over tasks of merged / individual score, over the tasks
+    whose individual score is positive (0.0 when none is)."""
+    ratios = [scores[t] / individual[t] for t in scores if individual[t] > 0]
+    return 100.0 * sum(ratios) / len(ratios) if ratios else 0.0
 
 
 def build_rows(evals: dict[str, dict], tasks: list[str]) -> list[dict]:
@@ -20,8 +27,7 @@ def build_rows(evals: dict[str, dict], tasks: list[str]) -> list[dict]:
                "scores": scores, "average": sum(scores.values()) / len(scores)}
         ref = evals.get(f"{init}/individual") if what else None
         if ref and row["kind"] == "merge":
-            ratios = [scores[t] / ref["tasks"][t]["score"] for t in tasks if ref["tasks"][t]["score"] > 0]
-            row["normalised"] = 100.0 * sum(ratios) / len(ratios) if ratios else 0.0
+            row["normalised"] = normalised_score(scores, {t: ref["tasks"][t]["score"] for t in tasks})
         rows.append(row)
     return rows
 
@@ -31,7 +37,7 @@ def markdown_table(rows: list[dict], tasks: list[str]) -> str:
     head = "| model | " + " | ".join(tasks) + " | avg | normalised |"
     sep = "|" + "---|" * (len(tasks) + 3)
     lines = [head, sep]
-    order = sorted(rows, key=lambda r: (r["kind"] != "base", r["method"] != "individual", r["method"], r["init"] != "gaussian"))
+    order = sorted(rows, key=lambda r: (r["kind"] != "base", r["method"] != "individual", r["method"], r["init"] != "lora"))
     for r in order:
         name = "pretrained (task head only)" if r["kind"] == "base" else f"{LABEL.get(r['init'], r['init'])} · {r['method']}"
         norm = f"{r['normalised']:.1f}" if "normalised" in r else ("100.0" if r["kind"] == "individual" else "–")

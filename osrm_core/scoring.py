@@ -48,3 +48,20 @@ class ClassifierPool:
                 weight.copy_(base)
         load_head(model, head)
         return model
+
+
+def metrics_of(spec, logits: torch.Tensor, labels) -> dict:
+    """The task's GLUE-style metrics (percent) and `score`, their mean, from logits (n x num_labels)
+    against labels (n,), in the same row order (docs/evaluation.md)."""
+    from osrm_core.metrics import compute, predictions
+
+    return compute(spec.metric, predictions(logits.numpy(), spec.is_regression), labels)
+
+
+def score(model: nn.Module, batches, spec, labels, device: str = "cpu", bf16: bool = False) -> tuple[dict, torch.Tensor]:
+    """Predict `batches` (an iterable of (inputs, _) pairs) with `model` and score them against `labels`:
+    (metrics incl. `score`, logits n x num_labels float32 in batch order)."""
+    from osrm_core.train import predict
+
+    logits = predict(model, iter(batches), device, bf16)
+    return metrics_of(spec, logits, labels), logits

@@ -1,8 +1,8 @@
 """SLURM job rendering (pure functions: no subprocess, no I/O beyond reading the templates in
 configs/slurm/); the DVC-stage -> SLURM-job DAG is in osrm_core/slurm_dag.py and re-exported here.
 
-`stages/submit.py` is the only caller of sbatch/squeue; it feeds these functions what it read from
-the config and from DVC, and substitutes real job ids into the dependency specs.
+osrm_core/slurm_submit.py feeds these functions what `osrm submit` read from the config and from DVC
+(osrm_core/slurm_dvc.py); osrm_core/slurm_jobs.py is the only caller of sbatch/squeue.
 """
 
 from __future__ import annotations
@@ -13,9 +13,16 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Mapping, Sequence
 
+from osrm_core.backbones import configs_dir
 from osrm_core.errors import OsrmError
 
-TEMPLATE_DIR = Path(__file__).resolve().parents[1] / "configs" / "slurm"
+
+def default_template_dir() -> Path:
+    """configs/slurm/ (under $OSRM_CONFIGS_DIR when set): the sbatch templates and resources.yaml."""
+    return configs_dir() / "slurm"
+
+
+TEMPLATE_DIR = default_template_dir()  # as of import: the default of `osrm submit --resources`
 CLI_STAGES = ("extract-features", "build-subspace", "finetune", "convert", "merge", "evaluate", "report")
 _PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
 
@@ -65,7 +72,7 @@ def sbatch_lines(job_name: str, res: Resources, output: str, array: str | None =
 
 def render(template: str, values: Mapping[str, str], template_dir: Path | None = None) -> str:
     """Fill the `{{name}}` placeholders of configs/slurm/<template>; every one must be given."""
-    path = (template_dir or TEMPLATE_DIR) / template
+    path = (template_dir or default_template_dir()) / template
     if not path.is_file():
         raise OsrmError(f"SLURM template {path} is missing — restore it from configs/slurm/ in the repository")
     text = path.read_text()
@@ -75,16 +82,15 @@ def render(template: str, values: Mapping[str, str], template_dir: Path | None =
     return _PLACEHOLDER.sub(lambda m: str(values[m.group(1)]), text)
 
 
-def stage_argv(stage: str, config: str, task: str | None = None, init: str | None = None,
+def stage_argv(stage: str, config: str, task: str | None = None, arm: str | None = None,
                method: str | None = None, model: str | None = None, extra: Sequence[str] = (),
                check: bool = True) -> list[str]:
     """The `osrm <stage> ...` argument list (without the program) for one stage invocation;
     `check=False` skips the required-option check (the multi-node launcher appends --task itself)."""
-    need = {"extract-features": ["task"], "build-subspace": ["task"], "finetune": ["task"],
-            "merge": ["init", "method"], "evaluate": ["model"]}
+    need = {"extract-features": ["task"], "finetune": ["task", "arm"], "merge": ["arm", "method"], "evaluate": ["model"]}
     if stage not in CLI_STAGES:
         raise OsrmError(f"--stage '{stage}' is not a pipeline stage — use one of {list(CLI_STAGES)}")
-    given = {"task": task, "init": init, "method": method, "model": model}
+    given = {"task": task, "arm": arm, "method": method, "model": model}
     lacking = [f"--{k}" for k in need.get(stage, []) if not given[k]] if check else []
     if lacking:
         raise OsrmError(f"stage {stage} needs {' and '.join(lacking)} — pass it to `osrm submit stage`")
@@ -94,7 +100,7 @@ def stage_argv(stage: str, config: str, task: str | None = None, init: str | Non
             raise OsrmError("stage convert needs its subcommand after `--`, e.g. `-- project --adapter A --out O`")
         head, extra = [stage, extra[0]], extra[1:]
     argv = head + ["--config", config]
-    for key in ("task", "init", "method", "model"):
+    for key in ("task", "arm", "method", "model"):
         if given[key]:
             argv += [f"--{key}", given[key]]
     return argv + extra
@@ -122,6 +128,7 @@ from osrm_core.slurm_dag import (  # noqa: E402,F401
     restrict,
     select,
     stage_job_command,
+    to_submit,
 )
 
 

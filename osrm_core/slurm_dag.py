@@ -1,5 +1,6 @@
 """DVC stages -> SLURM jobs: the expanded stage graph, families (foreach/matrix) as job arrays, and the
-job DAG with afterok/aftercorr dependencies (pure functions; `stages/submit.py` reads DVC and calls sbatch)."""
+job DAG with afterok/aftercorr dependencies (pure functions; osrm_core/slurm_dvc.py reads DVC,
+osrm_core/slurm_jobs.py calls sbatch)."""
 
 from __future__ import annotations
 
@@ -102,6 +103,15 @@ def downstream(stages: Mapping[str, StageNode], roots: set[str]) -> set[str]:
                 out.add(n)
                 changed = True
     return out
+
+
+def to_submit(stages: Mapping[str, StageNode], changed: set[str], targets: Sequence[str] = (),
+              force: bool = False) -> dict[str, StageNode]:
+    """What `osrm submit dag` runs: the targets with their upstream stages, of those the changed ones
+    and everything downstream of them (all selected ones when `force`), edges to the rest dropped."""
+    chosen = select(stages, targets)
+    todo = set(chosen) if force else downstream(chosen, changed & set(chosen))
+    return restrict(chosen, todo)
 
 
 def _families(stages: Mapping[str, StageNode]) -> dict[str, list[str]]:

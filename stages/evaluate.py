@@ -8,49 +8,32 @@ from pathlib import Path
 import numpy as np
 import torch
 import typer
-from safetensors.torch import save_file
 
 from osrm_core import distributed
 from osrm_core.batching import iterate, length_sorted
-from osrm_core.errors import OsrmError
-from osrm_core.metrics import compute, predictions
+from osrm_core.scoring import metrics_of
 from osrm_core.train import predict
+from stages.io.tensors import save_file
 from stages.io.adapters import individual_delta
-from stages.io.adapters import Adapter
+from stages.io.artifacts import Evaluation, Merged, TaskAdapter
 from stages.io.atomic import atomic_dir
 from stages.io.guard import guarded, progress
-from stages.io.manifest import read_manifest, write_manifest
-from stages.io.options import CONFIG, WORKDIR
+from stages.io.layout import ModelRef, parse_models
+from stages.io.options import CONFIG, SEED, WORKDIR, run_overrides
 from stages.io.run import Run, open_run
-from stages.io.shards import read_sharded
 
-MODEL = typer.Option(..., "--model", help="What to score: 'base' (pretrained body, each task's head), '<init>/individual', "
-                     "'<init>/<method>', or '<init>/merges' (every method of merge.methods). Repeat to score several in one process.")
-
-
-def body_update(run: Run, model: str, task: str, merged_cache: dict) -> tuple[dict, str]:
-    """The update of the target modules under `model` for `task`, and the init whose head serves it."""
-    if model == "base":
-        return {}, run.cfg.inits[0]
-    init, _, what = model.partition("/")
-    if init not in ("gaussian", "osrm") or not what:
-        raise OsrmError(f"--model '{model}': expected 'base', '<init>/individual' or '<init>/<method>' with init gaussian|osrm")
-    if what == "individual":
-        return individual_delta(Adapter(run.layout.adapter(init, task))), init
-    if not merged_cache:
-        folder = run.layout.merged(init, what)
-        merged_cache["manifest"] = read_manifest(folder, "merge", f"osrm merge --init {init} --method {what}")
-        merged_cache["delta"] = merged_delta(folder, merged_cache["manifest"])
-    delta = merged_cache["delta"]
-    if merged_cache["manifest"]["per_task"]:
-        return {k.split("::", 1)[1]: v for k, v in delta.items() if k.startswith(f"{task}::")}, init
-    return {k: v for k, v in delta.items() if "::" not in k}, init
+MODEL = typer.Option(..., "--model", help="What to score: 'base' (pretrained body, each task's head), '<arm>/individual', "
+                     "'<arm>/<method>', or '<arm>/merges' (every method of merge.methods). Repeat to score several in one process.")
 
 
-def merged_delta(folder: Path, manifest: dict) -> dict[str, torch.Tensor]:
-    if manifest["low_rank"]:
-        return individual_delta(Adapter(folder))
-    return read_sharded(folder, "delta")
+def body_update(run: Run, model: ModelRef, task: str, merged: Merged | None) -> tuple[dict, str]:
+    """The update of the target modules under `model` for `task`, and the arm whose head serves it
+    (the pretrained body is served with the heads of the reference arm)."""
+    if model.kind == "base":
+        return {}, run.cfg.reference
+    if model.kind == "individual":
+        return individual_delta(TaskAdapter.open(run, model.arm, task).peft), model.arm
+    return merged.deltas(task), model.arm
 
 
 def task_batches(run: Run, task: str, split: str, world, cache: dict) -> tuple[list, list[int], np.ndarray]:
@@ -77,54 +60,47 @@ def score_task(run: Run, task: str, update: dict, head: dict, split: str, world=
     logits = torch.cat([p for p in distributed.gather_objects(part, world) if p.numel()])
     restore = torch.empty_like(logits)
     restore[torch.as_tensor(order)] = logits  # back to dataset order
-    return compute(spec.metric, predictions(restore.numpy(), spec.is_regression), labels), restore
+    return metrics_of(spec, restore, labels), restore
 
 
 @guarded
-def main(config: Path = CONFIG, model: list[str] = MODEL, workdir: Path = WORKDIR) -> None:
-    """Per-task metrics (DESIGN.md §4) of MODEL on the configured split; writes eval/<model>/metrics.json + logits.
+def main(config: Path = CONFIG, model: list[str] = MODEL, seed: int = SEED, workdir: Path = WORKDIR) -> None:
+    """Per-task metrics (docs/evaluation.md) of MODEL on the configured split; writes eval/<model>/metrics.json + logits.
 
     Under torchrun (RANK/WORLD_SIZE set) the ranks split each task's examples, the logits are gathered
     and rank 0 scores and writes.
     """
-    run = open_run(config, {"workdir": str(workdir) if workdir else None})
+    run = open_run(config, run_overrides(workdir, seed))
+    models = parse_models(model, list(run.cfg.arms), list(run.cfg.merge.methods))
     world = distributed.world_from_env()
     created = distributed.init(world)
     batches: dict = {}  # task -> tokenised batches, shared by every model scored in this process
     try:
-        for name in expand_models(run, model):
-            _evaluate(run, name, world, batches)
+        for ref in models:
+            _evaluate(run, ref, world, batches)
     finally:
         if created:
             distributed.destroy()
 
 
-def expand_models(run: Run, models: list[str]) -> list[str]:
-    """'<init>/merges' -> '<init>/<method>' for every configured method; others unchanged, order kept."""
-    out = []
-    for m in models:
-        init, _, what = m.partition("/")
-        out += [f"{init}/{meth}" for meth in run.cfg.merge.methods] if what == "merges" else [m]
-    return list(dict.fromkeys(out))
-
-
-def _evaluate(run: Run, model: str, world, batches: dict) -> None:
+def _evaluate(run: Run, model: ModelRef, world, batches: dict) -> None:
     split = run.cfg.evaluate.split
-    results, logits, upstream, cache = {}, {}, {}, {}
+    results, logits, upstream = {}, {}, {}
+    heads = {t: TaskAdapter.open(run, model.arm or run.cfg.reference, t) for t in run.tasks}
+    merged = Merged.open(run, model.arm, model.what, {t: a.content_hash for t, a in heads.items()}) if model.kind == "merge" else None
     for task in progress(run.tasks, f"evaluate {model}"):
-        update, head_init = body_update(run, model, task, cache)
-        head_folder = run.layout.adapter(head_init, task)
-        upstream[task] = read_manifest(head_folder, "finetune", f"osrm finetune --task {task} --init {head_init}")["content_hash"]
-        results[task], logits[task] = score_task(run, task, update, Adapter(head_folder).head(), split, world, batches)
+        update, _ = body_update(run, model, task, merged)
+        upstream[task] = heads[task].content_hash
+        results[task], logits[task] = score_task(run, task, update, heads[task].peft.head(), split, world, batches)
     if not world.main:
         return
-    if cache:
-        upstream["merge"] = cache["manifest"]["content_hash"]
+    if merged is not None:
+        upstream["merge"] = merged.content_hash
     avg = sum(r["score"] for r in results.values()) / len(results)
     out = run.layout.evaluation(model)
     with atomic_dir(out) as tmp:
-        (tmp / "metrics.json").write_text(json.dumps({"model": model, "split": split, "tasks": results, "average": avg}, indent=1, sort_keys=True) + "\n")
+        (tmp / "metrics.json").write_text(json.dumps({"model": str(model), "split": split, "tasks": results, "average": avg}, indent=1, sort_keys=True) + "\n")
         save_file(logits, tmp / "logits.safetensors")
-        write_manifest(tmp, "evaluate", {"model": model, "split": split, "tasks": run.tasks, "data": run.cfg.data.model_dump()},
-                       upstream=upstream, model=model)
+        Evaluation.seal(tmp, {"model": str(model), "split": split, "tasks": run.tasks, "data": run.cfg.data.model_dump()},
+                        upstream=upstream, model=str(model), split=split, tasks=run.tasks)
     print(f"evaluate {model}: average {avg:.2f} over {len(results)} tasks -> {out}/metrics.json")

@@ -15,8 +15,8 @@ from osrm_core.tasks import task_fingerprint
 from stages.io import feature_store
 from stages.io.atomic import atomic_dir
 from stages.io.guard import guarded, progress
-from stages.io.manifest import write_manifest
-from stages.io.options import CONFIG, TASK, WORKDIR
+from stages.io.artifacts import Features
+from stages.io.options import CONFIG, SEED, TASK, WORKDIR, run_overrides
 from stages.io.run import open_run
 
 
@@ -73,12 +73,14 @@ def _load(run, spec):
 def _publish(run, task: str, stage: Path, idx: list[int], world: int) -> Path:
     """Rank 0: manifest into the finished staging folder, then rename it into place (atomic)."""
     cfg, out = run.cfg, run.layout.features(task)
-    attrs = zarr_attrs(stage)
-    write_manifest(stage, "extract-features", {"osrm": cfg.osrm.model_dump(), "data": cfg.data.model_dump(),
-                   "lora.blocks": cfg.lora.blocks, "suite": cfg.suite, "task": task, "seed": cfg.seed},
-                   upstream={"data": task_fingerprint(cfg.suite, task, cfg.seed, cfg.data.data_dir)},
-                   backbone=run.backbone_identity(), modules=attrs["modules"], dims=attrs["dims"], k=len(idx),
-                   include_padding=cfg.osrm.include_padding, world=world)
+    attrs, suite = zarr_attrs(stage), cfg.model_dump(mode="json")["suite"]
+    Features.seal(stage, {"osrm": cfg.osrm.model_dump(), "data": cfg.data.model_dump(), "lora.blocks": cfg.lora.blocks,
+                          "suite": suite, "task": task, "seed": cfg.seed},
+                  upstream={"data": task_fingerprint(run.suite, task, cfg.data.split_seed, cfg.data.data_dir)}, seed=cfg.seed,
+                  backbone=run.backbone_identity(), task=task, suite=suite, data=cfg.data.model_dump(),
+                  blocks=cfg.lora.blocks, sampling={"k": cfg.osrm.k, "include_padding": cfg.osrm.include_padding,
+                                                    "seed": cfg.seed},
+                  modules=attrs["modules"], dims=attrs["dims"], k=len(idx), world=world)
     with atomic_dir(out) as tmp:
         tmp.rmdir()
         stage.rename(tmp)
@@ -92,15 +94,15 @@ def zarr_attrs(stage: Path) -> dict:
 
 
 @guarded
-def main(config: Path = CONFIG, task: str = TASK, workdir: Path = WORKDIR) -> None:
+def main(config: Path = CONFIG, task: str = TASK, seed: int = SEED, workdir: Path = WORKDIR) -> None:
     """Capture the inputs of every target layer (padding masked) over k train samples of TASK.
 
-    Writes <workdir>/features/<task>/features.zarr (sample-mean rows, token Gram, token count per layer)
+    Writes <workdir>/seed<seed>/features/<task>/features.zarr (sample-mean rows, token Gram, token count per layer)
     and a manifest. Features are computed once per task and reused by every subspace and by RegMean.
     Under torchrun (RANK/WORLD_SIZE set) rank r takes the r-th contiguous block of the k samples and
     writes its own rows and Gram slot; a rerun skips ranks whose shard is already complete.
     """
-    run = open_run(config, {"workdir": str(workdir) if workdir else None})
+    run = open_run(config, run_overrides(workdir, seed))
     run.check_task(task)
     world = distributed.world_from_env()
     created = distributed.init(world)
@@ -113,8 +115,8 @@ def main(config: Path = CONFIG, task: str = TASK, workdir: Path = WORKDIR) -> No
 
 def _extract(run, task: str, world) -> None:
     spec, data = run.load_task(task)
-    idx = sample_indices(len(data["train"]), run.cfg.osrm.k, run.cfg.osrm.seed)
-    stage = run.layout.features(task).parent / f".{task}.partial"
+    idx = sample_indices(len(data["train"]), run.cfg.osrm.k, run.cfg.seed)
+    stage = run.layout.features_staging(task)
     if world.main:
         feature_store.prepare(stage, _plan(run, task, len(idx), world.size))
     distributed.barrier()

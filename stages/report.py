@@ -5,15 +5,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from osrm_core.report import build_rows, markdown_table
+from osrm_core.report import LABEL, build_rows, markdown_table
+from stages.io.artifacts import Evaluation, Report
 from stages.io.atomic import atomic_dir
 from stages.io.guard import guarded
-from stages.io.manifest import read_manifest, write_manifest
-from stages.io.options import CONFIG, WORKDIR
+from stages.io.layout import parse_models
+from stages.io.options import CONFIG, WORKDIR, run_overrides
 from stages.io.run import open_run
 
 
-def _plot(rows: list[dict], tasks: list[str], path: Path) -> None:
+def _plot(rows: list[dict], tasks: list[str], arms: list[str], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -22,10 +23,10 @@ def _plot(rows: list[dict], tasks: list[str], path: Path) -> None:
     merges = [r for r in rows if r["kind"] == "merge"]
     methods = sorted({r["method"] for r in merges})
     fig, ax = plt.subplots(figsize=(1.6 + 1.4 * len(methods), 3.4))
-    width = 0.38
-    for i, (init, label) in enumerate((("gaussian", "LoRA"), ("osrm", "LoRA+OSRM"))):
-        vals = [next((r["normalised"] for r in merges if r["init"] == init and r["method"] == m), 0) for m in methods]
-        ax.bar([j + (i - 0.5) * width for j in range(len(methods))], vals, width, label=label)
+    width = 0.8 / len(arms)
+    for i, arm in enumerate(arms):
+        vals = [next((r["normalised"] for r in merges if r["init"] == arm and r["method"] == m), 0) for m in methods]
+        ax.bar([j + (i - (len(arms) - 1) / 2) * width for j in range(len(methods))], vals, width, label=LABEL.get(arm, arm))
     ax.axhline(100, color="grey", lw=0.8, ls="--")
     ax.set_xticks(range(len(methods)), methods, rotation=15)
     ax.set_ylabel("normalised score (% of individual)")
@@ -39,22 +40,21 @@ def _plot(rows: list[dict], tasks: list[str], path: Path) -> None:
 @guarded
 def main(config: Path = CONFIG, workdir: Path = WORKDIR) -> None:
     """Collect eval/*/metrics.json into report/metrics.json (DVC metrics), report/report.md and report/merge.png."""
-    run = open_run(config, {"workdir": str(workdir) if workdir else None})
-    models = ["base"] + [f"{i}/individual" for i in run.cfg.inits] + [f"{i}/{m}" for i in run.cfg.inits for m in run.cfg.merge.methods]
-    evals, upstream = {}, {}
-    for model in models:
-        folder = run.layout.evaluation(model)
-        upstream[model] = read_manifest(folder, "evaluate", f"osrm evaluate --model {model}")["content_hash"]
-        evals[model] = json.loads((folder / "metrics.json").read_text())
+    run = open_run(config, run_overrides(workdir))
+    arms = list(run.cfg.arms)
+    wanted = ["base"] + [f"{a}/individual" for a in arms] + [f"{a}/merges" for a in arms]
+    arts = {str(ref): Evaluation.open(run, ref) for ref in parse_models(wanted, arms, list(run.cfg.merge.methods))}
+    models = list(arts)
+    evals, upstream = {m: a.metrics for m, a in arts.items()}, {m: a.content_hash for m, a in arts.items()}
     rows = build_rows(evals, run.tasks)
     out = run.layout.report()
-    header = (f"# OSRM report\n\nBackbone `{run.spec.name}`, suite `{run.cfg.suite}` ({len(run.tasks)} tasks), split "
+    header = (f"# OSRM report\n\nBackbone `{run.spec.name}`, suite `{run.suite.suite}` ({len(run.tasks)} tasks), split "
               f"`{run.cfg.evaluate.split}`, LoRA r={run.cfg.lora.rank} alpha={run.cfg.lora.alpha:g} blocks={run.cfg.lora.blocks}, "
               f"OSRM estimator `{run.cfg.osrm.estimator}` k={run.cfg.osrm.k}, seed {run.cfg.seed}.\n\n")
     with atomic_dir(out) as tmp:
         (tmp / "metrics.json").write_text(json.dumps({"rows": rows}, indent=1, sort_keys=True) + "\n")
         (tmp / "report.md").write_text(header + markdown_table(rows, run.tasks) + "\n")
-        _plot(rows, run.tasks, tmp / "merge.png")
-        write_manifest(tmp, "report", {"models": models}, upstream=upstream)
+        _plot(rows, run.tasks, arms, tmp / "merge.png")
+        Report.seal(tmp, {"models": models}, upstream=upstream)
     print(f"report: {out / 'report.md'}")
     print(markdown_table(rows, run.tasks))

@@ -113,12 +113,12 @@ def cli() -> Cli:
     return Cli()
 
 
-def run_upstream(cli: Cli, config: Path, tasks: list[str], inits: tuple[str, ...] = ("gaussian", "osrm")) -> None:
+def run_upstream(cli: Cli, config: Path, tasks: list[str], arms: tuple[str, ...] = ("lora", "osrm")) -> None:
     """extract-features and build-subspace for every task, then finetune every task for each init."""
     for t in tasks:
         cli("extract-features", "-c", config, "--task", t)
     for t in tasks:
         cli("build-subspace", "-c", config, "--task", t)
-    for init in inits:
+    for init in arms:
         for t in tasks:
-            cli("finetune", "-c", config, "--task", t, "--init", init)
+            cli("finetune", "-c", config, "--task", t, "--arm", init)

@@ -1,4 +1,4 @@
-"""dvc.yaml is a view of pipeline.yaml: one stage per task/init/method, wired so that a change reruns only what it touches."""
+"""dvc.yaml is a view of pipeline.yaml: one stage per seed/arm/task, wired so that a change reruns only what it touches."""
 
 from pathlib import Path
 
@@ -21,39 +21,47 @@ def graph():
 
 def test_stages_follow_pipeline_yaml(graph):
     cfg = yaml.safe_load((REPO / "pipeline.yaml").read_text())
-    tasks, inits = cfg["tasks"], cfg["inits"]
+    tasks, arms, seeds = cfg["tasks"], list(cfg["arms"]), cfg["seeds"]
     nodes = set(graph.nodes)
-    for t in tasks:
-        assert {f"extract@{t}", f"finetune_lora@{t}", f"finetune_osrm@{t}"} <= nodes
-    for i in inits:
-        assert {f"evaluate_individual@{i}", f"evaluate_merge@{i}", f"merge@{i}"} <= nodes
-    assert {"subspace", "report"} <= nodes
+    for s in seeds:
+        for t in tasks:
+            assert f"extract@{s}-{t}" in nodes
+            assert {f"finetune@{s}-{a}-{t}" for a in arms} <= nodes
+        for a in arms:
+            assert {f"evaluate@{s}-{a}", f"merge@{s}-{a}"} <= nodes
+        assert {f"subspace@{s}", f"evaluate_base@{s}"} <= nodes
+    assert "report" in nodes
 
 
 def test_edges(graph):
     cfg = yaml.safe_load((REPO / "pipeline.yaml").read_text())
-    t0, t1 = cfg["tasks"][:2]
+    (t0, t1), s = cfg["tasks"][:2], cfg["seeds"][0]
     succ = lambda n: set(graph.successors(n))  # noqa: E731 - what n depends on
     # a subspace needs every task's features (leave-one-out), never recomputes them
-    assert {f"extract@{t}" for t in cfg["tasks"]} <= succ("subspace")
-    # plain LoRA does not depend on the subspaces; OSRM only on its own task's folder of them
-    assert "subspace" not in succ(f"finetune_lora@{t0}") and "subspace" in succ(f"finetune_osrm@{t0}")
+    assert {f"extract@{s}-{t}" for t in cfg["tasks"]} <= succ(f"subspace@{s}")
+    # each fine-tune depends on its own arm's folder of subspaces only (arms without one get a stable folder)
     dvc = yaml.safe_load((REPO / "dvc.yaml").read_text())
-    assert "${workdir}/subspaces/${item}" in dvc["stages"]["finetune_osrm"]["do"]["deps"]
-    # the merges of one init depend on that init's adapters only (plus the features, for RegMean's Grams)
-    merge_deps = succ("merge@osrm")
-    assert f"finetune_osrm@{t1}" in merge_deps and not any(s.startswith("finetune_lora@") for s in merge_deps)
-    assert f"extract@{t0}" in merge_deps
-    assert {f"evaluate_merge@{i}" for i in cfg["inits"]} <= succ("report")
-    assert "merge@osrm" in succ("evaluate_merge@osrm") and "merge@gaussian" not in succ("evaluate_merge@osrm")
+    assert "${workdir}/subspaces/seed${item.seed}/${item.arm}" in dvc["stages"]["finetune"]["deps"]
+    assert f"subspace@{s}" in succ(f"finetune@{s}-osrm-{t0}")
+    # the merges of one arm depend on that arm's adapters only (plus the features, for RegMean's Grams)
+    merge_deps = succ(f"merge@{s}-osrm")
+    assert f"finetune@{s}-osrm-{t1}" in merge_deps and not any(d.startswith(f"finetune@{s}-lora-") for d in merge_deps)
+    assert f"extract@{s}-{t0}" in merge_deps
+    assert {f"evaluate@{s}-{a}" for a in cfg["arms"]} <= succ("report")
+    assert f"merge@{s}-osrm" in succ(f"evaluate@{s}-osrm") and f"merge@{s}-lora" not in succ(f"evaluate@{s}-osrm")
+
+
+def test_each_arm_tracks_only_its_own_overrides():
+    """Changing one arm's overrides in pipeline.yaml reruns only that arm's fine-tunes (params arms.<arm>)."""
+    dvc = yaml.safe_load((REPO / "dvc.yaml").read_text())
+    params = dvc["stages"]["finetune"]["params"][0]["pipeline.yaml"]
+    assert "arms.${item.arm}" in params and "arms" not in params
 
 
 def test_per_task_hparams_are_tracked_per_task():
     """Each finetune stage tracks only its own task's entry of the hparams file."""
     dvc = yaml.safe_load((REPO / "dvc.yaml").read_text())
-    for family in ("finetune_lora", "finetune_osrm"):
-        params = dvc["stages"][family]["do"]["params"]
-        assert {"${finetune.hparams_file}": ["${item}"]} in params
+    assert {"${finetune.hparams_file}": ["${item.task}"]} in dvc["stages"]["finetune"]["params"]
     cfg = yaml.safe_load((REPO / "pipeline.yaml").read_text())
     import json
 

@@ -20,8 +20,8 @@ def _run(*args) -> str:
 def test_gaps_are_charged_to_the_later_stage_family(tmp_path):
     _manifest(tmp_path, "features/a", "extract-features", "2026-01-01T00:00:10+00:00")
     _manifest(tmp_path, "adapters/gaussian/a", "finetune", "2026-01-01T00:01:10+00:00")
-    _manifest(tmp_path, "merged/gaussian/ties", "merge", "2026-01-01T00:01:30+00:00")
-    _manifest(tmp_path, "merged/gaussian/weight_average", "merge", "2026-01-01T00:01:31+00:00")
+    _manifest(tmp_path, "merged/seed42/lora/ties", "merge", "2026-01-01T00:01:30+00:00")
+    _manifest(tmp_path, "merged/seed42/lora/weight_average", "merge", "2026-01-01T00:01:31+00:00")
     out = _run(tmp_path, "--start", "2026-01-01T00:00:00+00:00")
     assert "| extract-features | 1 | 10 |" in out and "| finetune | 1 | 60 |" in out
     assert "| merge | 2 | 21 |" in out and "| **total** | 4 | **91**" in out

@@ -1,4 +1,4 @@
-"""Merging methods for LoRA task updates, one module at a time (DESIGN.md §3).
+"""Merging methods for LoRA task updates, one module at a time (docs/merging.md).
 
 Each method lives in the file named after its config key and exposes ``METHOD`` (a ``MergeMethod``:
 its Params model, ``fn(updates, params, generator) -> MergeResult``, the paper, and what it needs).

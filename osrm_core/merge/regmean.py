@@ -9,13 +9,20 @@ Variant: per linear module, with the input Grams ``G_t = X_t^T X_t`` (d_in × d_
 ``W0 (Σ G'_t)(Σ G'_t)^{-1} = W0`` the base cancels exactly, and we compute the update directly,
 ``Δ = (Σ_t τ_t G'_t)(Σ_t G'_t + ρ I)^{-1}``, so W0 is not needed and the small ridge ρ (relative to the
 mean diagonal, for stability when some input directions carry no energy) shrinks only the update.
-Solved in float64.  The result is exact in factor space: ``Δ = [B_1 … B_T] · [s_t A_t G'_t M^{-1}]_t``,
+Gram weighting (``gram_weighting``): ``token_mean`` (default, as the authors' code, which averages
+the Gram over the tokens it saw) merges ``G_t / n_t`` with n_t = ``ModuleUpdates.counts[t]``, so a task
+with more feature tokens does not dominate; ``sum`` merges the raw token sums ``G_t`` (the previous
+behaviour).  Approximation (documented in docs/merging.md): our Grams are computed on the BASE
+model's features of each task's data (the OSRM feature cache), while the paper uses each
+fine-tuned model's own inputs to the layer.  Solved in float64.  The result is exact in factor space: ``Δ = [B_1 … B_T] · [s_t A_t G'_t M^{-1}]_t``,
 a rank-Σ r_t adapter.
 """
 
 from __future__ import annotations
 
 import torch
+from typing import Literal
+
 from pydantic import Field
 from torch import Tensor
 
@@ -33,11 +40,17 @@ class Params(MethodParams):
     normalize: bool = Field(
         False, description="divide each G_t by its trace first, so tasks with more tokens do not dominate"
     )
+    gram_weighting: Literal["token_mean", "sum"] = Field(
+        "token_mean", description="token_mean: merge G_t / n_t (per-token mean, as the authors); sum: raw G_t"
+    )
 
 
-def shrink_gram(G: Tensor, alpha: float, normalize: bool) -> Tensor:
-    """``G' = α G + (1 − α) diag(G)`` in float64 (d_in × d_in), optionally divided by tr(G)."""
+def shrink_gram(G: Tensor, alpha: float, normalize: bool, count: int | None = None) -> Tensor:
+    """``G' = α G + (1 − α) diag(G)`` in float64 (d_in × d_in), of ``G / count`` when a token count is
+    given, optionally divided by tr(G)."""
     G = G.double()
+    if count is not None:
+        G = G / count
     if normalize and float(G.trace()) > 0:
         G = G / G.trace()
     return alpha * G + (1 - alpha) * torch.diag(torch.diagonal(G))
@@ -47,11 +60,16 @@ def merge(updates: ModuleUpdates, params: Params, generator: torch.Generator | N
     """Factors ``A = [s_t A_t G'_t]_t M^{-1}`` (R × d_in), ``B = [B_1 … B_T]`` (d_out × R), with
     ``M = Σ_t G'_t + ρ I`` (symmetric), so ``B @ A = (Σ_t τ_t G'_t) M^{-1}``."""
     updates.require("grams")
+    if params.gram_weighting == "token_mean" and updates.counts is None:
+        where = f"module {updates.name!r}" if updates.name else "regmean"
+        fix = "pass ModuleUpdates(counts=...) (the feature cache's token count per task) or set gram_weighting: sum"
+        raise OsrmError(f"{where}: regmean gram_weighting 'token_mean' needs per-task token counts; {fix}.")
+    counts = updates.counts if params.gram_weighting == "token_mean" else [None] * updates.num_tasks
     d_in = updates.shape[1]
     M = torch.zeros(d_in, d_in, dtype=torch.float64, device=updates.A[0].device)
     rows = []
     for t in range(updates.num_tasks):
-        G = shrink_gram(updates.grams[t], params.alpha, params.normalize)
+        G = shrink_gram(updates.grams[t], params.alpha, params.normalize, counts[t])
         M += G
         rows.append(float(updates.scale[t]) * (updates.A[t].double() @ G))  # s_t A_t G'_t, r_t × d_in
     ridge = params.ridge * float(torch.diagonal(M).mean())

@@ -1,8 +1,15 @@
-"""Element-wise building blocks shared by TIES, DARE, magnitude pruning, EMR and KnOTS.
+"""Element-wise building blocks shared by the TIES/DARE family, EMR and KnOTS.
 
 Trim (keep the top-density magnitudes of one tensor), random drop (DARE), sign election and the
 disjoint mean.  Semantics follow ``peft.utils.merge_utils`` (PEFT ≥ 0.10) unless a ``variant``
 says ``mergekit``; every function works on one module's tensors, so trimming is per tensor.
+
+Speed (docs/benchmarks.md, "TIES at Llama-3-8B shapes"): at 4096×4096 every pass is memory bound and
+a fresh 64 MiB temporary costs more in page faults than the pass itself, so the trim works in one
+caller-provided scratch tensor and keeps entries with one in-place ``hardshrink``; the election and
+disjoint mean stream over the tasks with three d_out×d_in buffers and float 1/0 agreement masks
+(multiplying by them is exact and faster than by a bool mask).
+Finite inputs are assumed.
 """
 
 from __future__ import annotations
@@ -17,44 +24,66 @@ Variant = Literal["peft", "mergekit"]
 
 
 def kth_largest(a: Tensor, k: int, sample: int = 65536) -> Tensor:
-    """Exact k-th largest value of a flat tensor ``a`` (n,), 1 <= k <= n, as a 0-d tensor.
+    """Exact k-th largest value of a flat tensor ``a`` (n,), 1 <= k <= n, as a 0-d tensor."""
+    return kth_largest_count(a, k, sample)[0]
+
+
+def kth_largest_count(a: Tensor, k: int, sample: int = 65536) -> tuple[Tensor, int]:
+    """``(v, #{a >= v})``: the exact k-th largest value of a flat tensor ``a`` (n,), 1 <= k <= n.
 
     A seeded random sample brackets the target rank; one exact ``kthvalue`` runs on the (small)
-    bracket only, O(n) comparisons instead of a full top-k (≈10x faster at 4096²).  Falls back to
-    ``kthvalue`` on all of ``a`` when the bracket misses (never wrong, only slower)."""
+    bracket only, O(n) comparisons instead of a full top-k.  The only full passes are ``a >= lo`` and
+    its selection; the bracket and ``#{a > hi}`` come from the selected candidates.  Falls back to ``kthvalue`` on all of ``a`` when the bracket
+    misses (never wrong, only slower)."""
     n = a.numel()
-    if n <= 4 * sample:
-        return torch.kthvalue(a, n - k + 1).values
-    idx = torch.randint(n, (sample,), generator=torch.Generator().manual_seed(n + k))
-    probe = a[idx].sort().values
-    q, margin = 1 - k / n, 4 * (sample * (k / n) * (1 - k / n)) ** 0.5 + 16
-    lo = probe[max(0, int(q * sample - margin))]
-    hi = probe[min(sample - 1, int(q * sample + margin))]
-    above = int(torch.count_nonzero(a > hi))
-    band = a[(a >= lo) & (a <= hi)]
-    if above < k <= above + band.numel():
-        return torch.kthvalue(band, band.numel() - (k - above) + 1).values
-    return torch.kthvalue(a, n - k + 1).values
+    if n > 4 * sample:
+        idx = torch.randint(n, (sample,), generator=torch.Generator().manual_seed(n + k))
+        probe = a[idx].sort().values
+        q, margin = 1 - k / n, 4 * (sample * (k / n) * (1 - k / n)) ** 0.5 + 16
+        lo = probe[max(0, int(q * sample - margin))]
+        hi = probe[min(sample - 1, int(q * sample + margin))]
+        cand = a[a >= lo]  # one pass; the top ≈ k + bracket entries
+        band = cand[cand <= hi]
+        above = cand.numel() - band.numel()  # #{a > hi}
+        if above < k <= above + band.numel():
+            v = torch.kthvalue(band, band.numel() - (k - above) + 1).values
+            return v, above + int(torch.count_nonzero(band >= v))
+    v = torch.kthvalue(a, n - k + 1).values
+    return v, int(torch.count_nonzero(a >= v))
 
 
-def magnitude_trim_(tau: Tensor, density: float) -> Tensor:
+def trim_count_(tau: Tensor, density: float, scratch: Tensor | None = None) -> int:
     """Zero, in place, all but the ``k = int(density · numel)`` largest-|·| entries of ``tau`` (any
-    shape); returns tau.  ``density >= 1`` keeps everything.  Same top-k rule as PEFT's
-    ``magnitude_based_pruning``; entries tied with the k-th largest magnitude are kept in index
-    order until k are kept (``torch.topk`` leaves that order unspecified)."""
-    if density >= 1:
-        return tau
+    shape; ``density >= 1`` keeps everything) and return how many nonzeros are left.  Same top-k
+    rule as PEFT's ``magnitude_based_pruning``; entries tied with the k-th largest magnitude are kept
+    in index order until k are kept.  ``scratch``: optional float32 tensor of tau's numel, overwritten
+    (saves a fresh temporary per call)."""
     flat = tau.view(-1)
     k = int(density * flat.numel())
+    if density >= 1:
+        return int(torch.count_nonzero(flat))
     if k <= 0:
-        return tau.zero_()
-    mag = flat.abs()
-    thr = kth_largest(mag, k)
-    keep = mag >= thr
-    extra = int(torch.count_nonzero(keep)) - k
-    if extra > 0:  # several entries equal the threshold: keep the lowest indices among them
-        keep[(mag == thr).nonzero()[-extra:, 0]] = False
-    return flat.mul_(keep).view_as(tau)
+        tau.zero_()
+        return 0
+    mag = torch.abs(flat, out=scratch.view(-1)) if scratch is not None else flat.abs()
+    thr, at_least = kth_largest_count(mag, k)
+    extra = at_least - k
+    if extra > 0:  # several entries equal the threshold: drop the highest indices among them
+        drop = (mag == thr).nonzero()[-extra:, 0]
+    # keep |τ| >= thr in one in-place pass: hardshrink zeroes |x| <= λ, λ = the float just below thr.
+    # (Dropped entries become +0.0 where a mask product gave ±0.0; no merged result can tell.)
+    below = float(torch.nextafter(thr, thr.new_tensor(float("-inf"))))
+    torch.hardshrink(flat, below, out=flat)
+    if extra > 0:
+        flat[drop] = 0
+    # after the tie fix exactly k entries are kept; all nonzero unless the threshold is 0
+    return k if float(thr) > 0 else int(torch.count_nonzero(flat))
+
+
+def magnitude_trim_(tau: Tensor, density: float, scratch: Tensor | None = None) -> Tensor:
+    """``trim_count_`` returning ``tau`` (trimmed in place)."""
+    trim_count_(tau, density, scratch)
+    return tau
 
 
 def random_drop_(tau: Tensor, density: float, generator: torch.Generator | None, rescale: bool = True) -> Tensor:
@@ -70,11 +99,15 @@ def random_drop_(tau: Tensor, density: float, generator: torch.Generator | None,
     return tau
 
 
-def elect_sign(stack: Tensor, election: Election) -> Tensor:
+def elect_sign(stack: Tensor, election: Election, tmp: Tensor | None = None) -> Tensor:
     """Majority sign per entry of a ``T × …`` stack: ``total`` = sign of Σ_t τ_t, ``frequency`` =
-    sign of Σ_t sign(τ_t); a tie (0) elects +1 (PEFT and mergekit).  Returns a ±1 tensor of shape …"""
-    votes = stack.sum(dim=0) if election == "total" else stack.sign().sum(dim=0)
-    return torch.where(votes >= 0, 1.0, -1.0).to(stack.dtype)
+    sign of Σ_t sign(τ_t); a tie (0) elects +1 (PEFT and mergekit).  Returns a float ±1 tensor of
+    shape …; sums run over t in order from 0 (bitwise what ``stack.sum(0)`` gives)."""
+    votes = torch.zeros_like(stack[0])
+    tmp = torch.empty_like(votes) if tmp is None and election != "total" else tmp
+    for t in range(stack.shape[0]):
+        votes.add_(stack[t] if election == "total" else torch.sign(stack[t], out=tmp))
+    return votes.ge_(0).mul_(2).sub_(1)  # 1/0 → ±1, exact
 
 
 def ties_combine(stack: Tensor, weights: Sequence[float], election: Election, variant: Variant) -> Tensor:
@@ -83,15 +116,24 @@ def ties_combine(stack: Tensor, weights: Sequence[float], election: Election, va
     peft:     σ = elect(τ);      agree_t = [sign τ_t = σ];  out = Σ_t w_t τ_t agree_t / max(1, Σ_t agree_t)
     mergekit: σ = elect(w ⊙ τ);  agree_t = [sign w_t τ_t = σ];
               out = Σ_t w_t τ_t agree_t / (Σ_t w_t agree_t, or 1 where that is 0)
-    Zeros (trimmed or dropped entries) never agree.  ``stack`` is overwritten.
+    Zeros (trimmed or dropped entries) never agree.  ``stack`` is overwritten.  Streams over t with
+    three buffers of shape …; every sum runs over t in order, as ``stack.sum(0)`` does.
     """
-    w = torch.tensor(list(weights), dtype=stack.dtype, device=stack.device).view(-1, *([1] * (stack.dim() - 1)))
+    w = torch.tensor(list(weights), dtype=stack.dtype, device=stack.device)
     if variant == "mergekit":
-        stack.mul_(w)
-        agree = stack.sign() == elect_sign(stack, election)
-        divisor = (w * agree).sum(dim=0)
-        divisor = torch.where(divisor == 0, torch.ones_like(divisor), divisor)
-        return stack.mul_(agree).sum(dim=0) / divisor
-    agree = stack.sign() == elect_sign(stack, election)
-    count = agree.sum(dim=0).clamp_min(1).to(stack.dtype)
-    return stack.mul_(w).mul_(agree).sum(dim=0) / count
+        for t in range(stack.shape[0]):
+            stack[t].mul_(w[t])
+    agree = torch.empty_like(stack[0])
+    sigma = elect_sign(stack, election, tmp=agree)
+    norm, out = torch.zeros_like(sigma), torch.zeros_like(sigma)
+    for t in range(stack.shape[0]):
+        agree = torch.mul(stack[t], sigma, out=agree).gt_(0)  # [sign τ_t = σ] as float 1/0
+        if variant == "mergekit":
+            norm.add_(agree, alpha=float(w[t]))  # Σ_t w_t agree_t
+        else:
+            norm.add_(agree)  # Σ_t agree_t
+            if w[t] != 1:  # × 1 is exact: skip the pass
+                stack[t].mul_(w[t])
+        out.addcmul_(stack[t], agree)  # + w_t τ_t agree_t (the product is exact: agree is 0 or 1)
+    norm = norm.masked_fill_(norm == 0, 1.0) if variant == "mergekit" else norm.clamp_min_(1)
+    return out.div_(norm)

@@ -1,7 +1,7 @@
 """Data types shared by every merging method: the per-module inputs, the result, the registry entry.
 
 A merging method works on ONE target linear module at a time (``W0 ∈ R^{d_out×d_in}``) and T tasks.
-Task t's LoRA update is ``τ_t = s_t · B_t · A_t`` (DESIGN.md §2/§3) with ``A_t ∈ R^{r_t×d_in}``,
+Task t's LoRA update is ``τ_t = s_t · B_t · A_t`` (docs/osrm.md, docs/merging.md) with ``A_t ∈ R^{r_t×d_in}``,
 ``B_t ∈ R^{d_out×r_t}``.  All arithmetic is float32 unless a method says otherwise.
 """
 
@@ -27,6 +27,8 @@ class ModuleUpdates:
     B: T tensors, each ``d_out × r_t`` (LoRA up-projection).
     scale: T floats ``s_t = alpha/r`` (``alpha/sqrt(r)`` for rsLoRA).
     grams: optional T input Grams ``G_t = X_t^T X_t``, each ``d_in × d_in`` (RegMean).
+    counts: optional T token counts n_t, the number of rows of ``X_t`` behind ``grams[t]`` (RegMean's
+        ``gram_weighting: token_mean`` merges the per-token means ``G_t / n_t``).
     fishers: optional T diagonal Fishers of the module weight, each ``d_out × d_in`` (Fisher merging).
     base: optional ``W0``, ``d_out × d_in``.
     name: the module's name, used only in error messages.
@@ -39,6 +41,7 @@ class ModuleUpdates:
     fishers: list[Tensor] | None = None
     base: Tensor | None = None
     name: str = ""
+    counts: list[int] | None = None
 
     def __post_init__(self) -> None:
         self._check_factors()
@@ -53,6 +56,8 @@ class ModuleUpdates:
                     self._fail(f"{what}[{t}] has shape {tuple(m.shape)}, expected {shape}")
         if self.base is not None and tuple(self.base.shape) != (d_out, d_in):
             self._fail(f"base has shape {tuple(self.base.shape)}, expected {(d_out, d_in)}")
+        if self.counts is not None and (len(self.counts) != self.num_tasks or min(self.counts) < 1):
+            self._fail(f"counts {list(self.counts)} for {self.num_tasks} tasks", "give one positive token count per task")
 
     def _fail(self, what: str, fix: str = "the adapters do not match this module (check target_modules)") -> None:
         where = f"module {self.name!r}" if self.name else "merge inputs"

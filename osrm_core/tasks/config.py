@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from osrm_core.errors import OsrmError
+from osrm_core.tasks.own import OwnSuite
 from osrm_core.tasks.spec import TaskSpec
 
 DEFAULT_SIZES = {"train": 2000, "validation": 300, "test": 300}
@@ -124,42 +125,64 @@ def suite_files() -> dict[str, Path]:
     return {p.stem: p for p in sorted(folder.glob("*.yaml"))} if folder.is_dir() else {}
 
 
-def read_suite(suite: str) -> SuiteConfig:
+def read_suite(suite: str) -> SuiteConfig | OwnSuite:
     """The validated config of ``suite`` (OsrmError naming the valid suites if unknown)."""
     files = suite_files()
     if suite not in files:
         valid = ", ".join(files) or "none"
         raise OsrmError(f"unknown task suite '{suite}' (looked in {configs_dir() / 'suites'}); valid suites: {valid}")
-    path = files[suite]
-    return _parse_suite(str(path), path.stat().st_mtime_ns)
+    return read_suite_file(files[suite])
+
+
+def read_suite_file(path: str | Path) -> SuiteConfig | OwnSuite:
+    """A suite YAML file anywhere (an own suite's relative paths resolve against the file's folder)."""
+    path = Path(path)
+    if not path.is_file():
+        raise OsrmError(f"suite file {path} not found; give a suite name from {configs_dir() / 'suites'} or the path of a suite YAML")
+    return _parse_suite(str(path.resolve()), path.stat().st_mtime_ns)
 
 
 @lru_cache(maxsize=32)
-def _parse_suite(path: str, mtime_ns: int) -> SuiteConfig:
+def _parse_suite(path: str, mtime_ns: int) -> SuiteConfig | OwnSuite:
     """Parse and validate one suite file (cached per file version)."""
     try:
         raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise OsrmError(f"{path}: not valid YAML ({exc})") from None
+    stem = Path(path).stem
+    if isinstance(raw, dict) and "loader" not in raw:  # own tasks: the loader is per task
+        raw = {"suite": stem, **raw}
+    config = validate_suite(raw, path)
+    if config.suite != stem:
+        raise OsrmError(f"{path}: field 'suite' is '{config.suite}' but the file is named {stem}.yaml")
+    return config.at(Path(path).parent) if isinstance(config, OwnSuite) else config
+
+
+def validate_suite(raw: object, where: str) -> SuiteConfig | OwnSuite:
+    """A packaged/GLUE suite (top-level ``loader``) or an own suite (a ``loader`` per task)."""
+    if not isinstance(raw, dict):
+        raise OsrmError(f"{where}: a suite is a mapping with `tasks:` (see docs/own_tasks.md), got {type(raw).__name__}")
+    model = SuiteConfig if "loader" in raw else OwnSuite
     try:
-        config = SuiteConfig.model_validate(raw)
+        return model.model_validate(raw)
     except ValidationError as exc:
-        raise OsrmError(f"{path}: {_describe(exc, raw)}") from None
-    if config.suite != Path(path).stem:
-        raise OsrmError(f"{path}: field 'suite' is '{config.suite}' but the file is named {Path(path).stem}.yaml")
-    return config
+        raise OsrmError(f"{where}: {_describe(exc, raw)}") from None
 
 
-def _describe(exc: ValidationError, raw: object) -> str:
+def _describe(exc: ValidationError, raw: dict) -> str:
     """First validation error as ``task 'name': field 'x': message`` (or ``field 'x': message``)."""
     err = exc.errors()[0]
     loc = list(err["loc"])
     prefix = ""
     if len(loc) >= 2 and loc[0] == "tasks" and isinstance(loc[1], int):
         try:
-            prefix = f"task '{raw['tasks'][loc[1]]['name']}': "  # type: ignore[index]
+            task = raw["tasks"][loc[1]]
+            prefix = f"task '{task['name']}': "
         except (KeyError, IndexError, TypeError):
-            prefix = f"task #{loc[1] + 1}: "
+            task, prefix = None, f"task #{loc[1] + 1}: "
         loc = loc[2:]
+        if loc and isinstance(task, dict) and loc[0] == task.get("loader"):  # the discriminator's tag
+            loc = loc[1:]
     where = ".".join(str(p) for p in loc)
-    return f"{prefix}field '{where}': {err['msg']}" if where else f"{prefix}{err['msg']}"
+    message = str(err["msg"]).removeprefix("Value error, ")
+    return f"{prefix}field '{where}': {message}" if where else f"{prefix}{message}"

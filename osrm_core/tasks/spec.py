@@ -15,7 +15,7 @@ class TaskSpec:
     name: unique key inside its suite, e.g. ``"sst2"``.
     text_fields: one column name (single sentence) or two (sentence pair), in model input order.
     num_labels: number of classes; 1 means regression (float labels).
-    metric: how the task is scored (DESIGN.md §4); a task's score is the mean of its metric values.
+    metric: how the task is scored (docs/evaluation.md); a task's score is the mean of its metric values.
     label_names: optional human-readable class names (len == num_labels for classification).
     """
 

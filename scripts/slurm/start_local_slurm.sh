@@ -4,8 +4,8 @@
 #   scripts/slurm/start_local_slurm.sh          # install if missing, configure, start, wait for idle
 #   scripts/slurm/stop_local_slurm.sh           # stop the daemons started here (by pid)
 #
-# Recipe: DESIGN.md §5. State, spool, logs and pid files live in $OSRM_SLURM_STATE
-# (default /tmp/osrm-slurm); the config is written there and linked to /etc/slurm/slurm.conf so that
+# Recipe: docs/slurm.md, "A local SLURM for development". State, spool, logs and pid files live
+# in $OSRM_SLURM_STATE (default /tmp/osrm-slurm); the config is written there and linked to /etc/slurm/slurm.conf so that
 # sbatch/squeue/sinfo find it without SLURM_CONF. Idempotent: when the daemons recorded in the state
 # dir are alive and `sinfo` answers, it only reports. Exit codes: 0 ready, 3 packages cannot be
 # installed (callers such as the test fixture skip on 3), 1 anything else.

@@ -9,9 +9,10 @@ import torch
 from safetensors import safe_open
 
 from osrm_core.errors import OsrmError
+from osrm_core.lora import PEFT_PREFIX
 from stages.io.tensors import save_file
 
-PREFIX = "base_model.model."
+PREFIX = PEFT_PREFIX
 WEIGHTS = "adapter_model.safetensors"
 CONFIG = "adapter_config.json"
 
@@ -85,20 +86,6 @@ def write_lora(folder: Path, factors: dict[str, tuple[torch.Tensor, torch.Tensor
     (folder / CONFIG).write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
 
 
-def check_compatible(adapters: dict[str, Adapter]) -> None:
-    """Adapters in one merge must share rank, scale and target modules (one-line error otherwise)."""
-    names = list(adapters)
-    ref = adapters[names[0]]
-    for n in names[1:]:
-        a = adapters[n]
-        if a.modules != ref.modules:
-            raise OsrmError(f"{a.folder}: targets differ from {ref.folder} — fine-tune every task with the same lora.blocks")
-        if a.rank != ref.rank:
-            raise OsrmError(f"{a.folder}: rank {a.rank} differs from {ref.folder}'s {ref.rank} — fine-tune every task with the same lora.rank")
-        if a.base_id and ref.base_id and a.base_id != ref.base_id:
-            raise OsrmError(f"{a.folder}: trained on another base model than {ref.folder} — fine-tune every task on the same backbone")
-
-
 def _read_json(path: Path) -> dict | None:
     if not path.is_file():
         return None
@@ -120,20 +107,3 @@ def head_num_labels(head: dict[str, torch.Tensor], where) -> int:
             if k.endswith(suffix) and t.dim() == 2:
                 return int(t.shape[0])
     raise OsrmError(f"{where}: no task head in this adapter (classifier/score) — it must be saved with modules_to_save")
-
-
-def open_adapters(run, init: str) -> tuple[dict[str, Adapter], dict[str, str]]:
-    """Every task's adapter of `init` (run: stages.io.run.Run), checked: same backbone, rank and targets.
-    Returns (task -> Adapter, task -> the adapter manifest's content hash)."""
-    from stages.io.manifest import read_manifest, require_same
-
-    adapters, upstream = {}, {}
-    weights = run.backbone_identity()["weights"]  # merged updates are added to THIS backbone's W0
-    for t in run.tasks:
-        folder = run.layout.adapter(init, t)
-        m = read_manifest(folder, "finetune", f"osrm finetune --task {t} --init {init}")
-        require_same("backbone", weights, m["backbone"]["weights"], folder,
-                     f"fine-tune every task on the same backbone as the config ('{run.spec.name}')")
-        adapters[t], upstream[t] = Adapter(folder), m["content_hash"]
-    check_compatible(adapters)
-    return adapters, upstream

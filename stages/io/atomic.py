@@ -129,7 +129,3 @@ def _write_file_atomic(path: str | Path, text: str) -> None:
 def write_json_atomic(path: str | Path, data) -> None:
     """Write JSON via a temp file + os.replace (same folder, so the rename is atomic)."""
     _write_file_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
-
-
-def write_text_atomic(path: str | Path, text: str) -> None:
-    _write_file_atomic(path, text)

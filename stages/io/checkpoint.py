@@ -44,3 +44,16 @@ def load(folder: Path, config_hash: str):
     except Exception as err:  # noqa: BLE001 - any damage means: do not resume from it
         print(f"warning: checkpoint {folder} is unreadable ({type(err).__name__}); starting from step 0", file=sys.stderr)
         return None
+
+
+class Store:
+    """The checkpoint folder of one fine-tuning run, as osrm_core.finetune.train_plain uses it."""
+
+    def __init__(self, folder: Path, resume: bool = True):
+        self.folder, self.resume = Path(folder), resume
+
+    def load(self, config_hash: str):
+        return load(self.folder, config_hash)
+
+    def save(self, config_hash: str, state: LoopState, trainable: dict, best: dict | None, optimizer, scheduler) -> None:
+        save(self.folder, config_hash, state, trainable, best, optimizer, scheduler)

@@ -9,12 +9,16 @@ import subprocess
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from osrm_core.errors import OsrmError
 from stages.io.atomic import recover, write_json_atomic
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: typed manifests per artifact kind (stages/io/artifacts/)
 MANIFEST = "manifest.json"
+M = TypeVar("M", bound="Manifest")
 _PACKAGES = ("torch", "transformers", "peft", "zarr", "safetensors", "deepspeed", "numpy")
 
 
@@ -69,72 +73,95 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def _find_seed(config: dict):
-    """The seed that governs an artifact: `seed` at the top of its config, else the first nested one."""
-    if "seed" in config:
-        return config["seed"]
-    for value in config.values():
-        if isinstance(value, dict) and "seed" in value:
-            return value["seed"]
-    return None
+class BackboneId(BaseModel):
+    """Which backbone an artifact was made on: config name, source, and the sha256 of its weights."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    source: str | None = None
+    weights: str
 
 
-def write_manifest(folder: str | Path, stage: str, config: dict, upstream: dict[str, str], **extra) -> dict:
-    """Write the manifest (last file of an artifact). `config` is the resolved config that matters here.
+class Manifest(BaseModel):
+    """Fields every manifest has; each artifact kind (stages/io/artifacts/) adds its own typed fields."""
 
-    Records per-file sha256 (`files`) so readers can name the exact file that was damaged.
-    """
+    model_config = ConfigDict(extra="forbid")
+    STAGE: ClassVar[str] = ""
+    schema_version: int
+    stage: str
+    created: str
+    config: dict[str, Any]
+    config_hash: str
+    upstream: dict[str, str]
+    seed: int | None = None
+    versions: dict[str, str]
+    python: str
+    git_commit: str | None = None
+    files: dict[str, str]
+    content_hash: str
+
+
+def write_manifest(folder: str | Path, kind: type[M], config: dict, upstream: dict[str, str], **fields) -> M:
+    """Validate and write the manifest of kind `kind` (the last file of an artifact). `config` is the resolved
+    config that matters here; `fields` are the kind's typed fields. Records per-file sha256 (`files`) so
+    readers can name the exact file that was damaged."""
     folder = Path(folder)
     cfg_json = json.dumps(config, sort_keys=True, default=str)
     files = file_hashes(folder)
-    seed = extra.pop("seed", _find_seed(config))
-    manifest = {
+    manifest = kind.model_validate({
         "schema_version": SCHEMA_VERSION,
-        "stage": stage,
+        "stage": kind.STAGE,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "config": config,
         "config_hash": hashlib.sha256(cfg_json.encode()).hexdigest(),
         "upstream": upstream,
-        "seed": seed,
         "versions": _versions(),
         "python": platform.python_version(),
         "git_commit": _git_commit(),
         "files": files,
         "content_hash": content_hash(folder, files),
-        **extra,
-    }
-    write_json_atomic(folder / MANIFEST, manifest)
+        **fields,
+    })
+    write_json_atomic(folder / MANIFEST, manifest.model_dump(mode="json"))
     return manifest
 
 
-def read_manifest(folder: str | Path, stage: str, hint: str, verify: bool = True) -> dict:
-    """The manifest of a finished artifact, or a one-line OsrmError that says which command makes it.
-
-    With `verify`, every file's sha256 is checked against the manifest: a truncated, corrupted, missing
-    or extra file is a one-line error naming that file.
-    """
-    recover(folder)
-    path = Path(folder) / MANIFEST
+def _load_json(path: Path, folder, hint: str) -> dict:
     if not path.is_file():
         raise OsrmError(f"{folder} is missing or incomplete (no {MANIFEST}) — run `{hint}` first")
     try:
-        manifest = json.loads(path.read_text())
+        data = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise OsrmError(f"{path} is damaged (not JSON) — delete {folder} and rerun `{hint}`") from None
-    if manifest.get("schema_version") != SCHEMA_VERSION:
-        raise OsrmError(f"{path}: schema version {manifest.get('schema_version')} != {SCHEMA_VERSION} — rerun `{hint}`")
-    if manifest.get("stage") != stage:
-        raise OsrmError(f"{path} was written by stage '{manifest.get('stage')}', expected '{stage}' — check the path")
-    if verify:
-        verify_files(Path(folder), manifest, hint)
+    if not isinstance(data, dict):
+        raise OsrmError(f"{path} is damaged (not a JSON object) — delete {folder} and rerun `{hint}`")
+    return data
+
+
+def read_manifest(folder: str | Path, kind: type[M], hint: str) -> M:
+    """The manifest of a finished artifact of kind `kind`, or a one-line OsrmError that says which command
+    makes it. Every file's sha256 is checked against the manifest: a truncated, corrupted, missing or
+    extra file is a one-line error naming that file."""
+    recover(folder)
+    path = Path(folder) / MANIFEST
+    data = _load_json(path, folder, hint)
+    if data.get("schema_version") != SCHEMA_VERSION:
+        raise OsrmError(f"{path}: manifest schema version {data.get('schema_version')} is not {SCHEMA_VERSION} "
+                        f"(written by an older osrm) — rebuild it with `{hint}`")
+    if data.get("stage") != kind.STAGE:
+        raise OsrmError(f"{path} was written by stage '{data.get('stage')}', expected '{kind.STAGE}' — check the path")
+    try:
+        manifest = kind.model_validate(data)
+    except ValidationError as err:
+        first = err.errors()[0]
+        field = ".".join(map(str, first["loc"]))
+        raise OsrmError(f"{path}: manifest field '{field}' is invalid ({first['msg']}) — rebuild it with `{hint}`") from None
+    verify_files(Path(folder), manifest.files, hint)
     return manifest
 
 
-def verify_files(folder: Path, manifest: dict, hint: str) -> None:
+def verify_files(folder: Path, recorded: dict[str, str], hint: str) -> None:
     """One-line OsrmError naming the first file that differs from what the manifest recorded."""
-    recorded = manifest.get("files")
-    if recorded is None:  # written before per-file hashes were recorded: nothing to check against
-        return
     actual = file_hashes(folder)
     for rel in sorted(set(recorded) | set(actual)):
         if rel not in actual:

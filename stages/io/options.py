@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from osrm_core.config import LoraConfig, PipelineConfig
+from osrm_core.config import PipelineConfig
 
 
 def _help(model, field: str) -> str:
@@ -15,7 +15,8 @@ def _help(model, field: str) -> str:
 
 CONFIG = typer.Option(Path("pipeline.yaml"), "--config", "-c", help="pipeline.yaml: every parameter of every stage.")
 TASK = typer.Option(..., "--task", "-t", help="Task name (one of the config's `tasks`, or of its suite).")
-INIT = typer.Option(None, "--init", help=_help(LoraConfig, "init") + " Default: lora.init.")
+ARM = typer.Option(..., "--arm", "-a", help="Which arm (a key of the config's `arms`: an init plus lora/osrm overrides).")
+SEED = typer.Option(None, "--seed", help="Which of the config's `seeds` this process runs; default: the first.")
 WORKDIR = typer.Option(None, "--workdir", help=_help(PipelineConfig, "workdir") + " Overrides the config.")
 
 
@@ -28,5 +29,9 @@ def expand_all(values: list[str], everything: list[str], check=lambda v: v) -> l
     return list(dict.fromkeys(out))
 
 
-INIT_REQ = typer.Option(..., "--init", help="Which adapters to use: the 'gaussian' or the 'osrm' ones.")
 METHOD = typer.Option(..., "--method", "-m", help="Merge method (a key of osrm_core.merge.METHODS, e.g. task_arithmetic, ties).")
+
+
+def run_overrides(workdir: Path | None, seed: int | None = None) -> dict:
+    """Config overrides from the options every stage shares (None = keep the config's value)."""
+    return {"workdir": str(workdir) if workdir else None, "seed": seed}

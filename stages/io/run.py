@@ -27,6 +27,8 @@ class Run:
     spec: BackboneSpec
     tasks: list[str]
     layout: Layout
+    suite: object = None  # the parsed suite (osrm_core.tasks.resolve_suite): a shipped suite, a file, or inline
+    arm: str | None = None  # the arm this process runs (cfg is then that arm's view: PipelineConfig.for_arm)
     _tasks: dict = field(default_factory=dict, repr=False)
 
     def check_task(self, task: str) -> str:
@@ -56,9 +58,9 @@ class Run:
     def _load_task(self, task: str, seed: int | None = None):
         """(TaskSpec, DatasetDict), checked: no empty split, labels in range, >= 2 classes in train."""
         d = self.cfg.data
-        spec, data = suites.load_task(self.cfg.suite, task, seed=self.cfg.seed if seed is None else seed,
+        spec, data = suites.load_task(self.suite, task, seed=d.split_seed if seed is None else seed,
                                       data_dir=d.data_dir, max_train=d.max_train, max_eval=d.max_eval)
-        check_task_data(spec, data, where=f"task '{task}' (suite '{self.cfg.suite}', data.data_dir={d.data_dir!r})")
+        check_task_data(spec, data, where=f"task '{task}' (suite '{self.suite.suite}', data.data_dir={d.data_dir!r})")
         return spec, data
 
 
@@ -102,20 +104,30 @@ def check_methods(cfg: PipelineConfig, config: Path) -> None:
         raise OsrmError(f"{config}: merge.methods has unknown method {unknown[0]!r} — use one of {sorted(METHODS)}")
 
 
-def open_run(config: Path, overrides: dict | None = None) -> Run:
-    """Validated config + backbone spec + task list; every problem is a one-line OsrmError."""
+def open_run(config: Path, overrides: dict | None = None, arm: str | None = None) -> Run:
+    """Validated config (as arm `arm` runs it, when given) + backbone spec + task list; every problem is a
+    one-line OsrmError."""
     offline_env()
     cfg = load_config(config, overrides)
-    spec = load_spec(cfg.backbone if not cfg.backbone.endswith((".yaml", ".yml")) else str(Path(cfg.backbone)))
+    if arm is not None:
+        cfg = cfg.for_arm(check_arm(cfg, arm, config))
+    spec = load_spec(cfg.backbone)
     spec.target_suffixes(cfg.lora.blocks)
     check_local(spec)
     check_methods(cfg, config)
-    available = suites.list_tasks(cfg.suite)
+    suite = suites.resolve_suite(cfg.suite, base_dir=Path(config).parent)
+    available = suites.list_tasks(suite)
     tasks = cfg.tasks or available
     unknown = [t for t in tasks if t not in available]
     if unknown:
-        raise OsrmError(f"{config}: tasks {unknown} are not in suite '{cfg.suite}' — valid tasks: {available}")
+        raise OsrmError(f"{config}: tasks {unknown} are not in suite '{suite.suite}' — valid tasks: {available}")
     if cfg.finetune.threads:
         torch.set_num_threads(cfg.finetune.threads)
     seed_everything(cfg.seed)
-    return Run(cfg=cfg, spec=spec, tasks=list(tasks), layout=Layout(Path(cfg.workdir)))
+    return Run(cfg=cfg, spec=spec, tasks=list(tasks), layout=Layout(Path(cfg.workdir), cfg.seed), suite=suite, arm=arm)
+
+
+def check_arm(cfg: PipelineConfig, arm: str, config: Path) -> str:
+    if arm not in cfg.arms:
+        raise OsrmError(f"--arm '{arm}' is not one of the arms {list(cfg.arms)} of {config} — pick one or add it under `arms`")
+    return arm

@@ -12,8 +12,8 @@ def test_zero3_single_process_matches_plain(cli, tmp_path, monkeypatch):
     backbone = dropout_free_backbone(tmp_path / "bb")
     plain = write_config(tmp_path / "plain", backbone, 16)
     zero = write_config(tmp_path / "zero", backbone, 16, str(zero_config(tmp_path, 3)))
-    cli("finetune", "-c", plain, "--task", TASK, "--init", "gaussian")
-    res = cli("finetune", "-c", zero, "--task", TASK, "--init", "gaussian")
+    cli("finetune", "-c", plain, "--task", TASK, "--arm", "lora")
+    res = cli("finetune", "-c", zero, "--task", TASK, "--arm", "lora")
     assert "adapter: " in res.output
     ref, got = adapter(plain), adapter(zero)
     assert set(ref) == set(got) and all(t.numel() > 0 for t in got.values())

@@ -58,8 +58,8 @@ def torchrun(nproc: int, *args: str, timeout: int = 240) -> subprocess.Completed
     return res
 
 
-def adapter(config: Path, init: str = "gaussian") -> dict:
-    return load_file(config.parent / "runs" / "adapters" / init / TASK / "adapter_model.safetensors")
+def adapter(config: Path, init: str = "lora") -> dict:
+    return load_file(config.parent / "runs" / "adapters" / "seed42" / init / TASK / "adapter_model.safetensors")
 
 
 def zero_config(folder: Path, stage: int) -> Path:
@@ -78,9 +78,9 @@ def check_zero_matches_single(cli, tmp_path: Path, stage: int) -> None:
     ZeRO-2 also recomputes activations (gradient checkpointing), which is exact without dropout."""
     backbone = dropout_free_backbone(tmp_path / "bb")
     single = write_config(tmp_path / "single", backbone, 16)
-    cli("finetune", "-c", single, "--task", TASK, "--init", "gaussian")
+    cli("finetune", "-c", single, "--task", TASK, "--arm", "lora")
     two = write_config(tmp_path / "two", backbone, 8, str(zero_config(tmp_path, stage)), checkpointing=stage == 2)
-    res = torchrun(2, "finetune", "-c", two, "--task", TASK, "--init", "gaussian")
+    res = torchrun(2, "finetune", "-c", two, "--task", TASK, "--arm", "lora")
     assert res.stdout.count("adapter: ") == 1, "only rank 0 writes the artifact"
     ref, got = adapter(single), adapter(two)
     assert set(ref) == set(got)
@@ -89,5 +89,5 @@ def check_zero_matches_single(cli, tmp_path: Path, stage: int) -> None:
     assert lora_b and all(got[k].abs().max() > 0 for k in lora_b), "training moved B"
     for k in ref:
         torch.testing.assert_close(got[k], ref[k], atol=2e-4, rtol=1e-3, msg=lambda m: f"{k}: {m}")
-    info = json.loads((two.parent / "runs/adapters/gaussian" / TASK / "training.json").read_text())
+    info = json.loads((two.parent / "runs/adapters/seed42/lora" / TASK / "training.json").read_text())
     assert info["world_size"] == 2 and info["zero_stage"] == stage

@@ -26,14 +26,14 @@ def _config(tmp_path, family: str):
 def run_family(cli, tmp_path, family: str) -> None:
     config, root = _config(tmp_path, family)
     run_upstream(cli, config, TASKS)
-    for init in ("gaussian", "osrm"):
-        cli("merge", "-c", config, "--init", init, "--method", "task_arithmetic")
-    adapter = load_file(root / "adapters/osrm" / TASKS[0] / "adapter_model.safetensors")
+    for init in ("lora", "osrm"):
+        cli("merge", "-c", config, "--arm", init, "--method", "task_arithmetic")
+    adapter = load_file(root / "adapters/seed42/osrm" / TASKS[0] / "adapter_model.safetensors")
     assert any(f".{HEADS[family]}." in k for k in adapter), "the task head is saved with the adapter"
-    sub = load_file(root / "subspaces" / TASKS[0] / "subspace.safetensors")
+    sub = load_file(root / "subspaces/seed42/osrm" / TASKS[0] / "subspace.safetensors")
     n_layers = 2 * (2 if family == "encoder-decoder" else 1)  # T5: encoder self + decoder self + cross attention
     assert len(sub) == 2 * n_layers + (2 * 2 if family == "encoder-decoder" else 0)
     for model in ("base", "osrm/individual", "osrm/task_arithmetic"):
         cli("evaluate", "-c", config, "--model", model)
-    metrics = json.loads((root / "eval/individual/osrm/metrics.json").read_text())
+    metrics = json.loads((root / "eval/seed42/individual/osrm/metrics.json").read_text())
     assert set(metrics["tasks"]) == set(TASKS) and all(torch.isfinite(torch.tensor(m["score"])) for m in metrics["tasks"].values())

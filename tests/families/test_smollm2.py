@@ -40,11 +40,11 @@ def test_smollm2_one_task_end_to_end(cli, tmp_path):
     for t in (TASK, OTHER):
         cli("extract-features", "-c", both, "--task", t)
     cli("build-subspace", "-c", both, "--task", TASK)
-    cli("finetune", "-c", one, "--task", TASK, "--init", "osrm")
+    cli("finetune", "-c", one, "--task", TASK, "--arm", "osrm")
     cli("evaluate", "-c", one, "--model", "osrm/individual")
     root = tmp_path / "runs"
-    train = json.loads((root / "adapters/osrm" / TASK / "training.json").read_text())
+    train = json.loads((root / "adapters/seed42/osrm" / TASK / "training.json").read_text())
     assert train["a_drift_mean"] > 0 and len(train["history"]) == 1
-    metrics = json.loads((root / "eval/individual/osrm/metrics.json").read_text())
+    metrics = json.loads((root / "eval/seed42/individual/osrm/metrics.json").read_text())
     assert 0 <= metrics["tasks"][TASK]["score"] <= 100
     (root / "smollm2_record.json").write_text(json.dumps({"training": train, "metrics": metrics}, indent=1))

@@ -26,6 +26,7 @@ def random_updates(
     if grams:
         xs = [torch.randn(3 * d_in, d_in, generator=g) * (1 + t) for t in range(T)]
         kw["grams"] = [x.T @ x for x in xs]
+        kw["counts"] = [x.shape[0] for x in xs]  # tokens behind each Gram
     if fishers:
         kw["fishers"] = [torch.rand(d_out, d_in, generator=g) ** 3 * 10 ** (-t) for t in range(T)]
     if base:

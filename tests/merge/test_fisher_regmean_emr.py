@@ -56,6 +56,39 @@ def test_regmean_matches_the_closed_form_with_base(alpha):
     assert_close(res.factors[1] @ res.factors[0], res.delta)
 
 
+def test_regmean_token_mean_weights_each_gram_by_its_token_count():
+    u = random_updates(T=3, grams=True, base=True, seed=9)
+    u.counts = [5, 40, 300]  # unequal: the per-token means differ from the sums
+    res = run("regmean", u, alpha=0.9, ridge=0.0)
+    means = type(u)(A=u.A, B=u.B, scale=u.scale, base=u.base, grams=[G / n for G, n in zip(u.grams, u.counts)])
+    assert_close(res.delta, naive_regmean(means, 0.9), rtol=1e-4, atol=1e-4)
+    summed = run("regmean", u, alpha=0.9, ridge=0.0, gram_weighting="sum").delta
+    assert_close(summed, naive_regmean(u, 0.9), rtol=1e-4, atol=1e-4)
+    assert not torch.allclose(summed, res.delta, rtol=1e-3, atol=1e-3)
+
+
+def test_regmean_sum_is_the_previous_behaviour_bit_for_bit():
+    u = random_updates(T=3, grams=True, seed=10)
+    u.counts = None  # "sum" needs no counts
+    new = run("regmean", u, gram_weighting="sum")
+    M = sum(0.9 * G.double() + 0.1 * torch.diag(torch.diagonal(G.double())) for G in u.grams)
+    rows = [float(u.scale[t]) * (u.A[t].double() @ (0.9 * u.grams[t].double() + 0.1 * torch.diag(torch.diagonal(u.grams[t].double()))))
+            for t in range(3)]
+    M.diagonal().add_(1e-6 * float(torch.diagonal(M).mean()))
+    A = torch.linalg.solve(M, torch.cat(rows).T).T
+    assert torch.equal(new.factors[0], A.float())
+
+
+def test_regmean_token_mean_without_counts_is_a_one_line_user_error():
+    u = random_updates(T=2, grams=True)
+    u.counts = None
+    with pytest.raises(OsrmError, match="counts") as err:
+        run("regmean", u)
+    assert "\n" not in str(err.value) and "gram_weighting" in str(err.value)
+    with pytest.raises(OsrmError, match="counts"):
+        type(u)(A=u.A, B=u.B, scale=u.scale, counts=[3])
+
+
 def test_regmean_ridge_is_small_and_singular_gram_is_a_user_error():
     u = random_updates(T=2, grams=True)
     assert_close(run("regmean", u).delta, run("regmean", u, ridge=0.0).delta, rtol=1e-3, atol=1e-4)

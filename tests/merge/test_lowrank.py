@@ -1,13 +1,14 @@
-"""SVD truncation and factored SVD."""
+"""SVD truncation (to_low_rank, truncate) and factored SVD."""
 
 from __future__ import annotations
 
 import pytest
 import torch
-from merge_testlib import assert_close
+from merge_testlib import assert_close, random_updates
 
 from osrm_core.errors import OsrmError
-from osrm_core.merge.lowrank import factored_svd, polar, to_low_rank
+from osrm_core.merge import METHODS
+from osrm_core.merge.lowrank import factored_svd, polar, to_low_rank, truncate
 
 
 def test_to_low_rank_is_the_eckart_young_truncation():
@@ -57,3 +58,41 @@ def test_polar_gives_orthonormal_columns_nearest_in_frobenius():
     assert_close(P.T @ P, torch.eye(3, dtype=torch.float64), atol=1e-10)
     Q, _ = torch.linalg.qr(M)  # another orthonormal basis of the same span is not closer
     assert torch.linalg.norm(M - P) <= torch.linalg.norm(M - Q) + 1e-12
+
+
+# ---------------------------------------------------------------- truncate (merge.low_rank)
+
+def frozen_stage_truncate(res, rank):
+    """Verbatim copy of the stage's former ``truncate`` (stages/merge.py), the bit-identity reference."""
+    if res.factors is None:
+        A, B, err = to_low_rank(res.delta, rank)
+        return (A, B), err
+    U, S, Vh = factored_svd(res.factors[1], res.factors[0])
+    k = min(rank, S.numel())
+    total = float(S.square().sum())
+    err = (float(S[k:].square().sum()) / total) ** 0.5 if total > 0 else 0.0
+    root = S[:k].sqrt()
+    A, B = (root[:, None] * Vh[:k]).float(), (U[:, :k] * root[None, :]).float()
+    if k < rank:
+        A = torch.cat([A, A.new_zeros(rank - k, A.shape[1])])
+        B = torch.cat([B, B.new_zeros(B.shape[0], rank - k)], dim=1)
+    return (A.contiguous(), B.contiguous()), err
+
+
+@pytest.mark.parametrize("rank", [1, 3, 6, 9])  # 6 = Σ r_t; 9 pads the factored result
+@pytest.mark.parametrize("key", ["task_arithmetic", "regmean", "ties"])  # factored, factored, dense
+def test_truncate_is_bit_identical_to_the_stage_copy_and_eckart_young(key, rank):
+    u = random_updates(T=3, d_out=10, d_in=8, ranks=2, grams=True, seed=rank)
+    m = METHODS[key]
+    res = m.fn(u, m.params(), None)
+    assert (res.factors is None) == (key == "ties")
+    (A, B), err = truncate(res, rank)
+    (A0, B0), err0 = frozen_stage_truncate(res, rank)
+    assert torch.equal(A, A0) and torch.equal(B, B0) and err == err0
+    assert A.shape == (rank, 8) and B.shape == (10, rank) and A.dtype == B.dtype == torch.float32
+    S = torch.linalg.svdvals(res.delta.double())
+    assert err == pytest.approx(float((S[rank:].square().sum() / S.square().sum()).sqrt()), rel=1e-4, abs=1e-6)
+    naive = float(torch.linalg.norm(res.delta.double() - (B @ A).double()) / torch.linalg.norm(res.delta.double()))
+    assert err == pytest.approx(naive, rel=1e-3, abs=1e-5)
+    with pytest.raises(OsrmError, match="low_rank"):
+        truncate(res, 0)

@@ -93,7 +93,8 @@ def test_permuting_tasks_does_not_change_the_merge(key):
     u = with_everything(T=3, seed=5)
     order = [2, 0, 1]
     v = type(u)(A=[u.A[i] for i in order], B=[u.B[i] for i in order], scale=[u.scale[i] for i in order],
-                grams=[u.grams[i] for i in order], fishers=[u.fishers[i] for i in order], base=u.base)
+                grams=[u.grams[i] for i in order], fishers=[u.fishers[i] for i in order], base=u.base,
+                counts=[u.counts[i] for i in order])
     assert_close(run(key, v).delta, run(key, u).delta, rtol=1e-4, atol=1e-5)
 
 

@@ -34,7 +34,7 @@ def rel_base(tmp_path_factory, tiny_backbone) -> Path:
     for t in TINY_TASKS:
         cli("build-subspace", "-c", cfg, "--task", t)
     for t in TINY_TASKS:
-        write_adapter(root, "gaussian", t, cfg)
+        write_adapter(root, "lora", t, cfg)
     return root
 
 

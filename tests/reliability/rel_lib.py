@@ -26,12 +26,12 @@ def leftovers(root: Path) -> list[str]:
     return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if ".tmp-" in p.name or ".old-" in p.name)
 
 
-def write_adapter(root: Path, init: str, task: str, cfg_path: Path, rank: int = 4, blocks: str = "qv",
+def write_adapter(root: Path, arm: str, task: str, cfg_path: Path, rank: int = 4, blocks: str = "qv",
                   weights: str | None = None, seed: int = 0) -> Path:
     """A synthetic PEFT LoRA adapter + finetune manifest for `task`, shaped like the tiny BERT's."""
     from stages.io.adapters import write_lora
     from stages.io.atomic import atomic_dir
-    from stages.io.manifest import write_manifest
+    from stages.io.artifacts import TaskAdapter
     from stages.io.run import open_run
 
     run = open_run(cfg_path)
@@ -45,11 +45,11 @@ def write_adapter(root: Path, init: str, task: str, cfg_path: Path, rank: int = 
     identity = run.backbone_identity()
     if weights:
         identity = {**identity, "weights": weights}
-    out = run.layout.adapter(init, task)
+    out = run.layout.adapter(arm, task)
     with atomic_dir(out) as tmp:
         write_lora(tmp, factors, head, template, rank, 2.0 * rank)
-        write_manifest(tmp, "finetune", {"task": task, "init": init, "seed": run.cfg.seed}, upstream={},
-                       backbone=identity, task=task, init=init, rank=rank, blocks=blocks, num_labels=2)
+        TaskAdapter.seal(tmp, {"task": task, "arm": arm, "seed": run.cfg.seed}, upstream={}, backbone=identity, arm=arm,
+                         task=task, init=run.cfg.arms[arm].init, rank=rank, blocks=blocks, num_labels=2)
     return out
 
 

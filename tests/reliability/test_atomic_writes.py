@@ -14,7 +14,7 @@ from rel_lib import leftovers, snapshot
 
 from osrm_core.errors import OsrmError
 from stages.io.atomic import atomic_dir, recover, write_json_atomic
-from stages.io.manifest import read_manifest
+from stages.io.artifacts import Subspace
 from tests.conftest import TINY_TASKS
 
 T0 = TINY_TASKS[0]
@@ -37,9 +37,7 @@ def test_crash_in_safetensors_write_keeps_previous(work, cli, monkeypatch):
 
 
 def test_crash_in_manifest_write_keeps_previous(work, cli, monkeypatch):
-    import stages.build_subspace as bs
-
-    monkeypatch.setattr(bs, "write_manifest", lambda *a, **k: (_ for _ in ()).throw(MemoryError()))
+    monkeypatch.setattr(Subspace, "seal", lambda *a, **k: (_ for _ in ()).throw(MemoryError()))
     before = snapshot(work.tmp)
     res = cli("build-subspace", "-c", work.cfg, "--task", T0, ok=False)
     assert res.exit_code != 0
@@ -48,13 +46,13 @@ def test_crash_in_manifest_write_keeps_previous(work, cli, monkeypatch):
 
 def test_report_and_convert_write_atomically(work, cli, monkeypatch):
     """convert's output folder is replaced only when complete (the same holds for report: same helper)."""
-    import stages.convert as conv
+    from stages.io.artifacts import Converted
 
     out = work.tmp / "conv"
-    argv = ("convert", "project", "-c", work.cfg, "--task", T0, "--adapter", work.root / "adapters/gaussian" / T0, "--out", out)
+    argv = ("convert", "project", "-c", work.cfg, "--task", T0, "--adapter", work.root / "adapters/seed42/lora" / T0, "--out", out)
     cli(*argv)
     first = snapshot(out)
-    monkeypatch.setattr(conv, "write_manifest", lambda *a, **k: (_ for _ in ()).throw(OSError(errno.ENOSPC, "full")))
+    monkeypatch.setattr(Converted, "seal", lambda *a, **k: (_ for _ in ()).throw(OSError(errno.ENOSPC, "full")))
     res = cli(*argv, ok=False)
     assert res.exit_code == 2 and "disk full" in res.output and "Traceback" not in res.output
     assert snapshot(out) == first and leftovers(work.tmp) == []
@@ -62,21 +60,21 @@ def test_report_and_convert_write_atomically(work, cli, monkeypatch):
 
 def test_folder_without_manifest_is_never_accepted(work):
     """What a killed writer could leave if it wrote in place: data files but no manifest."""
-    folder = work.root / "subspaces" / T0
+    folder = work.root / "subspaces/seed42/osrm" / T0
     (folder / "manifest.json").unlink()
     with pytest.raises(OsrmError, match="missing or incomplete"):
-        read_manifest(folder, "build-subspace", "osrm build-subspace")
+        Subspace.read(folder, "osrm build-subspace")
 
 
 def test_extra_or_missing_file_is_detected(work):
-    folder = work.root / "subspaces" / T0
+    folder = work.root / "subspaces/seed42/osrm" / T0
     (folder / "stray.bin").write_bytes(b"x")
     with pytest.raises(OsrmError, match="stray.bin is not part of this artifact"):
-        read_manifest(folder, "build-subspace", "osrm build-subspace")
+        Subspace.read(folder, "osrm build-subspace")
     (folder / "stray.bin").unlink()
     (folder / "report.json").unlink()
     with pytest.raises(OsrmError, match="report.json is missing"):
-        read_manifest(folder, "build-subspace", "osrm build-subspace")
+        Subspace.read(folder, "osrm build-subspace")
 
 
 def test_stale_temp_folders_of_dead_writers_are_swept(tmp_path):
@@ -94,10 +92,10 @@ def test_stale_temp_folders_of_dead_writers_are_swept(tmp_path):
 
 def test_swap_interrupted_between_renames_is_recovered(work):
     """kill -9 after `final -> .old` but before `tmp -> final`: the next reader puts the old one back."""
-    folder = work.root / "subspaces" / T0
+    folder = work.root / "subspaces/seed42/osrm" / T0
     before = snapshot(folder)
     folder.rename(folder.parent / f".{T0}.old-12345678")
-    read_manifest(folder, "build-subspace", "osrm build-subspace")
+    Subspace.read(folder, "osrm build-subspace")
     assert snapshot(folder) == before
     recover(folder)  # idempotent
 

@@ -30,11 +30,11 @@ def _subspace(w, **over):
 
 def _convert(w, **over):
     w.config(**over)
-    return ["convert", "project", "-c", w.cfg, "--task", T0, "--adapter", w.root / "adapters/gaussian" / T0, "--out", w.tmp / "conv"]
+    return ["convert", "project", "-c", w.cfg, "--task", T0, "--adapter", w.root / "adapters/seed42/lora" / T0, "--out", w.tmp / "conv"]
 
 
 def _merge(w, method="task_arithmetic"):
-    return ["merge", "-c", w.cfg, "--init", "gaussian", "--method", method]
+    return ["merge", "-c", w.cfg, "--arm", "lora", "--method", method]
 
 
 def _corrupt(path, keep=None, garbage=b"\x00garbage"):
@@ -44,17 +44,17 @@ def _corrupt(path, keep=None, garbage=b"\x00garbage"):
 
 def _rewrite_manifest(folder):
     """Re-sign an artifact after editing it (simulates a stage that itself wrote bad values)."""
-    from stages.io.manifest import write_manifest
+    from stages.io.artifacts import KINDS
 
     m = json.loads((folder / "manifest.json").read_text())
     extra = {k: v for k, v in m.items() if k not in {"schema_version", "stage", "created", "config", "config_hash", "upstream",
                                                        "versions", "python", "git_commit", "files", "content_hash"}}
     (folder / "manifest.json").unlink()
-    write_manifest(folder, m["stage"], m["config"], m["upstream"], **extra)
+    KINDS[m["stage"]].seal(folder, m["config"], m["upstream"], **extra)
 
 
 def _poison_features(w, value, kind="sample_mean"):
-    folder = w.root / "features" / T1
+    folder = w.root / "features/seed42" / T1
     g = zarr.open_group(str(folder / "features.zarr"), mode="r+")
     name = g.attrs["modules"][0]
     arr = g[f"{kind}/{g.attrs['aliases'][name]}"]
@@ -102,7 +102,7 @@ def _empty(split):
 
 
 def _mismatch_adapter(w, **kw):
-    write_adapter(w.tmp, "gaussian", T1, w.cfg, **kw)
+    write_adapter(w.tmp, "lora", T1, w.cfg, **kw)
     return _merge(w)
 
 
@@ -124,11 +124,11 @@ def _not_writable(w, mp):
 
 
 def _interrupt(w, mp):
-    import stages.build_subspace as bs
+    from stages.io.artifacts import Subspace
 
     def stop(*a, **k):
         raise KeyboardInterrupt
-    mp.setattr(bs, "write_manifest", stop)
+    mp.setattr(Subspace, "seal", stop)
     return ["build-subspace", "-c", w.cfg, "--task", T0]
 
 
@@ -150,10 +150,10 @@ CASES = [
     ("duplicate-tasks", lambda w, mp: _subspace(w, tasks=[T0, T1, T0]), ["duplicate task names", T0]),
     ("k-below-rank", lambda w, mp: _subspace(w, osrm={"k": 2}), ["osrm.k=2", "lora.rank=4", "raise osrm.k"]),
     ("malformed-hparams-file", lambda w, mp: ((w.tmp / "hp.json").write_text("{oops"), w.config(finetune={"hparams_file": str(w.tmp / "hp.json")}),
-                                              ["finetune", "-c", w.cfg, "--task", T0, "--init", "gaussian"])[2], ["hp.json", "malformed JSON"]),
+                                              ["finetune", "-c", w.cfg, "--task", T0, "--arm", "lora"])[2], ["hp.json", "malformed JSON"]),
     ("hparams-wrong-type", lambda w, mp: ((w.tmp / "hp.json").write_text('{"default": {"epochs": "two"}}'),
                                           w.config(finetune={"hparams_file": str(w.tmp / "hp.json")}),
-                                          ["finetune", "-c", w.cfg, "--task", T0, "--init", "gaussian"])[2], ["hp.json", "default.epochs", "positive number"]),
+                                          ["finetune", "-c", w.cfg, "--task", T0, "--arm", "lora"])[2], ["hp.json", "default.epochs", "positive number"]),
     # --- missing or damaged inputs
     ("missing-backbone-name", lambda w, mp: _subspace(w, backbone="no-such-model"), ["'no-such-model' not found", "use one of"]),
     ("missing-backbone-folder", lambda w, mp: _bad_backbone(w, mp, shutil.rmtree), ["model", "does not exist", "fix `source`"]),
@@ -161,13 +161,13 @@ CASES = [
      ["config.json", "damaged", "fix `source`"]),
     ("damaged-backbone-weights", lambda w, mp: _bad_backbone(w, mp, lambda m: _corrupt(m / "model.safetensors", garbage=b"\xff" * 16)),
      ["model.safetensors", "damaged"]),
-    ("missing-upstream-features", lambda w, mp: (shutil.rmtree(w.root / "features" / T1), _subspace(w))[1], ["features", "osrm extract-features --task"]),
-    ("damaged-manifest", lambda w, mp: ((w.root / "features" / T1 / "manifest.json").write_text("{"), _subspace(w))[1], ["manifest.json", "not JSON"]),
-    ("corrupted-subspace-safetensors", lambda w, mp: (_corrupt(w.root / "subspaces" / T0 / "subspace.safetensors", keep=100), _convert(w))[1],
+    ("missing-upstream-features", lambda w, mp: (shutil.rmtree(w.root / "features/seed42" / T1), _subspace(w))[1], ["features", "osrm extract-features --task"]),
+    ("damaged-manifest", lambda w, mp: ((w.root / "features/seed42" / T1 / "manifest.json").write_text("{"), _subspace(w))[1], ["manifest.json", "not JSON"]),
+    ("corrupted-subspace-safetensors", lambda w, mp: (_corrupt(w.root / "subspaces/seed42/osrm" / T0 / "subspace.safetensors", keep=100), _convert(w))[1],
      ["subspace.safetensors", "corrupted or truncated", "osrm build-subspace"]),
-    ("corrupted-adapter-safetensors", lambda w, mp: (_corrupt(w.root / "adapters/gaussian" / T1 / "adapter_model.safetensors"), _merge(w))[1],
+    ("corrupted-adapter-safetensors", lambda w, mp: (_corrupt(w.root / "adapters/seed42/lora" / T1 / "adapter_model.safetensors"), _merge(w))[1],
      ["adapter_model.safetensors", "corrupted or truncated", "osrm finetune --task"]),
-    ("truncated-zarr-shard", lambda w, mp: (_corrupt(next(p for p in sorted((w.root / "features" / T1 / "features.zarr").rglob("c/*")) if p.is_file()), keep=10),
+    ("truncated-zarr-shard", lambda w, mp: (_corrupt(next(p for p in sorted((w.root / "features/seed42" / T1 / "features.zarr").rglob("c/*")) if p.is_file()), keep=10),
                                             _subspace(w))[1], ["features.zarr", "corrupted or truncated", "extract-features"]),
     ("nan-in-features", lambda w, mp: (_poison_features(w, np.nan), _subspace(w))[1], ["NaN/Inf", "extract-features"]),
     ("inf-in-token-gram", lambda w, mp: (_poison_features(w, np.inf, "gram"), _subspace(w, osrm={"estimator": "token"}))[1], ["NaN/Inf", "extract-features"]),
@@ -180,7 +180,7 @@ CASES = [
     ("merge-mismatched-rank", lambda w, mp: _mismatch_adapter(w, rank=2), ["rank 2 differs", "lora.rank"]),
     ("merge-mismatched-targets", lambda w, mp: _mismatch_adapter(w, blocks="qkv"), ["targets differ", "lora.blocks"]),
     ("merge-mismatched-base", lambda w, mp: _mismatch_adapter(w, weights="0" * 64), ["backbone", "same backbone"]),
-    ("subspace-other-backbone", lambda w, mp: (_edit_manifest(w.root / "subspaces" / T0, backbone={"name": "x", "weights": "0" * 64}), _convert(w))[1],
+    ("subspace-other-backbone", lambda w, mp: (_edit_manifest(w.root / "subspaces/seed42/osrm" / T0, backbone={"name": "x", "weights": "0" * 64}), _convert(w))[1],
      ["backbone", "osrm build-subspace --task"]),
     ("subspace-other-layer-set", lambda w, mp: _convert(w, lora={"blocks": "qkv"}), ["layer set", "lora.blocks"]),
     ("subspace-other-estimator", lambda w, mp: _convert(w, osrm={"estimator": "token"}), ["osrm.estimator", "'sample-mean'", "osrm build-subspace"]),

@@ -23,12 +23,12 @@ def _one_line_error(res, *expect):
 
 def test_finetune_rejects_subspace_from_another_estimator(work, cli):
     work.config(osrm={"estimator": "token"}, data={"max_train": 16, "max_eval": 8, "max_length": 16})
-    res = cli("finetune", "-c", work.cfg, "--task", T0, "--init", "osrm", ok=False)
+    res = cli("finetune", "-c", work.cfg, "--task", T0, "--arm", "osrm", ok=False)
     _one_line_error(res, "osrm.estimator", "build-subspace")
 
 
 def test_merge_rejects_adapters_of_another_backbone_than_the_config(work, cli):
     for t in TINY_TASKS:
-        write_adapter(work.tmp, "gaussian", t, work.cfg, weights="0" * 64)
-    res = cli("merge", "-c", work.cfg, "--init", "gaussian", "--method", "task_arithmetic", ok=False)
+        write_adapter(work.tmp, "lora", t, work.cfg, weights="0" * 64)
+    res = cli("merge", "-c", work.cfg, "--arm", "lora", "--method", "task_arithmetic", ok=False)
     _one_line_error(res, "backbone")

@@ -21,15 +21,15 @@ def _hash(folder):
 
 
 def test_extract_features_is_deterministic(work, rel_base, cli):
-    shutil.rmtree(work.root / "features" / T0)
+    shutil.rmtree(work.root / "features/seed42" / T0)
     cli("extract-features", "-c", work.cfg, "--task", T0)
-    assert _hash(work.root / "features" / T0) == _hash(rel_base / "runs" / "features" / T0)
+    assert _hash(work.root / "features/seed42" / T0) == _hash(rel_base / "runs" / "features/seed42" / T0)
 
 
 def test_build_subspace_is_deterministic(work, rel_base, cli):
-    shutil.rmtree(work.root / "subspaces" / T0)
+    shutil.rmtree(work.root / "subspaces/seed42/osrm" / T0)
     cli("build-subspace", "-c", work.cfg, "--task", T0)
-    assert _hash(work.root / "subspaces" / T0) == _hash(rel_base / "runs" / "subspaces" / T0)
+    assert _hash(work.root / "subspaces/seed42/osrm" / T0) == _hash(rel_base / "runs" / "subspaces/seed42/osrm" / T0)
 
 
 @pytest.mark.parametrize("method", ["task_arithmetic", "ties", "dare_ties"])
@@ -39,17 +39,17 @@ def test_merge_is_deterministic(tmp_path, rel_base, tiny_backbone, cli, method):
         (tmp_path / name).mkdir()
         w = Work(tmp_path / name, rel_base, tiny_backbone)
         w.config(merge={"methods": {method: {}}})
-        cli("merge", "-c", w.cfg, "--init", "gaussian", "--method", method)
-        hashes.append(_hash(w.root / "merged" / "gaussian" / method))
+        cli("merge", "-c", w.cfg, "--arm", "lora", "--method", method)
+        hashes.append(_hash(w.root / "merged/seed42" / "lora" / method))
     assert hashes[0] == hashes[1]
 
 
 def test_manifest_records_provenance(rel_base):
-    m = json.loads((rel_base / "runs" / "subspaces" / T0 / "manifest.json").read_text())
+    m = json.loads((rel_base / "runs" / "subspaces/seed42/osrm" / T0 / "manifest.json").read_text())
     for key in ("schema_version", "stage", "config", "config_hash", "upstream", "seed", "versions", "git_commit",
                 "files", "content_hash", "backbone"):
         assert key in m, key
     assert set(m["upstream"]) == set(TINY_TASKS) and m["backbone"]["weights"] and m["seed"] == 42
     assert {"torch", "safetensors", "zarr"} <= set(m["versions"])
-    f = json.loads((rel_base / "runs" / "features" / T0 / "manifest.json").read_text())
+    f = json.loads((rel_base / "runs" / "features/seed42" / T0 / "manifest.json").read_text())
     assert f["backbone"]["source"] and len(f["backbone"]["weights"]) == 64 and f["seed"] == 42

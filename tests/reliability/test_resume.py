@@ -44,8 +44,8 @@ def uninterrupted(tmp_path_factory, tiny_backbone):
     out = []
     try:
         for name in ("ref1", "ref2"):
-            Cli()("finetune", "-c", _config(tmp, tiny_backbone, name), "--task", T0, "--init", "gaussian")
-            out.append(load_file(tmp / name / "adapters/gaussian" / T0 / ADAPTER))
+            Cli()("finetune", "-c", _config(tmp, tiny_backbone, name), "--task", T0, "--arm", "lora")
+            out.append(load_file(tmp / name / "adapters/seed42/lora" / T0 / ADAPTER))
     finally:
         torch.set_num_threads(threads)
     return out
@@ -60,7 +60,7 @@ def test_finetune_is_bitwise_reproducible_on_cpu(uninterrupted):
 
 def _start_and_kill(cfg: Path, ckpt: Path, adapter: Path) -> None:
     env = {**os.environ, "OSRM_NO_PROGRESS": "1", "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen([sys.executable, "-m", "stages.cli", "finetune", "-c", str(cfg), "--task", T0, "--init", "gaussian"],
+    proc = subprocess.Popen([sys.executable, "-m", "stages.cli", "finetune", "-c", str(cfg), "--task", T0, "--arm", "lora"],
                             cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.time() + 120
     while not (ckpt / "state.json").is_file():
@@ -77,10 +77,10 @@ def test_kill9_then_resume_matches_uninterrupted(tmp_path, tiny_backbone, uninte
     threads = torch.get_num_threads()
     cfg = _config(tmp_path, tiny_backbone, "killed")
     root = tmp_path / "killed"
-    ckpt, adapter = root / "checkpoints/gaussian" / T0, root / "adapters/gaussian" / T0
+    ckpt, adapter = root / "checkpoints/seed42/lora" / T0, root / "adapters/seed42/lora" / T0
     _start_and_kill(cfg, ckpt, adapter)
     try:
-        res = cli("finetune", "-c", cfg, "--task", T0, "--init", "gaussian")
+        res = cli("finetune", "-c", cfg, "--task", T0, "--arm", "lora")
     finally:
         torch.set_num_threads(threads)
     assert "resuming" in res.output

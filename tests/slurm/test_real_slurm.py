@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from osrm_core import slurm_jobs
 from osrm_core.config import load_config
 from stages import submit
 from stages.io.layout import Layout
@@ -25,8 +26,8 @@ FAST = ["--cpus-per-task", "1", "--time", "00:05:00"]
 
 def finished(sdir: Path, job: dict, timeout: float = 45.0) -> dict:
     """Poll squeue until the job leaves the queue; return its exit codes from the markers."""
-    submit.wait_for([job["job_id"]], timeout=timeout, poll=0.3)
-    return submit.exit_codes(sdir / "exit", job)
+    slurm_jobs.wait_for([job["job_id"]], timeout=timeout, poll=0.3)
+    return slurm_jobs.exit_codes(sdir / "exit", job)
 
 
 def test_real_job_runs_osrm_command(local_slurm, tiny_config):
@@ -41,7 +42,7 @@ def test_real_job_runs_osrm_command(local_slurm, tiny_config):
     codes = finished(workdir / "slurm", job)
     log = (workdir / "slurm" / "logs" / f"osrm-extract-features-{job['job_id']}.out").read_text()
     assert codes == {job["job_id"]: 0}, log
-    assert (Layout(workdir).features(task) / "features.zarr").is_dir(), log
+    assert (Layout(workdir, 42).features(task) / "features.zarr").is_dir(), log
     record = json.loads((workdir / "slurm" / "jobs.jsonl").read_text())
     assert record["jobs"][0]["job_id"] == job["job_id"] and record["jobs"][0]["tasks"] == [task]
 

@@ -47,12 +47,12 @@ def test_single_stage_script():
 
 
 def test_array_script_over_tasks():
-    cmds = {i: f"osrm finetune --config p.yaml --task {t} --init osrm" for i, t in enumerate(["a", "b", "c"])}
+    cmds = {i: f"osrm finetune --config p.yaml --task {t} --arm osrm" for i, t in enumerate(["a", "b", "c"])}
     script = slurm.array_script("osrm-finetune", cmds, slurm.Resources(), PLACE, "d", max_parallel=2)
     assert "#SBATCH --array=0-2%2" in header(script)
     assert "#SBATCH --output=/w/slurm/logs/%x-%A_%a.out" in header(script)
     for i, t in enumerate("abc"):
-        assert f"  {i})\n    osrm finetune --config p.yaml --task {t} --init osrm\n    ;;" in script
+        assert f"  {i})\n    osrm finetune --config p.yaml --task {t} --arm osrm\n    ;;" in script
     bash_ok(script)
 
 
@@ -62,7 +62,7 @@ def test_array_spec(idx, spec):
 
 
 def test_multinode_torchrun():
-    argv = slurm.stage_argv("finetune", "p.yaml", init="osrm", check=False)
+    argv = slurm.stage_argv("finetune", "p.yaml", arm="osrm", check=False)
     res = slurm.Resources(nodes=2, gpus_per_node=4)
     script = slurm.multinode_script("osrm-finetune", argv, ["sst2"], res, PLACE, "d")
     h = header(script)
@@ -70,12 +70,12 @@ def test_multinode_torchrun():
     assert "GPUS=4" in script and "TASK=sst2" in script
     assert ('srun --kill-on-bad-exit=1 torchrun --nnodes "$SLURM_NNODES" --nproc_per_node "$GPUS" '
             '--rdzv_id "$SLURM_JOB_ID" --rdzv_backend c10d --rdzv_endpoint "$head:29500" '
-            '-m stages.cli finetune --config p.yaml --init osrm --task "$TASK"') in script
+            '-m stages.cli finetune --config p.yaml --arm osrm --task "$TASK"') in script
     bash_ok(script)
 
 
 def test_multinode_srun_launcher_array():
-    argv = slurm.stage_argv("finetune", "p.yaml", init="gaussian", check=False)
+    argv = slurm.stage_argv("finetune", "p.yaml", arm="lora", check=False)
     res = slurm.Resources(nodes=2, gpus_per_node=8)
     script = slurm.multinode_script("ft", argv, ["a", "b"], res, PLACE, "d", launcher="srun", port=29600)
     assert {"#SBATCH --ntasks-per-node=8", "#SBATCH --array=0-1"} <= set(header(script))
@@ -87,11 +87,11 @@ def test_multinode_srun_launcher_array():
 
 
 def test_stage_argv_checks_required_options():
-    assert slurm.stage_argv("merge", "p.yaml", init="osrm", method="ties") == [
-        "merge", "--config", "p.yaml", "--init", "osrm", "--method", "ties"]
+    assert slurm.stage_argv("merge", "p.yaml", arm="osrm", method="ties") == [
+        "merge", "--config", "p.yaml", "--arm", "osrm", "--method", "ties"]
     assert slurm.stage_argv("evaluate", "p.yaml", model="osrm/ties")[-2:] == ["--model", "osrm/ties"]
     with pytest.raises(OsrmError, match="--method"):
-        slurm.stage_argv("merge", "p.yaml", init="osrm")
+        slurm.stage_argv("merge", "p.yaml", arm="osrm")
     assert slurm.stage_argv("convert", "p.yaml", task="a", extra=["project", "--out", "o"]) == [
         "convert", "project", "--config", "p.yaml", "--task", "a", "--out", "o"]
     with pytest.raises(OsrmError, match="subcommand"):

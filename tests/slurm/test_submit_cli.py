@@ -30,17 +30,17 @@ def test_stage_dry_run_single(tmp_path, monkeypatch):
 
 def test_stage_dry_run_array_and_passthrough(tmp_path, monkeypatch):
     (tmp_path / "p.yaml").write_text("workdir: w\ntasks: [a, b, c]\n")
-    res = invoke("stage", "--config", "p.yaml", "--stage", "finetune", "--task", "all", "--init", "osrm",
+    res = invoke("stage", "--config", "p.yaml", "--stage", "finetune", "--task", "all", "--arm", "osrm",
                  "--dry-run", "--", "--workdir", "elsewhere", cwd=tmp_path, monkeypatch=monkeypatch)
     assert res.exit_code == 0, res.output
     assert "#SBATCH --array=0-2" in res.output
     for t in "abc":
-        assert f"osrm finetune --config p.yaml --task {t} --init osrm --workdir elsewhere" in res.output
+        assert f"osrm finetune --config p.yaml --task {t} --arm osrm --workdir elsewhere" in res.output
 
 
 def test_stage_dry_run_multinode(tmp_path, monkeypatch):
     (tmp_path / "p.yaml").write_text("workdir: w\n")
-    res = invoke("stage", "--config", "p.yaml", "--stage", "finetune", "--task", "a", "--init", "osrm",
+    res = invoke("stage", "--config", "p.yaml", "--stage", "finetune", "--task", "a", "--arm", "osrm",
                  "--nodes", "4", "--gpus-per-node", "8", "--dry-run", cwd=tmp_path, monkeypatch=monkeypatch)
     assert res.exit_code == 0, res.output
     assert "#SBATCH --nodes=4" in res.output and "--rdzv_backend c10d" in res.output
@@ -48,7 +48,7 @@ def test_stage_dry_run_multinode(tmp_path, monkeypatch):
 
 def test_stage_errors_are_one_line(tmp_path, monkeypatch):
     (tmp_path / "p.yaml").write_text("workdir: w\n")
-    res = invoke("stage", "--config", "p.yaml", "--stage", "merge", "--init", "osrm", "--dry-run",
+    res = invoke("stage", "--config", "p.yaml", "--stage", "merge", "--arm", "osrm", "--dry-run",
                  cwd=tmp_path, monkeypatch=monkeypatch)
     assert res.exit_code == 2 and "needs --method" in res.output
     monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch anywhere

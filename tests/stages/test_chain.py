@@ -12,20 +12,20 @@ def test_chain(cli, tiny_config):
     root = tiny_config.parent / "runs"
     run_upstream(cli, tiny_config, TINY_TASKS)
     # OSRM adapters keep A in the subspace's span up to training drift; record says how far A moved
-    train = json.loads((root / "adapters/osrm" / TINY_TASKS[0] / "training.json").read_text())
+    train = json.loads((root / "adapters/seed42/osrm" / TINY_TASKS[0] / "training.json").read_text())
     assert 0 < train["a_drift_mean"] < 1.5 and len(train["history"]) == 1
     out = tiny_config.parent / "converted"
-    cli("convert", "project", "-c", tiny_config, "--task", TINY_TASKS[0], "--adapter", root / "adapters/gaussian" / TINY_TASKS[0], "--out", out)
-    sub = load_file(root / "subspaces" / TINY_TASKS[0] / "subspace.safetensors")
+    cli("convert", "project", "-c", tiny_config, "--task", TINY_TASKS[0], "--adapter", root / "adapters/seed42/lora" / TINY_TASKS[0], "--out", out)
+    sub = load_file(root / "subspaces/seed42/osrm" / TINY_TASKS[0] / "subspace.safetensors")
     conv = load_file(out / "adapter_model.safetensors")
     name = next(iter(sub))
     torch.testing.assert_close(conv[f"base_model.model.{name}.lora_A.weight"], sub[name])
     assert any("classifier" in k for k in conv)  # the head survives conversion
-    for init in ("gaussian", "osrm"):
+    for init in ("lora", "osrm"):
         for method in ("weight_average", "task_arithmetic", "ties"):
-            cli("merge", "-c", tiny_config, "--init", init, "--method", method)
-    cli("evaluate", "-c", tiny_config, "--model", "base", "--model", "gaussian/individual", "--model", "osrm/individual")
-    cli("evaluate", "-c", tiny_config, "--model", "gaussian/merges", "--model", "osrm/merges")  # every merge.methods key
+            cli("merge", "-c", tiny_config, "--arm", init, "--method", method)
+    cli("evaluate", "-c", tiny_config, "--model", "base", "--model", "lora/individual", "--model", "osrm/individual")
+    cli("evaluate", "-c", tiny_config, "--model", "lora/merges", "--model", "osrm/merges")  # every merge.methods key
     res = cli("report", "-c", tiny_config)
     report = (root / "report/report.md").read_text()
     assert "LoRA+OSRM · ties" in report and "pretrained" in report
@@ -51,7 +51,7 @@ def test_osrm_adapter_loads_with_plain_peft(cli, tiny_config):
         cli("extract-features", "-c", tiny_config, "--task", t)
     task = TINY_TASKS[1]
     cli("build-subspace", "-c", tiny_config, "--task", task)
-    cli("finetune", "-c", tiny_config, "--task", task, "--init", "osrm")
+    cli("finetune", "-c", tiny_config, "--task", task, "--arm", "osrm")
     import yaml
 
     cfg = yaml.safe_load(tiny_config.read_text())
@@ -60,10 +60,10 @@ def test_osrm_adapter_loads_with_plain_peft(cli, tiny_config):
     cli("evaluate", "-c", one, "--model", "osrm/individual")
     spec = load_spec(cfg["backbone"])
     tspec, data = load_task("default", task, max_train=48, max_eval=24)
-    model = PeftModel.from_pretrained(load_classifier(spec, tspec.num_labels), root / "adapters/osrm" / task)
+    model = PeftModel.from_pretrained(load_classifier(spec, tspec.num_labels), root / "adapters/seed42/osrm" / task)
     tok = load_tokenizer(spec)
     logits = predict(model, iterate(tok, data["validation"], tspec.text_fields, 8, 32))  # evaluate.split: validation
-    ours = load(root / "eval/individual/osrm/logits.safetensors")[task]
+    ours = load(root / "eval/seed42/individual/osrm/logits.safetensors")[task]
     torch.testing.assert_close(logits, ours, atol=1e-4, rtol=1e-4)
 
 
@@ -80,9 +80,9 @@ def test_osrm_init_starts_at_base_model(cli, tiny_config):
     for t in TINY_TASKS:
         cli("extract-features", "-c", tiny_config, "--task", t)
     cli("build-subspace", "-c", tiny_config, "--task", TINY_TASKS[0])
-    run = open_run(tiny_config)
+    run = open_run(tiny_config, arm="osrm")
     spec, data = run.load_task(TINY_TASKS[0])
-    model, _ = build_model(run, TINY_TASKS[0], spec.num_labels, "osrm")
+    model, _ = build_model(run, TINY_TASKS[0], spec.num_labels)
     seed_everything(run.cfg.seed)
     base = load_classifier(run.spec, spec.num_labels)
     tok = load_tokenizer(run.spec)

@@ -20,8 +20,8 @@ def test_extract_then_subspace(cli, tiny_config):
     _extract_all(cli, tiny_config)
     cfg = yaml.safe_load(tiny_config.read_text())
     root = tiny_config.parent / "runs"
-    cache = FeatureCache(root / "features" / TINY_TASKS[0])
-    manifest = json.loads((root / "features" / TINY_TASKS[0] / "manifest.json").read_text())
+    cache = FeatureCache(root / "features/seed42" / TINY_TASKS[0])
+    manifest = json.loads((root / "features/seed42" / TINY_TASKS[0] / "manifest.json").read_text())
     assert manifest["k"] == 16 and len(manifest["modules"]) == 4  # 2 layers x (query, value)
     q = manifest["modules"][0]
     v = q.replace("query", "value")
@@ -30,17 +30,17 @@ def test_extract_then_subspace(cli, tiny_config):
     assert cache.count(q) > 16  # tokens, not samples
     for t in TINY_TASKS:
         cli("build-subspace", "--config", tiny_config, "--task", t)
-    sub = load_file(root / "subspaces" / TINY_TASKS[0] / "subspace.safetensors")
-    report = json.loads((root / "subspaces" / TINY_TASKS[0] / "report.json").read_text())
+    sub = load_file(root / "subspaces/seed42/osrm" / TINY_TASKS[0] / "subspace.safetensors")
+    report = json.loads((root / "subspaces/seed42/osrm" / TINY_TASKS[0] / "report.json").read_text())
     for name, a in sub.items():
         assert a.shape == (cfg["lora"]["rank"], 32)
         torch.testing.assert_close(a @ a.T, torch.eye(a.shape[0]), atol=1e-5, rtol=0)
         assert report[name]["objective"] <= report[name]["random_objective"]
     # `--task all` (what dvc.yaml runs) writes every task's subspace, bit-identical to one task per process
-    before = {t: load_file(root / "subspaces" / t / "subspace.safetensors") for t in TINY_TASKS}
+    before = {t: load_file(root / "subspaces/seed42/osrm" / t / "subspace.safetensors") for t in TINY_TASKS}
     cli("build-subspace", "--config", tiny_config, "--task", "all")
     for t in TINY_TASKS:
-        after = load_file(root / "subspaces" / t / "subspace.safetensors")
+        after = load_file(root / "subspaces/seed42/osrm" / t / "subspace.safetensors")
         assert after.keys() == before[t].keys() and all(torch.equal(after[k], before[t][k]) for k in after)
     res = cli("build-subspace", "--config", tiny_config, "--task", "all", "--task", "nope", ok=False)
     assert "'nope'" in res.output and len(res.output.strip().splitlines()) == 1

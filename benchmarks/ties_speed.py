@@ -1,0 +1,139 @@
+"""TIES / DARE-TIES / magnitude pruning at Llama-3-8B shapes: today's code vs the frozen previous code.
+
+    OMP_NUM_THREADS=1 python benchmarks/ties_speed.py --layers 2 --old-layers 1 --json out.json
+
+Per layer: q_proj 4096×4096 and v_proj 1024×4096 (GQA), T = 8 rank-8 adapters (A ~ N(0, 1/d_in),
+B ~ N(0, 0.02²), s = 2), one module at a time as `osrm merge` does.  The previous implementation is
+the frozen copy in tests/merge/test_family_frozen.py (the bit-identity reference); both run in this
+process on the same inputs, and every new result is checked with ``torch.equal`` against the old one.
+Times are per layer (median over layers), extrapolated to 32 layers; the ratio old/new is the
+speed-up.  "GB/module" is the new code's bytes moved for one q_proj module by a pass count (every
+elementwise pass over a d_out×d_in float32 tensor, read + written), against the machine's
+bandwidth measured here with a large tensor copy.  Peak RSS growth shows memory is flat in layers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import resource
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from osrm_core.merge import METHODS
+from osrm_core.merge.types import ModuleUpdates
+
+FROZEN_FILE = Path(__file__).resolve().parents[1] / "tests" / "merge" / "test_family_frozen.py"
+SHAPES = {"q_proj": (4096, 4096), "v_proj": (1024, 4096)}
+# float32 passes (reads + writes, in units of one d_out×d_in tensor) per task in the new TIES code:
+# stack τ_t (matmul, × s) 3; trim: |τ| 2, ≥lo + select ≈ 2.5, hardshrink 2; elect 3; agree (×σ, >0) 5;
+# count 3; addcmul 3 (× w_t skipped for unit weights)
+PASSES_PER_TASK = 3 + 2 + 2.5 + 2 + 3 + 5 + 3 + 3
+
+
+def frozen():
+    """The frozen pre-speed-up merge functions (``FROZEN`` of the bit-identity test)."""
+    spec = importlib.util.spec_from_file_location("test_family_frozen", FROZEN_FILE)
+    mod = importlib.util.module_from_spec(spec)
+    import sys
+
+    sys.path.insert(0, str(FROZEN_FILE.parent))  # for merge_testlib
+    spec.loader.exec_module(mod)
+    return mod.FROZEN
+
+
+def bandwidth_gbs(mib: int = 512, repeats: int = 5) -> float:
+    """Copy bandwidth (GB/s, read + write counted) of a ``mib``-MiB float32 tensor, best of ``repeats``."""
+    src = torch.ones(mib * 2**18)
+    dst = torch.empty_like(src)
+    dst.copy_(src)  # first touch
+    best = min(_seconds(lambda: dst.copy_(src)) for _ in range(repeats))
+    return 2 * src.numel() * 4 / best / 1e9
+
+
+def _seconds(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def layer_updates(layer: int, tasks: int, rank: int) -> dict[str, ModuleUpdates]:
+    g = torch.Generator().manual_seed(layer)
+    return {
+        name: ModuleUpdates(
+            A=[torch.randn(rank, d_in, generator=g) / d_in**0.5 for _ in range(tasks)],
+            B=[torch.randn(d_out, rank, generator=g) * 0.02 for _ in range(tasks)],
+            scale=[2.0] * tasks,
+            name=f"layers.{layer}.{name}",
+        )
+        for name, (d_out, d_in) in SHAPES.items()
+    }
+
+
+def time_layers(fn, layers: int, tasks: int, rank: int, check=None) -> list[float]:
+    """Seconds per layer (q + v) of ``fn(updates, generator) -> delta``; ``check(name, u, delta)``."""
+    out = []
+    for layer in range(layers):
+        total = 0.0
+        for name, u in layer_updates(layer, tasks, rank).items():
+            start = time.perf_counter()
+            delta = fn(u, torch.Generator().manual_seed(layer))
+            total += time.perf_counter() - start
+            if check:
+                check(u, layer, delta)
+        out.append(total)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--layers", type=int, default=2, help="layers timed with the new code")
+    ap.add_argument("--old-layers", type=int, default=1, help="layers timed with the old code (slow)")
+    ap.add_argument("--tasks", type=int, default=8)
+    ap.add_argument("--rank", type=int, default=8)
+    ap.add_argument("--methods", default="ties,dare_ties,magnitude_prune")
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args()
+
+    bw = bandwidth_gbs()
+    old_fns = frozen()
+    n_q = SHAPES["q_proj"][0] * SHAPES["q_proj"][1]
+    gb_module = args.tasks * PASSES_PER_TASK * 4 * n_q / 1e9
+    print(f"torch threads {torch.get_num_threads()}, copy bandwidth {bw:.1f} GB/s; "
+          f"TIES q_proj ≈ {gb_module:.1f} GB moved ⇒ ≥ {gb_module / bw:.2f} s at that bandwidth")
+    rows = []
+    for key in [k.strip() for k in args.methods.split(",") if k.strip()]:
+        m = METHODS[key]
+        p = m.params()
+        old = {}
+        rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        t_old = time_layers(lambda u, g: old_fns[key](u, p, g)[0], args.old_layers, args.tasks, args.rank,
+                            check=lambda u, layer, d: old.__setitem__((u.name, layer), d))
+
+        def check(u, layer, d):
+            if (u.name, layer) in old and not torch.equal(d, old[(u.name, layer)]):
+                raise SystemExit(f"{key}: {u.name} differs from the frozen code")
+
+        rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        t_new = time_layers(lambda u, g: m.fn(u, p, g).delta, args.layers, args.tasks, args.rank, check)
+        old.clear()
+        row = {"method": key, "old_s_per_layer": statistics.median(t_old), "new_s_per_layer": statistics.median(t_new),
+               "new_layers": args.layers, "old_layers": args.old_layers, "identical": True,
+               "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "rss_old_mib": rss1 / 1024,
+               "rss_before_mib": rss0 / 1024}
+        row["ratio"] = row["old_s_per_layer"] / row["new_s_per_layer"]
+        rows.append(row)
+        print(f"{key:<16} old {row['old_s_per_layer']:7.2f} s/layer (32L ≈ {32 * row['old_s_per_layer']:6.1f} s)  "
+              f"new {row['new_s_per_layer']:6.2f} s/layer (32L ≈ {32 * row['new_s_per_layer']:5.1f} s)  "
+              f"×{row['ratio']:.1f}  bit-identical  peak RSS {row['peak_rss_mib']:.0f} MiB")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"args": vars(args), "bandwidth_gbs": bw, "gb_per_q_module": gb_module,
+                                               "rows": rows}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,166 @@
+"""One task's LoRA fine-tuning run, resolved from the config: the plain torch loop (resumable) and the
+DeepSpeed ZeRO-2/3 loop, with per-epoch validation and best-epoch selection (docs/osrm.md, "Fine-tuning").
+
+The caller (the `osrm finetune` stage) owns the I/O: it passes a checkpoint store (`load(cfg_hash)`,
+`save(cfg_hash, state, trainable, best, optimizer, scheduler)`) and a progress bar factory."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from osrm_core import distributed, lora
+from osrm_core.batching import char_lengths, iterate, length_grouped, length_sorted
+from osrm_core.config import PipelineConfig
+from osrm_core.errors import OsrmError
+from osrm_core.hparams import task_hparams
+from osrm_core.scoring import score
+from osrm_core.train import (LoopHooks, LoopState, Stepper, deepspeed_config, deepspeed_engine, gathered_trainable,
+                              linear_warmup_schedule, train, zero_stage)
+
+
+def device_and_bf16(mode: str, local_rank: int = 0) -> tuple[str, bool]:
+    device = f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"
+    if mode == "auto":  # CPU bf16 autocast measured 20x slower than fp32 on the 2-core CI machine (benchmarks/)
+        return device, device.startswith("cuda") and torch.cuda.is_bf16_supported()
+    return device, mode == "on"
+
+
+@dataclass
+class Job:
+    """Everything one fine-tuning run needs, resolved from the config (shared by the plain and ZeRO paths)."""
+
+    cfg: PipelineConfig
+    task: str
+    arm: str
+    hp: dict
+    spec: object
+    data: dict
+    world: distributed.World
+    device: str
+    bf16: bool
+    steps_per_epoch: int = 0
+    epochs: int = 0
+    total: int = 0
+    zero_stage: int | None = None
+
+    def batches(self, tokenizer):
+        """epoch -> this rank's micro-batches (same global batches for any world size, DistributedSampler-style)."""
+        ds, b = self.data["train"], self.hp["batch_size"]
+        lengths = char_lengths(ds, self.spec.text_fields)
+
+        def gen(epoch: int):  # global batches of similar-length rows: much less padding on CPU
+            order = length_grouped(lengths, b * self.world.size, self.cfg.seed, epoch)
+            order = distributed.rank_order(order, b, self.world.rank, self.world.size)
+            return iterate(tokenizer, ds, self.spec.text_fields, b, self.cfg.data.max_length, order)
+
+        return gen
+
+    def cfg_hash(self) -> str:
+        """What a resumable checkpoint must match: every section that changes training, task, init, hparams."""
+        sections = self.cfg.digest("backbone", "suite", "seed", "data", "lora", "osrm", "finetune")
+        return sections + self.task + self.arm + json.dumps(self.hp, sort_keys=True)
+
+    @property
+    def init(self) -> str:
+        return self.cfg.lora.init
+
+
+def make_job(cfg: PipelineConfig, task: str, arm: str, spec, data) -> Job:
+    """The run of `task` for arm `arm` (cfg is the arm's view of the config, PipelineConfig.for_arm)."""
+    hp = {"epochs": cfg.finetune.epochs, "lr": cfg.finetune.lr, "batch_size": cfg.finetune.batch_size,
+          **task_hparams(cfg.finetune.hparams_file, task)}
+    world = distributed.world_from_env()
+    if world.size > 1 and not cfg.finetune.deepspeed:
+        raise OsrmError(f"finetune runs on {world.size} ranks but finetune.deepspeed is null — set it to configs/deepspeed/zero2.json or zero3.json")
+    if cfg.finetune.deepspeed and cfg.lora.procrustes:
+        raise OsrmError("lora.procrustes edits A in place, which ZeRO's master weights would overwrite — set finetune.deepspeed: null for it")
+    device, bf16 = device_and_bf16(cfg.finetune.bf16, world.local_rank)
+    job = Job(cfg, task, arm, hp, spec, data, world, device, bf16)
+    job.steps_per_epoch = distributed.steps_per_epoch(len(data["train"]), hp["batch_size"], world.size)
+    job.epochs = math.ceil(hp["epochs"])
+    job.total = math.ceil(hp["epochs"] * job.steps_per_epoch / cfg.finetune.grad_accum)
+    return job
+
+
+def evaluator(model, tokenizer, ds, spec, cfg: PipelineConfig, device, bf16) -> Callable[[], dict]:
+    """() -> validation metrics of `model` on `ds` (length-sorted batches)."""
+    order = length_sorted(tokenizer, ds, spec.text_fields)
+    labels = torch.as_tensor(list(ds["label"]))[order].numpy()
+    return lambda: score(model, iterate(tokenizer, ds, spec.text_fields, cfg.evaluate.batch_size, cfg.data.max_length, order),
+                         spec, labels, device, bf16)[0]
+
+
+def final_tensors(job: Job, best: dict | None, current: Callable[[], dict]) -> dict:
+    """The tensors that are saved: the best epoch's (select_on=validation) or the last ones."""
+    if job.cfg.finetune.select_on == "validation" and best is not None:
+        return best
+    return current()
+
+
+def train_plain(job: Job, model, tokenizer, store, make_bar):
+    """Single-process torch loop with resumable checkpoints in `store` (None = no resume, no checkpoints
+    read). make_bar(state) -> a progress bar with update/log/close. Returns (state, final trainable tensors)."""
+    cfg, cfg_hash = job.cfg, job.cfg_hash()
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=job.hp["lr"],
+                                  weight_decay=cfg.finetune.weight_decay)
+    scheduler = linear_warmup_schedule(optimizer, job.total, cfg.finetune.warmup_ratio)
+    stepper = Stepper(model, optimizer, scheduler, cfg.finetune.grad_accum)
+    state, best = LoopState(), None
+    restored = store.load(cfg_hash) if store.resume else None
+    if restored:
+        state, trainable, best, optim = restored
+        lora.load_trainable(model, trainable)
+        optimizer.load_state_dict(optim["optimizer"])
+        scheduler.load_state_dict(optim["scheduler"])
+        torch.set_rng_state(optim["rng"])
+        print(f"resuming {job.task}/{job.arm} at epoch {state.epoch} step {state.step_in_epoch}")
+    holder, bar = {"best": best}, make_bar(state)
+    hooks = LoopHooks(
+        evaluate=evaluator(model, tokenizer, job.data["validation"], job.spec, cfg, job.device, job.bf16),
+        on_best=lambda: holder.update(best=lora.trainable_state(model)),
+        after_step=(lambda: lora.project_orthonormal(model)) if cfg.lora.procrustes else (lambda: None),
+        checkpoint=lambda s: store.save(cfg_hash, s, lora.trainable_state(model), holder["best"], optimizer, scheduler),
+        log=bar.log,
+    )
+    state = train(model, job.batches(tokenizer), job.steps_per_epoch, job.epochs, stepper, hooks, state, job.device,
+                  job.bf16, cfg.finetune.log_every, cfg.finetune.checkpoint_every, on_batch=lambda: bar.update(1))
+    bar.close()
+    return state, final_tensors(job, holder["best"], lambda: lora.trainable_state(model))
+
+
+def train_zero(job: Job, model, tokenizer, make_bar):
+    """DeepSpeed ZeRO-2/3 on every rank (one process or several). Returns (state, gathered final tensors).
+
+    Every rank evaluates the whole validation split each epoch (ZeRO-3 forwards are collective), so
+    they agree on the best epoch; no mid-run checkpoints are written on this path.
+    """
+    cfg = job.cfg
+    ds_cfg = deepspeed_config(cfg.finetune.deepspeed, job.hp["batch_size"], cfg.finetune.grad_accum, job.bf16)
+    engine, stepper = deepspeed_engine(model, ds_cfg, job.hp["lr"], cfg.finetune.weight_decay,
+                                       lambda opt: linear_warmup_schedule(opt, job.total, cfg.finetune.warmup_ratio))
+    stage, holder = zero_stage(engine), {"best": None}
+    state = LoopState()
+    bar = make_bar(state)
+    hooks = LoopHooks(
+        evaluate=evaluator(engine, tokenizer, job.data["validation"], job.spec, cfg, engine.device, False),
+        on_best=lambda: holder.update(best=gathered_trainable(engine.module, stage)),
+        log=bar.log,
+    )
+    state = train(engine, job.batches(tokenizer), job.steps_per_epoch, job.epochs, stepper, hooks, state,
+                  str(engine.device), False, cfg.finetune.log_every, 0, on_batch=lambda: bar.update(1))
+    bar.close()
+    job.zero_stage = stage
+    return state, final_tensors(job, holder["best"], lambda: gathered_trainable(engine.module, stage))
+
+
+def start_deepspeed(job: Job) -> None:
+    import deepspeed
+
+    distributed.ensure_env(job.world)
+    deepspeed.init_distributed(dist_backend="nccl" if job.device.startswith("cuda") else "gloo",
+                               auto_mpi_discovery=False, verbose=False)

@@ -1,0 +1,114 @@
+"""Generalized task arithmetic: TIES, DARE, DARE-TIES and magnitude pruning as ONE configurable merge.
+
+As mergekit's ``generalized_task_arithmetic`` (and PEFT's ``merge_utils``), every member of the family
+is ``Δ = λ · combine_t(w_t, sparsify(τ_t))`` on one module (docs/merging.md, "The TIES/DARE family"):
+
+sparsify  ``magnitude``: keep the top-``density`` |entries| of each τ_t (TIES trim, per tensor);
+          ``dare``: keep each entry with probability ``density``, rescale survivors by 1/density
+          (``rescale: false`` = plain random pruning); ``none``: τ_t unchanged.
+consensus ``sign``: elect a sign per entry (``election: total`` = sign Σ τ_t, ``frequency`` = sign
+          Σ sign τ_t) and take the disjoint mean of the agreeing entries (``variant: peft``: elect
+          unweighted, divide by the agreeing count; ``mergekit``: elect on w_t τ_t, divide by the
+          agreeing weight); ``none``: the weighted sum Σ_t w_t sparsify(τ_t).
+
+The registry keys ``ties``, ``dare_ties``, ``dare_linear`` and ``magnitude_prune`` are presets
+(``preset``): each fixes (sparsify, consensus) and keeps its own defaults.  Randomness (DARE) comes
+only from the ``torch.Generator`` passed in: one Bernoulli draw per entry, tasks in order.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from osrm_core.merge.sparsify import magnitude_trim_, random_drop_, ties_combine, trim_count_
+from osrm_core.merge.types import MergeMethod, MergeResult, ModuleUpdates
+
+DEFAULT_SEED = 0
+Sparsify = Literal["magnitude", "dare", "none"]
+Consensus = Literal["sign", "none"]
+
+# Field types shared by the presets' Params (one description each).
+TrimDensity = Annotated[float, Field(gt=0, le=1, description="fraction of entries of each τ_t kept by magnitude (per module)")]
+DropDensity = Annotated[float, Field(gt=0, le=1, description="keep probability 1 − p of each entry (DARE drop rate p = 1 − density)")]
+Election = Annotated[Literal["total", "frequency"], Field(description="sign election: sign of Σ τ_t, or of Σ sign(τ_t)")]
+Variant = Annotated[
+    Literal["peft", "mergekit"],
+    Field(description="peft: elect unweighted, divide by count; mergekit: elect weighted, divide by weight"),
+]
+Lambda = Annotated[
+    float, Field(alias="lambda", description="scaling λ of the merged update (of the disjoint mean, or of the sum without consensus)")
+]
+Weights = Annotated[list[float] | None, Field(description="per-task weights w_t (default 1 each)")]
+
+
+class Family(BaseModel):
+    """One full configuration of the family (what a preset's Params resolve to)."""
+
+    model_config = ConfigDict(extra="forbid", validate_by_name=True, validate_by_alias=True, frozen=True)
+
+    sparsify: Sparsify
+    consensus: Consensus
+    density: float = Field(1.0, gt=0, le=1)
+    rescale: bool = True
+    election: Literal["total", "frequency"] = "total"
+    variant: Literal["peft", "mergekit"] = "peft"
+    lambda_: float = Field(1.0, alias="lambda")
+    weights: list[float] | None = None
+
+
+def resolve_generator(generator: torch.Generator | None, info: dict) -> torch.Generator:
+    """The caller's generator, or a fresh one seeded with DEFAULT_SEED (recorded in ``info``)."""
+    if generator is not None:
+        return generator
+    info["seed"] = DEFAULT_SEED
+    return torch.Generator().manual_seed(DEFAULT_SEED)
+
+
+def merge(updates: ModuleUpdates, cfg: Family, generator: torch.Generator | None = None) -> MergeResult:
+    """Dense ``Δ`` (d_out × d_in, float32).  ``info``: ``seed`` when DARE drew from the default seed;
+    for the magnitude trim the result's ``nonzero_fraction`` and, with sign consensus, the trimmed
+    stack's ``kept_fraction``."""
+    info: dict = {}
+    gen = resolve_generator(generator, info) if cfg.sparsify == "dare" else None
+
+    scratch = torch.empty(updates.shape, dtype=torch.float32, device=updates.A[0].device) if cfg.sparsify == "magnitude" else None
+
+    def sparsify_(tau: torch.Tensor) -> torch.Tensor:
+        if cfg.sparsify == "magnitude":
+            return magnitude_trim_(tau, cfg.density, scratch)
+        if cfg.sparsify == "dare":
+            return random_drop_(tau, cfg.density, gen, cfg.rescale)
+        return tau
+
+    w = updates.task_weights(cfg.weights)
+    if cfg.consensus == "none":  # Δ = λ Σ_t w_t sparsify(τ_t), one τ_t at a time (no T-stack)
+        delta = torch.zeros(updates.shape, dtype=torch.float32, device=updates.A[0].device)
+        for t in range(updates.num_tasks):
+            delta.add_(sparsify_(updates.delta(t)), alpha=cfg.lambda_ * w[t])
+    else:
+        stack = updates.stacked_deltas()  # T × d_out × d_in
+        if cfg.sparsify == "magnitude":  # trim each τ_t; its nonzero count comes with the trim
+            kept = sum(trim_count_(stack[t], cfg.density, scratch) for t in range(updates.num_tasks))
+            info["kept_fraction"] = kept / stack.numel()
+        else:
+            for t in range(updates.num_tasks):
+                sparsify_(stack[t])
+        del scratch
+        delta = ties_combine(stack, w, cfg.election, cfg.variant).mul_(cfg.lambda_)
+    if cfg.sparsify == "magnitude":
+        info["nonzero_fraction"] = int(torch.count_nonzero(delta)) / delta.numel()
+    return MergeResult(delta=delta, info=info)
+
+
+def preset(name: str, params: type[BaseModel], sparsify: Sparsify, consensus: Consensus, paper: str) -> MergeMethod:
+    """Registry entry whose Params (``density``, ``lambda_``, ``weights`` and, where present,
+    ``election``/``variant``/``rescale``) fill a ``Family`` with this (sparsify, consensus)."""
+
+    def fn(updates: ModuleUpdates, p: BaseModel, generator: torch.Generator | None = None) -> MergeResult:
+        return merge(updates, Family(sparsify=sparsify, consensus=consensus, **p.model_dump()), generator)
+
+    fn.__doc__ = f"{name}: the family merge with sparsify={sparsify!r}, consensus={consensus!r}."
+    return MergeMethod(name=name, params=params, fn=fn, paper=paper)

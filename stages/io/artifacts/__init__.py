@@ -1,0 +1,16 @@
+"""One typed class per artifact kind. Each owns its path (through `Layout`), its manifest (a pydantic
+model, schema-versioned), `open(run, ...)` with the single compatibility check of that kind, and `seal`
+(the manifest, written last into a folder that `atomic_dir` renames into place)."""
+
+from stages.io.artifacts.adapter import TaskAdapter
+from stages.io.artifacts.evaluation import Evaluation
+from stages.io.artifacts.features import Features
+from stages.io.artifacts.merged import Merged
+from stages.io.artifacts.outputs import Converted, Folded, Report, Sweep, SweepPlots
+from stages.io.artifacts.subspace import Subspace
+
+# stage name -> artifact kind (what wrote a manifest)
+KINDS = {k.Manifest.STAGE: k for k in (Converted, Evaluation, Features, Folded, Merged, Report, Subspace, Sweep, SweepPlots,
+                                       TaskAdapter)}
+
+__all__ = ["KINDS", "Converted", "Evaluation", "Features", "Folded", "Merged", "Report", "Subspace", "Sweep", "SweepPlots", "TaskAdapter"]

@@ -1,0 +1,77 @@
+"""Adapter artifact: `adapters/<init>/<task>/`, a PEFT LoRA adapter with the task head (modules_to_save)."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import ClassVar
+
+from osrm_core.errors import OsrmError
+from stages.io.adapters import Adapter
+from stages.io.artifacts.base import Artifact, recorded_hash
+from stages.io.manifest import BackboneId, Manifest, require_same
+
+
+class AdapterManifest(Manifest):
+    STAGE: ClassVar[str] = "finetune"
+    backbone: BackboneId
+    arm: str
+    task: str
+    init: str
+    num_labels: int
+    rank: int
+    blocks: str
+    targets: list[str] = []
+    scale: float | None = None
+
+
+class TaskAdapter(Artifact[AdapterManifest]):
+    Manifest = AdapterManifest
+
+    @staticmethod
+    def hint(arm: str, task: str) -> str:
+        return f"osrm finetune --task {task} --arm {arm}"
+
+    @classmethod
+    def open(cls, run, arm: str, task: str) -> "TaskAdapter":
+        art = cls.read(run.layout.adapter(arm, task), cls.hint(arm, task))
+        art.check(run, arm, task)
+        return art
+
+    @classmethod
+    def open_all(cls, run, arm: str) -> dict[str, "TaskAdapter"]:
+        """Every task's adapter of `arm`, checked, and mergeable with each other (same rank and targets)."""
+        arts = {t: cls.open(run, arm, t) for t in run.tasks}
+        check_compatible({t: a.peft for t, a in arts.items()})
+        return arts
+
+    def check(self, run, arm: str, task: str) -> None:
+        """Trained on this run's backbone (merged updates are added to ITS W0), for this task and arm, and
+        from the subspace on disk now when it started from one."""
+        m = self.manifest
+        require_same("backbone", run.backbone_identity()["weights"], m.backbone.weights, self.folder,
+                     f"fine-tune every task on the same backbone as the config ('{run.spec.name}')")
+        require_same("task", task, m.task, self.folder, "check the path")
+        require_same("arm", arm, m.arm, self.folder, "check the path")
+        sub = m.upstream.get("subspace")
+        if sub is not None and recorded_hash(run.layout.subspace(arm, task)) not in (None, sub):
+            raise OsrmError(f"{self.folder}: trained from an older subspace of '{task}' (it was rebuilt since) — "
+                            f"rerun `{self.hint(arm, task)}`")
+
+    @cached_property
+    def peft(self) -> Adapter:
+        """The PEFT reader (factors per module, scale, head), tensors read lazily."""
+        return Adapter(self.folder)
+
+
+def check_compatible(adapters: dict[str, Adapter]) -> None:
+    """Adapters in one merge must share rank, scale and target modules (one-line error otherwise)."""
+    names = list(adapters)
+    ref = adapters[names[0]]
+    for n in names[1:]:
+        a = adapters[n]
+        if a.modules != ref.modules:
+            raise OsrmError(f"{a.folder}: targets differ from {ref.folder} — fine-tune every task with the same lora.blocks")
+        if a.rank != ref.rank:
+            raise OsrmError(f"{a.folder}: rank {a.rank} differs from {ref.folder}'s {ref.rank} — fine-tune every task with the same lora.rank")
+        if a.base_id and ref.base_id and a.base_id != ref.base_id:
+            raise OsrmError(f"{a.folder}: trained on another base model than {ref.folder} — fine-tune every task on the same backbone")

@@ -1,0 +1,66 @@
+"""osrm_core.selection: the merge hyper-parameter is chosen on validation only."""
+
+import numpy as np
+import pytest
+
+from osrm_core.errors import OsrmError
+from osrm_core.metrics import compute
+from osrm_core.selection import choose_on_validation, params_key, chosen_test_result
+
+LAMBDAS = [0.3, 0.5, 0.7, 1.0]
+
+
+def toy_split(seed, n=300):
+    """Labels and, per λ, predictions whose accuracy peaks at λ = 0.5 on this split (noise differs per split)."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    preds = {}
+    for lam in LAMBDAS:
+        err = 0.15 + 0.4 * abs(lam - 0.5) + rng.normal(0, 0.02)
+        preds[lam] = np.where(rng.random(n) < err, 1 - y, y)
+    return preds, y
+
+
+def results(preds, y):
+    return {lam: compute("accuracy", p, y)["score"] for lam, p in preds.items()}
+
+
+def test_choice_is_the_best_validation_average_and_first_on_ties():
+    grid = [{"params": {"lam": 0.3}, "average": 70.0}, {"params": {"lam": 0.5}, "average": 75.0},
+            {"params": {"lam": 0.7}, "average": 75.0}, {"params": {"lam": 1.0}, "average": 60.0}]
+    assert choose_on_validation(grid) == {"params": {"lam": 0.5}, "average": 75.0}
+    assert choose_on_validation(grid[::-1])["params"] == {"lam": 0.7}  # grid order decides ties
+    assert choose_on_validation([{"params": {"lam": 1.0}, "average": np.float32(1.5)}])["average"] == 1.5
+
+
+def test_corrupting_test_labels_leaves_the_choice_unchanged():
+    val_preds, val_y = toy_split(0)
+    test_preds, test_y = toy_split(1)
+    validation = [{"params": {"lam": lam}, "average": avg} for lam, avg in results(val_preds, val_y).items()]
+    test = {params_key({"lam": lam}): avg for lam, avg in results(test_preds, test_y).items()}
+    clean = chosen_test_result(validation, test)
+    corrupted = np.random.default_rng(2).permutation(test_y)  # test labels scrambled: every test score changes
+    bad = {params_key({"lam": lam}): avg for lam, avg in results(test_preds, corrupted).items()}
+    worse = chosen_test_result(validation, bad)
+    assert clean["params"] == worse["params"] == {"lam": 0.5}
+    assert worse["test"] != clean["test"] and worse["validation_average"] == clean["validation_average"]
+
+
+def test_the_test_best_point_is_not_chosen_when_validation_prefers_another():
+    validation = [{"params": {"lam": 0.5, "k": 20}, "average": 80.0},
+                  {"params": {"lam": 1.0, "k": 20}, "average": 79.0}]
+    test = {params_key({"k": 20, "lam": 0.5}): 70.0, params_key({"lam": 1.0, "k": 20}): 90.0}  # key order irrelevant
+    assert chosen_test_result(validation, test) == {"params": {"lam": 0.5, "k": 20}, "validation_average": 80.0,
+                                                 "test": 70.0}
+
+
+@pytest.mark.parametrize("grid,match", [([], "empty"), ([{"params": {"lam": 1}, "average": float("nan")}], "NaN"),
+                                        ([{"average": 3.0}], "params"), ([{"params": {}, "average": None}], "average")])
+def test_bad_grids_are_errors(grid, match):
+    with pytest.raises(OsrmError, match=match):
+        choose_on_validation(grid)
+
+
+def test_missing_test_result_is_an_error():
+    with pytest.raises(OsrmError, match="no test result"):
+        chosen_test_result([{"params": {"lam": 0.5}, "average": 1.0}], {params_key({"lam": 1.0}): 2.0})
