@@ -37,14 +37,14 @@ def main(config: Path = CONFIG, task: list[str] = TASKS, arm: list[str] = ARMS, 
     targets = expand_all(task, base.tasks, base.check_task)
     if len(base.tasks) < 2:
         raise OsrmError("tasks: OSRM needs at least 2 tasks (the subspace avoids the OTHER tasks' features) — add tasks")
-    features = Features.open_all(base, base.tasks)
+    features = Features.open_all(base, base.tasks, rank=base.cfg.lora.rank)
     caches = {t: f.cache for t, f in features.items()}
     for name in arms:
         run = open_run(config, run_overrides(workdir, seed), arm=name)
         if run.cfg.lora.init != "osrm":
             _write_unused(run, name)
             continue
-        for f in features.values():
+        for f in features.values():  # an arm may override lora.rank
             f.check_rank(run.cfg.lora.rank)
         first = next(iter(features.values())).manifest
         suffixes = tuple(run.spec.target_suffixes(run.cfg.lora.blocks))

@@ -181,7 +181,7 @@ CASES = [
     ("merge-mismatched-targets", lambda w, mp: _mismatch_adapter(w, blocks="qkv"), ["targets differ", "lora.blocks"]),
     ("merge-mismatched-base", lambda w, mp: _mismatch_adapter(w, weights="0" * 64), ["backbone", "same backbone"]),
     ("subspace-other-backbone", lambda w, mp: (_edit_manifest(w.root / "subspaces/seed42/osrm" / T0, backbone={"name": "x", "weights": "0" * 64}), _convert(w))[1],
-     ["backbone", "osrm build-subspace --task"]),
+     ["backbone", "osrm build-subspace --arm osrm --task"]),
     ("subspace-other-layer-set", lambda w, mp: _convert(w, lora={"blocks": "qkv"}), ["layer set", "lora.blocks"]),
     ("subspace-other-estimator", lambda w, mp: _convert(w, osrm={"estimator": "token"}), ["osrm.estimator", "'sample-mean'", "osrm build-subspace"]),
     ("features-other-padding", lambda w, mp: _subspace(w, osrm={"include_padding": True}), ["osrm.include_padding", "extract-features"]),

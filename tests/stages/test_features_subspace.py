@@ -54,7 +54,7 @@ def test_other_estimators(cli, tmp_path, tiny_backbone, estimator):
     path.write_text(yaml.safe_dump(tiny_pipeline(tmp_path / "runs", tiny_backbone, osrm={"estimator": estimator, "k": 8})))
     _extract_all(cli, path)
     cli("build-subspace", "--config", path, "--task", TINY_TASKS[1])
-    report = json.loads((tmp_path / "runs/subspaces" / TINY_TASKS[1] / "report.json").read_text())
+    report = json.loads((tmp_path / "runs/subspaces/seed42/osrm" / TINY_TASKS[1] / "report.json").read_text())
     for row in report.values():
         if estimator == "task-mean":  # 2 other tasks -> rank-2 H: exactly orthogonal
             assert row["objective"] < 1e-8 * row["trace"] and row["degenerate_rows"] == 4

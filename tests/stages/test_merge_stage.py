@@ -51,7 +51,7 @@ def test_every_registry_method_merges_and_evaluates(trained):
     for method in METHODS:
         cli("merge", "-c", path, "--arm", "lora", "--method", method)
         cli("evaluate", "-c", path, "--model", f"lora/{method}")
-        metrics = json.loads((runs / "eval" / "merged/seed42" / "lora" / method / "metrics.json").read_text())
+        metrics = json.loads((runs / "eval" / "seed42" / "merged" / "lora" / method / "metrics.json").read_text())
         assert set(metrics["tasks"]) == set(TINY_TASKS), method
         assert all(v["score"] == v["score"] for v in metrics["tasks"].values()), f"{method}: NaN score"
     fisher = json.loads((runs / "merged/seed42/lora/fisher/manifest.json").read_text())
