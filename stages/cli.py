@@ -16,12 +16,12 @@ COMMANDS = {
     "convert": ("stages.convert", "app"),
     "merge": ("stages.merge", "main"),
     "evaluate": ("stages.evaluate", "main"),
+    "select": ("stages.select", "main"),
     "report": ("stages.report", "main"),
-    "sweep": ("stages.sweep", "app"),
     "submit": ("stages.submit", "app"),
 }
 HELP = (
-    "OSRM pipeline: extract-features -> build-subspace -> finetune -> convert -> merge -> evaluate (-> report). "
+    "OSRM pipeline: extract-features -> build-subspace -> finetune -> convert -> merge -> evaluate, select (-> report). "
     "Every stage reads pipeline.yaml (--config) and writes its artifact plus a manifest under `workdir`. "
     "`dvc repro` runs them all; `osrm submit` sends them to SLURM."
 )

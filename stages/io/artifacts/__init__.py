@@ -6,11 +6,11 @@ from stages.io.artifacts.adapter import TaskAdapter
 from stages.io.artifacts.evaluation import Evaluation
 from stages.io.artifacts.features import Features
 from stages.io.artifacts.merged import Merged
-from stages.io.artifacts.outputs import Converted, Folded, Report, Sweep, SweepPlots
+from stages.io.artifacts.outputs import Converted, Folded, Report, Selection
 from stages.io.artifacts.subspace import Subspace
 
 # stage name -> artifact kind (what wrote a manifest)
-KINDS = {k.Manifest.STAGE: k for k in (Converted, Evaluation, Features, Folded, Merged, Report, Subspace, Sweep, SweepPlots,
+KINDS = {k.Manifest.STAGE: k for k in (Converted, Evaluation, Features, Folded, Merged, Report, Selection, Subspace,
                                        TaskAdapter)}
 
-__all__ = ["KINDS", "Converted", "Evaluation", "Features", "Folded", "Merged", "Report", "Subspace", "Sweep", "SweepPlots", "TaskAdapter"]
+__all__ = ["KINDS", "Converted", "Evaluation", "Features", "Folded", "Merged", "Report", "Selection", "Subspace", "TaskAdapter"]
