@@ -144,7 +144,7 @@ def study(models: Mapping[str, Mapping[str, Preds]], base: Preds, rows: Mapping[
     out: dict = {"base": summary(seed_scores(base, rows), None)}
     for arm, ms in models.items():
         ind = scores[arm]["individual"]
-        node = {"individual": summary(ind, None)}
+        node = out[arm] = {"individual": summary(ind, None)}
         if arm != reference:
             node["individual"] |= compare(ms["individual"], models[reference]["individual"], rows, n_boot=n_boot, seed=seed)
         for key in ms:

@@ -40,9 +40,9 @@ METHODS = {"weight_average": {}, "task_arithmetic": {"lambda": 0.5}, "ties": {"d
 SWEEP = {"task_arithmetic": {"lambda": [0.2, 0.6, 1.0]}, "ties": {"lambda": [0.5, 1.0], "density": [0.2, 0.8]}}
 
 
-def select_config(folder, backbone, **overrides):
-    """A tiny pipeline (test split scored) with fake adapters for both arms; returns the config path."""
-    cfg = tiny_pipeline(folder / "runs", backbone, merge={"methods": METHODS, "sweep": SWEEP, "sweep_tasks": ["task_arithmetic"]},
+def select_config(folder, backbone, methods=METHODS, sweep=SWEEP, **overrides):
+    """A tiny pipeline (test split scored) with fake adapters for both arms and every seed; returns the config path."""
+    cfg = tiny_pipeline(folder / "runs", backbone, merge={"methods": methods, "sweep": sweep, "sweep_tasks": ["task_arithmetic"]},
                         evaluate={"split": "test", "batch_size": 32}, **overrides)
     path = folder / "pipeline.yaml"
     path.write_text(yaml.safe_dump(cfg))
