@@ -15,11 +15,12 @@ ANY = "*"
 
 
 def _layout_paths() -> set[str]:
-    """Every artifact folder of the Layout, with '*' for each name (task, init, method)."""
-    lay = Layout(Path("${workdir}"))
-    paths = [lay.features(ANY), lay.subspace(ANY), lay.adapter(ANY, ANY), lay.merged(ANY, ANY), lay.report(),
+    """Every artifact folder of the Layout, with '*' for each name (seed, task, arm, method). (The diagnose
+    stage's `diagnostics` folder is listed by whoever adds that stage to dvc.yaml.)"""
+    lay = Layout(Path("${workdir}"), ANY)
+    paths = [lay.features(ANY), lay.subspace(ANY, ANY), lay.adapter(ANY, ANY), lay.merged(ANY, ANY), lay.report(),
              lay.evaluation(ModelRef()), lay.evaluation(ModelRef(ANY, "individual")), lay.evaluation(ModelRef(ANY, ANY)),
-             lay.sweep(ANY, ANY), lay.sweep_plots()]
+             lay.selection(ANY)]
     return {p.as_posix() for p in paths}
 
 
