@@ -107,11 +107,12 @@ class MergeConfig(Strict):
     low_rank: int | None = Field(None, ge=1, description="Truncate every merged update (SVD) to one PEFT adapter of this rank; null = keep dense / sum(r).")
     sweep: dict[str, dict[str, list[float]]] = Field(
         default_factory=lambda: {"task_arithmetic": {"lambda": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]},
-                                 "ties": {"lambda": [1.0], "density": [0.1, 0.2, 0.5, 0.8]}},
-        description="`osrm sweep`: method -> parameter -> grid values (the product is swept; other parameters from `methods`).")
-    sweep_max_eval: int = Field(32, ge=1, description="`osrm sweep` scores each grid point on the first N validation rows per task.")
+                                 "ties": {"lambda": [0.5, 1.0], "density": [0.1, 0.2, 0.5]}},
+        description="`osrm select`: method -> parameter -> grid values, chosen on the validation split (the product is "
+                    "scored, the method's `methods` parameters first so that ties prefer them; docs/study.md).")
     sweep_tasks: list[str] = Field(default_factory=lambda: ["task_arithmetic"],
-                                   description="Methods whose `osrm sweep` also scores merges of the first 2..T tasks (score vs number of tasks).")
+                                   description="Methods whose `osrm select` also scores merges of the first 2..T tasks "
+                                               "on validation with their `methods` parameters (score vs number of tasks).")
 
 
 class ArmConfig(Strict):

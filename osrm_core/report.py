@@ -1,6 +1,10 @@
-"""Rows and the markdown table of the report (pure; no I/O)."""
+"""The report's tables (pure; no I/O) from the study's numbers (osrm_core.study.study): the headline (the
+validation-chosen merge of each arm vs the reference), the paper-default and λ = 1 variants, the individual
+adapters and the per-task scores."""
 
 from __future__ import annotations
+
+from osrm_core.stats import verdict
 
 LABEL = {"lora": "LoRA", "osrm": "LoRA+OSRM"}  # display names of the default arms; others show their own name
 
@@ -12,35 +16,98 @@ def normalised_score(scores: dict[str, float], individual: dict[str, float]) -> 
     return 100.0 * sum(ratios) / len(ratios) if ratios else 0.0
 
 
-def build_rows(evals: dict[str, dict], tasks: list[str]) -> list[dict]:
-    """One row per evaluated model: per-task scores, average, and normalised average (merged / individual).
+def label(arm: str) -> str:
+    return LABEL.get(arm, arm)
 
-    The normalised average is the mean over tasks of score_merged(t) / score_individual(t) * 100, with
-    the individual adapters of the same init as reference (the paper's normalised score).
-    """
-    rows = []
-    for model, ev in evals.items():
-        init, _, what = model.partition("/")
-        scores = {t: ev["tasks"][t]["score"] for t in tasks}
-        row = {"model": model, "init": init if what else "", "method": what or "base",
-               "kind": "base" if not what else ("individual" if what == "individual" else "merge"),
-               "scores": scores, "average": sum(scores.values()) / len(scores)}
-        ref = evals.get(f"{init}/individual") if what else None
-        if ref and row["kind"] == "merge":
-            row["normalised"] = normalised_score(scores, {t: ref["tasks"][t]["score"] for t in tasks})
-        rows.append(row)
+
+def _pm(entry: dict, key: str) -> str:
+    if key not in entry:
+        return "–"
+    sd = entry.get(f"{key}_sd")
+    return f"{entry[key]:.1f} ± " + (f"{sd:.1f}" if sd is not None else "–")
+
+
+def _delta(entry: dict, prefix: str = "") -> str:
+    """'+1.2 [−0.4, 2.8]' (bootstrap) or '–' for the reference arm."""
+    diff = entry.get(f"{prefix}diff")
+    if diff is None:
+        return "–"
+    return f"{diff:+.2f} [{entry[f'{prefix}ci_low']:.2f}, {entry[f'{prefix}ci_high']:.2f}]"
+
+
+def _t(entry: dict) -> str:
+    return f"[{entry['t_low']:.2f}, {entry['t_high']:.2f}]" if "t_low" in entry else "–"
+
+
+def verdict_of(entry: dict, prefix: str = "") -> str:
+    """The headline verdict (stats.verdict of the bootstrap interval); '–' for the reference arm."""
+    if f"{prefix}ci_low" not in entry:
+        return "–"
+    return verdict(entry[f"{prefix}ci_low"], entry[f"{prefix}ci_high"], entry["n_seeds"])
+
+
+def format_params(per_seed: dict[str, dict]) -> str:
+    """'lambda=0.3' when every seed chose the same parameters, else 'seed 1: lambda=0.3; seed 2: ...'."""
+    texts = {s: ", ".join(f"{k}={v:g}" if isinstance(v, (int, float)) else f"{k}={v}" for k, v in sorted(p.items())) or "–"
+             for s, p in per_seed.items()}
+    if len(set(texts.values())) == 1:
+        return next(iter(texts.values()))
+    return "; ".join(f"seed {s}: {t}" for s, t in texts.items())
+
+
+HEAD = ("| method | arm | chosen params | test avg (mean ± sd) | normalised | Δ avg vs {ref} [95% bootstrap CI] | "
+        "t-interval (seeds) | Δ normalised [95% CI] | verdict |")
+
+
+def headline_table(numbers: dict, arms: list[str], reference: str, methods: list[str], params: dict) -> str:
+    """One row per method × arm: the validation-chosen merge. params: arm -> method -> seed -> chosen params."""
+    lines = [HEAD.format(ref=label(reference)), "|" + "---|" * 9]
+    for m in methods:
+        for a in arms:
+            e = numbers[a][m]
+            lines.append(f"| {m} | {label(a)} | {format_params(params[a][m])} | {_pm(e, 'average')} | {_pm(e, 'normalised')} | "
+                         f"{_delta(e)} | {_t(e)} | {_delta(e, 'norm_')} | {verdict_of(e)} |")
+    return "\n".join(lines)
+
+
+def variants_table(numbers: dict, arms: list[str], methods: list[str], defaults: dict) -> str:
+    """The paper-default and λ = 1 rows. defaults: method -> merge.methods parameters."""
+    lines = ["| method | variant | arm | test avg (mean ± sd) | normalised | Δ avg [95% bootstrap CI] | t-interval | verdict |",
+             "|" + "---|" * 8]
+    for m in methods:
+        for variant in ("default", "lambda1"):
+            for a in arms:
+                e = numbers[a][m].get(variant)
+                if e is not None:
+                    name = f"default ({format_params({'': defaults[m]})})" if variant == "default" else "λ = 1"
+                    lines.append(f"| {m} | {name} | {label(a)} | {_pm(e, 'average')} | {_pm(e, 'normalised')} | "
+                                 f"{_delta(e)} | {_t(e)} | {verdict_of(e)} |")
+    return "\n".join(lines)
+
+
+def individual_table(numbers: dict, arms: list[str]) -> str:
+    lines = ["| model | test avg (mean ± sd) | Δ avg [95% bootstrap CI] | t-interval | verdict |", "|---|---|---|---|---|",
+             f"| pretrained (task head only) | {_pm(numbers['base'], 'average')} | – | – | – |"]
+    for a in arms:
+        e = numbers[a]["individual"]
+        lines.append(f"| {label(a)} · individual | {_pm(e, 'average')} | {_delta(e)} | {_t(e)} | {verdict_of(e)} |")
+    return "\n".join(lines)
+
+
+def task_rows(numbers: dict, arms: list[str], methods: list[str]) -> list[dict]:
+    """Rows of the per-task table (means over seeds): pretrained, each arm's individual adapters and chosen merges."""
+    rows = [{"name": "pretrained (task head only)", **numbers["base"]}]
+    for a in arms:
+        rows.append({"name": f"{label(a)} · individual", **numbers[a]["individual"], "normalised": 100.0})
+        rows += [{"name": f"{label(a)} · {m}", **numbers[a][m]} for m in methods]
     return rows
 
 
 def markdown_table(rows: list[dict], tasks: list[str]) -> str:
-    """Rows: pretrained, then LoRA and LoRA+OSRM x {individual, each merge}; columns: tasks, avg, normalised."""
-    head = "| model | " + " | ".join(tasks) + " | avg | normalised |"
-    sep = "|" + "---|" * (len(tasks) + 3)
-    lines = [head, sep]
-    order = sorted(rows, key=lambda r: (r["kind"] != "base", r["method"] != "individual", r["method"], r["init"] != "lora"))
-    for r in order:
-        name = "pretrained (task head only)" if r["kind"] == "base" else f"{LABEL.get(r['init'], r['init'])} · {r['method']}"
-        norm = f"{r['normalised']:.1f}" if "normalised" in r else ("100.0" if r["kind"] == "individual" else "–")
-        cells = " | ".join(f"{r['scores'][t]:.1f}" for t in tasks)
-        lines.append(f"| {name} | {cells} | {r['average']:.1f} | {norm} |")
+    """Columns: tasks (mean over seeds), avg, normalised."""
+    lines = ["| model | " + " | ".join(tasks) + " | avg | normalised |", "|" + "---|" * (len(tasks) + 3)]
+    for r in rows:
+        norm = f"{r['normalised']:.1f}" if "normalised" in r else "–"
+        cells = " | ".join(f"{r['tasks'][t]:.1f}" for t in tasks)
+        lines.append(f"| {r['name']} | {cells} | {r['average']:.1f} | {norm} |")
     return "\n".join(lines)

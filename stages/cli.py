@@ -17,13 +17,13 @@ COMMANDS = {
     "merge": ("stages.merge", "main"),
     "evaluate": ("stages.evaluate", "main"),
     "diagnose": ("stages.diagnose", "app"),
+    "select": ("stages.select", "main"),
     "report": ("stages.report", "main"),
-    "sweep": ("stages.sweep", "app"),
     "submit": ("stages.submit", "app"),
     "run": ("stages.run_all", "main"),
 }
 HELP = (
-    "OSRM pipeline: extract-features -> build-subspace -> finetune -> convert -> merge -> evaluate (-> diagnose -> report). "
+    "OSRM pipeline: extract-features -> build-subspace -> finetune -> convert -> merge -> evaluate, select (-> diagnose -> report). "
     "Every stage reads pipeline.yaml (--config) and writes its artifact plus a manifest under `workdir`. "
     "`dvc repro` runs them all; `osrm submit` sends them to SLURM."
 )

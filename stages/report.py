@@ -1,60 +1,146 @@
-"""`osrm report`: collate every evaluation into metrics.json, a markdown table and a plot."""
+"""`osrm report`: pool every seed's selections and evaluations into the study's statistics (docs/study.md).
+
+Predictions are rebuilt from the stored test logits (selection/: the merges; eval/: base and individual
+adapters), labels from the test split, so every number — mean ± sd over seeds, the paired bootstrap over
+seeds × rows, the t-interval over seeds — is computed here from the same rows.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
-from osrm_core.report import LABEL, build_rows, markdown_table
-from stages.io.artifacts import Evaluation, Report
+import numpy as np
+import typer
+
+from osrm_core.errors import OsrmError
+from osrm_core.metrics import predictions
+from osrm_core.report import headline_table, individual_table, markdown_table, task_rows, variants_table
+from osrm_core.study import Rows, study
+from osrm_core.sweep_plots import lambda_rows, plot_lambda, plot_normalised, plot_tasks, tasks_rows
+from stages.io.artifacts import DiagnosticsSummary, Evaluation, Report, Selection
 from stages.io.atomic import atomic_dir
 from stages.io.guard import guarded
-from stages.io.layout import parse_models
+from stages.io.layout import Layout, ModelRef
 from stages.io.options import CONFIG, WORKDIR, run_overrides
-from stages.io.run import open_run
+from stages.io.run import Run, open_run
+
+N_BOOT = typer.Option(1000, "--n-boot", min=1, help="Bootstrap replicates of every paired interval (seeded: reproducible).")
+NOTE = ("The headline interval is the 95% paired bootstrap over seeds × test rows (docs/statistics.md); the t-interval "
+        "over seeds is shown beside it. A difference whose interval contains 0 is not a finding. With one seed no "
+        "verdict is given. metrics.json: verdict_code 1 = better, −1 = worse, 0 = inconclusive.")
 
 
-def _plot(rows: list[dict], tasks: list[str], arms: list[str], path: Path) -> None:
-    import matplotlib
+def _preds(logits, regression: bool) -> np.ndarray:
+    return predictions(logits.numpy(), regression)
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    merges = [r for r in rows if r["kind"] == "merge"]
-    methods = sorted({r["method"] for r in merges})
-    fig, ax = plt.subplots(figsize=(1.6 + 1.4 * len(methods), 3.4))
-    width = 0.8 / len(arms)
-    for i, arm in enumerate(arms):
-        vals = [next((r["normalised"] for r in merges if r["init"] == arm and r["method"] == m), 0) for m in methods]
-        ax.bar([j + (i - (len(arms) - 1) / 2) * width for j in range(len(methods))], vals, width, label=LABEL.get(arm, arm))
-    ax.axhline(100, color="grey", lw=0.8, ls="--")
-    ax.set_xticks(range(len(methods)), methods, rotation=15)
-    ax.set_ylabel("normalised score (% of individual)")
-    ax.set_title(f"Merging {len(tasks)} tasks")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+def _eval_preds(ev: Evaluation, reg: dict[str, bool]) -> dict[str, np.ndarray]:
+    """task -> test predictions (n,) from an evaluation's logits.safetensors (dataset order)."""
+    from safetensors.torch import load_file
+
+    return {t: _preds(x, reg[t]) for t, x in load_file(ev.folder / "logits.safetensors").items()}
+
+
+def load(run: Run) -> tuple[dict, dict, dict, dict, dict]:
+    """(models: arm -> key -> seed -> task -> preds, base preds, selections: arm -> [results per seed],
+    task rows, upstream hashes) for every seed of the config."""
+    reg = {t: run.load_task(t)[0].is_regression for t in run.tasks}
+    models, base, selections, upstream = {a: {} for a in run.cfg.arms}, {}, {a: [] for a in run.cfg.arms}, {}
+    for seed in run.cfg.seeds:
+        srun, s = dataclasses.replace(run, layout=Layout(run.layout.workdir, seed)), str(seed)
+        ev = Evaluation.open(srun, ModelRef())
+        base[s] = _eval_preds(ev, reg)
+        upstream[f"seed{s}/base"] = ev.content_hash
+        for arm in run.cfg.arms:
+            ind = Evaluation.open(srun, ModelRef(arm, "individual"))
+            models[arm].setdefault("individual", {})[s] = _eval_preds(ind, reg)
+            sel = Selection.open(srun, arm)
+            selections[arm].append(sel.results())
+            for variant in sel.manifest.variants:
+                for key, x in sel.logits(variant).items():
+                    method, task = key.split("::")
+                    models[arm].setdefault(f"{method}@{variant}", {}).setdefault(s, {})[task] = _preds(x, reg[task])
+            upstream |= {f"seed{s}/{arm}/individual": ind.content_hash, f"seed{s}/{arm}/selection": sel.content_hash}
+    return models, base, selections, _rows(run), upstream
+
+
+def _rows(run: Run) -> dict[str, Rows]:
+    out = {}
+    for t in run.tasks:
+        spec, data = run.load_task(t)
+        out[t] = Rows(spec.metric, np.asarray(data["test"]["label"]))
+    return out
+
+
+def diagnostics(folder: Path) -> tuple[str, dict]:
+    """`osrm diagnose summary`'s summary.md and its PNGs (linked), and its numbers per arm; ('', {}) without it."""
+    if not (folder / "summary.json").is_file():
+        return "", {}
+    DiagnosticsSummary.read(folder, "osrm diagnose summary")  # verified, not half-written
+    summary = json.loads((folder / "summary.json").read_text())
+    text = (folder / "summary.md").read_text() if (folder / "summary.md").is_file() else ""
+    images = "\n".join(f"![{p.stem}](../{folder.name}/{p.name})" for p in sorted(folder.glob("*.png")))
+    numbers = {a: {k: v for k, v in d.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+               for a, d in summary.items() if isinstance(d, dict)}
+    return f"\n## Diagnostics (interference of the adapters)\n\n{text}\n\n{images}\n", numbers
+
+
+def _chosen_params(selections: dict, seeds: list[int]) -> dict:
+    """arm -> method -> seed -> chosen params."""
+    return {a: {m: {str(s): r["methods"][m]["chosen"] for s, r in zip(seeds, per)} for m in per[0]["methods"]}
+            for a, per in selections.items()}
+
+
+def markdown(run: Run, numbers: dict, params: dict, diag: str) -> str:
+    arms, methods, cfg = list(run.cfg.arms), list(run.cfg.merge.methods), run.cfg
+    head = (f"# OSRM study report\n\nBackbone `{run.spec.name}`, suite `{run.suite.suite}` ({len(run.tasks)} tasks), "
+            f"test split, seeds {cfg.seeds}, reference arm `{cfg.reference}`; arms: "
+            + ", ".join(f"`{a}` (init {cfg.arms[a].init}{', ' + str(cfg.arms[a].lora | cfg.arms[a].osrm) if cfg.arms[a].lora or cfg.arms[a].osrm else ''})" for a in arms)
+            + f". Merge parameters chosen on validation (`osrm select`).\n\n{NOTE}\n\n")
+    return (head + "## Merges, validation-chosen parameters (headline)\n\n" + headline_table(numbers, arms, cfg.reference, methods, params)
+            + "\n\n## Paper-default and λ = 1 parameters\n\n" + variants_table(numbers, arms, methods, cfg.merge.methods)
+            + "\n\n## Individual adapters\n\n" + individual_table(numbers, arms)
+            + "\n\n## Per task (test score, mean over seeds; merges with the chosen parameters)\n\n"
+            + markdown_table(task_rows(numbers, arms, methods), run.tasks)
+            + "\n\n![normalised score](merge.png)\n\n![validation average vs λ](lambda.png)\n\n![number of tasks](tasks.png)\n" + diag)
 
 
 @guarded
-def main(config: Path = CONFIG, workdir: Path = WORKDIR) -> None:
-    """Collect eval/*/metrics.json into report/metrics.json (DVC metrics), report/report.md and report/merge.png."""
+def main(config: Path = CONFIG, workdir: Path = WORKDIR, n_boot: int = N_BOOT) -> None:
+    """Pool every seed: report/metrics.json (nested numbers: DVC metrics), report.md, curves/ (DVC plots), PNGs."""
     run = open_run(config, run_overrides(workdir))
-    arms = list(run.cfg.arms)
-    wanted = ["base"] + [f"{a}/individual" for a in arms] + [f"{a}/merges" for a in arms]
-    arts = {str(ref): Evaluation.open(run, ref) for ref in parse_models(wanted, arms, list(run.cfg.merge.methods))}
-    models = list(arts)
-    evals, upstream = {m: a.metrics for m, a in arts.items()}, {m: a.content_hash for m, a in arts.items()}
-    rows = build_rows(evals, run.tasks)
-    out = run.layout.report()
-    header = (f"# OSRM report\n\nBackbone `{run.spec.name}`, suite `{run.suite.suite}` ({len(run.tasks)} tasks), split "
-              f"`{run.cfg.evaluate.split}`, LoRA r={run.cfg.lora.rank} alpha={run.cfg.lora.alpha:g} blocks={run.cfg.lora.blocks}, "
-              f"OSRM estimator `{run.cfg.osrm.estimator}` k={run.cfg.osrm.k}, seed {run.cfg.seed}.\n\n")
+    if run.cfg.evaluate.split != "test":
+        raise OsrmError(f"{config}: evaluate.split is '{run.cfg.evaluate.split}': the report pairs eval/ with the test "
+                        "scores of `osrm select` — set evaluate.split: test and rerun `osrm evaluate`")
+    models, base, selections, rows, upstream = load(run)
+    numbers = study(models, base, rows, run.cfg.reference, n_boot=n_boot)
+    params = _chosen_params(selections, run.cfg.seeds)
+    for arm, per in params.items():
+        for m, by_seed in per.items():
+            numbers[arm][m]["params"] = {f"seed{s}": {k: v for k, v in p.items() if isinstance(v, (int, float))}
+                                         for s, p in by_seed.items()}
+    diag, diag_numbers = diagnostics(run.layout.diagnostics_summary())
+    for arm, d in diag_numbers.items():
+        numbers.setdefault(arm, {})["diagnostics"] = d
+    _write(run, numbers, selections, markdown(run, numbers, params, diag), upstream)
+
+
+def _write(run: Run, numbers: dict, selections: dict, text: str, upstream: dict) -> None:
+    out, methods = run.layout.report(), list(run.cfg.merge.methods)
+    lam = {m: lambda_rows(selections, m) for m in methods}
     with atomic_dir(out) as tmp:
-        (tmp / "metrics.json").write_text(json.dumps({"rows": rows}, indent=1, sort_keys=True) + "\n")
-        (tmp / "report.md").write_text(header + markdown_table(rows, run.tasks) + "\n")
-        _plot(rows, run.tasks, arms, tmp / "merge.png")
-        Report.seal(tmp, {"models": models}, upstream=upstream)
+        (tmp / "metrics.json").write_text(json.dumps(numbers, indent=1, sort_keys=True) + "\n")
+        (tmp / "report.md").write_text(text)
+        (tmp / "curves").mkdir()
+        for m, rows in lam.items():
+            if rows:
+                (tmp / "curves" / f"{m}.json").write_text(json.dumps(rows, indent=1) + "\n")
+        plot_lambda(lam, tmp / "lambda.png")
+        plot_tasks({m: tasks_rows(selections, m) for m in run.cfg.merge.sweep_tasks if m in methods}, tmp / "tasks.png")
+        plot_normalised(numbers, list(run.cfg.arms), methods, tmp / "merge.png")
+        Report.seal(tmp, {"seeds": run.cfg.seeds, "arms": list(run.cfg.arms), "reference": run.cfg.reference,
+                          "methods": methods}, upstream=upstream)
     print(f"report: {out / 'report.md'}")
-    print(markdown_table(rows, run.tasks))
+    print(text.split("\n\n## Paper-default")[0])

@@ -15,7 +15,7 @@ ANY = "*"
 
 
 def _layout_paths() -> set[str]:
-    """Every artifact folder of the Layout, with '*' for each name (task, init, method)."""
+    """Every artifact folder of the Layout, with '*' for each name (seed, task, arm, method)."""
     lay = Layout(Path("${workdir}"), ANY)
     paths = [lay.features(ANY), lay.subspace(ANY, ANY), lay.adapter(ANY, ANY), lay.merged(ANY, ANY), lay.report(),
              lay.evaluation(ModelRef()), lay.evaluation(ModelRef(ANY, "individual")), lay.evaluation(ModelRef(ANY, ANY)),

@@ -86,12 +86,6 @@ class Layout:
             return self._kind("eval") / "individual" / model.arm
         return self._kind("eval") / "merged" / model.arm / model.what
 
-    def sweep(self, arm: str, method: str) -> Path:
-        return self._kind("sweeps") / arm / method
-
-    def sweep_plots(self) -> Path:
-        return self._kind("sweeps") / "plots"
-
     def selection(self, arm: str) -> Path:
         """Merge parameters chosen on validation for every method of an arm, and their test scores."""
         return self._kind("selection") / arm

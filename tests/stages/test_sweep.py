@@ -1,4 +1,5 @@
-"""`osrm sweep run` / `osrm sweep plot` on a tiny BERT with random (untrained) PEFT adapters: fast, no fine-tuning."""
+"""`osrm select` on a tiny BERT with random (untrained) PEFT adapters: fast, no fine-tuning. `fake_adapters` is
+shared with the other stage tests."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import yaml
 from tests.conftest import TINY_TASKS, tiny_pipeline
 
 
-def fake_adapters(config, arm: str, seed: int) -> None:
+def fake_adapters(config, arm: str, seed: int, run_seed: int | None = None) -> None:
     """Write a PEFT adapter (random B, task head) + finetune manifest per task, as `osrm finetune` would."""
     from osrm_core import lora
     from osrm_core.models import head_module_names, load_classifier
@@ -19,7 +20,7 @@ def fake_adapters(config, arm: str, seed: int) -> None:
     from stages.io.artifacts import TaskAdapter
     from stages.io.run import open_run
 
-    run = open_run(config)
+    run = open_run(config, {"seed": run_seed})
     for i, task in enumerate(run.tasks):
         spec, _ = run.load_task(task)
         torch.manual_seed(seed + i)
@@ -35,57 +36,96 @@ def fake_adapters(config, arm: str, seed: int) -> None:
                              num_labels=spec.num_labels, rank=run.cfg.lora.rank, blocks=run.cfg.lora.blocks)
 
 
-@pytest.fixture
-def sweep_config(tmp_path, tiny_backbone):
-    cfg = tiny_pipeline(tmp_path / "runs", tiny_backbone, merge={
-        "methods": {"task_arithmetic": {"lambda": 0.5}, "ties": {"density": 0.5}},
-        "sweep": {"task_arithmetic": {"lambda": [0.2, 0.6, 1.0]}, "ties": {"lambda": [1.0], "density": [0.2, 0.8]}},
-        "sweep_max_eval": 8})
-    path = tmp_path / "pipeline.yaml"
+METHODS = {"weight_average": {}, "task_arithmetic": {"lambda": 0.5}, "ties": {"density": 0.5}}
+SWEEP = {"task_arithmetic": {"lambda": [0.2, 0.6, 1.0]}, "ties": {"lambda": [0.5, 1.0], "density": [0.2, 0.8]}}
+
+
+def select_config(folder, backbone, methods=METHODS, sweep=SWEEP, **overrides):
+    """A tiny pipeline (test split scored) with fake adapters for both arms and every seed; returns the config path."""
+    cfg = tiny_pipeline(folder / "runs", backbone, merge={"methods": methods, "sweep": sweep, "sweep_tasks": ["task_arithmetic"]},
+                        evaluate={"split": "test", "batch_size": 32}, **overrides)
+    path = folder / "pipeline.yaml"
     path.write_text(yaml.safe_dump(cfg))
-    for k, arm in enumerate(("lora", "osrm")):
-        fake_adapters(path, arm, 100 * k)
+    for s in cfg.get("seeds", [42]):
+        for k, arm in enumerate(("lora", "osrm")):
+            fake_adapters(path, arm, 100 * k + s, s)
     return path
 
 
-def test_sweep_run_and_plot(cli, sweep_config):
-    root = sweep_config.parent / "runs"
-    for init in ("lora", "osrm"):
-        for method in ("task_arithmetic", "ties"):
-            cli("sweep", "run", "-c", sweep_config, "--arm", init, "--method", method)
-    res = json.loads((root / "sweeps/seed42/lora/task_arithmetic/results.json").read_text())
-    assert [g["params"]["lambda"] for g in res["grid"]] == [0.2, 0.6, 1.0]
-    assert set(res["grid"][0]["scores"]) == set(TINY_TASKS)
-    assert [c["n"] for c in res["tasks_curve"]] == [2, 3]
-    assert res["tasks_curve"][0]["tasks"] == TINY_TASKS[:2]
-    ties = json.loads((root / "sweeps/seed42/osrm/ties/results.json").read_text())
-    assert [g["params"]["density"] for g in ties["grid"]] == [0.2, 0.8]
-    out = cli("sweep", "plot", "-c", sweep_config)
-    plots = root / "sweeps/seed42/plots"
-    assert (plots / "params.png").stat().st_size > 1000 and (plots / "tasks.png").stat().st_size > 1000
-    assert "LoRA+OSRM | ties | density=0.8, lambda=1" in (plots / "sweeps.md").read_text()
-    assert "sweep plots" in out.output
+@pytest.fixture
+def sweep_config(tmp_path, tiny_backbone):
+    return select_config(tmp_path, tiny_backbone)
 
 
-def test_sweep_grid_matches_a_full_merge_and_evaluate(cli, sweep_config):
-    """One grid point (λ = 0.6, no task cap beyond max_eval) equals `osrm merge` + `osrm evaluate` on the same rows."""
+def _results(config, arm="lora", seed=42) -> dict:
+    return json.loads((config.parent / f"runs/selection/seed{seed}/{arm}/results.json").read_text())
+
+
+def test_select_writes_the_choice_and_three_variants(cli, sweep_config):
+    from safetensors.torch import load_file
+
+    cli("select", "-c", sweep_config, "--arm", "lora")
+    res = _results(sweep_config)
+    ta, ties, wa = (res["methods"][m] for m in ("task_arithmetic", "ties", "weight_average"))
+    # the default (merge.methods) is the first grid point, then the product; the default is not repeated
+    assert [g["params"]["lambda"] for g in ta["grid"]] == [0.5, 0.2, 0.6, 1.0]
+    assert ties["grid"][0]["params"] == {"density": 0.5, "lambda": 1.0} and len(ties["grid"]) == 5
+    best = max(g["average"] for g in ta["grid"])
+    assert ta["chosen"] == next(g["params"] for g in ta["grid"] if g["average"] == best)  # first of the best
+    assert set(ta["variants"]) == {"chosen", "default", "lambda1"} and ta["variants"]["lambda1"]["params"] == {"lambda": 1.0}
+    assert wa["grid"] == [] and set(wa["variants"]) == {"chosen", "default"}  # no grid, no λ
+    assert wa["variants"]["chosen"] == wa["variants"]["default"]
+    assert [c["n"] for c in ta["tasks_curve"]] == [2, 3] and ties["tasks_curve"] == []
+    assert res["rows"]["validation"] == {t: 24 for t in TINY_TASKS}
+    logits = load_file(sweep_config.parent / "runs/selection/seed42/lora/logits-lambda1.safetensors")
+    assert set(logits) == {f"{m}::{t}" for m in ("task_arithmetic", "ties") for t in TINY_TASKS}
+    assert logits[f"ties::{TINY_TASKS[1]}"].shape == (24, 6)  # question_type: 6 classes, every test row
+
+
+def test_scrambled_test_labels_do_not_change_the_choice(cli, sweep_config, monkeypatch):
+    """The choice sees validation only: corrupting every TEST label changes test scores, never the chosen params."""
+    from stages.io.run import Run
+
+    cli("select", "-c", sweep_config, "--arm", "lora")
+    clean = _results(sweep_config)
+    load = Run._load_task
+
+    def corrupted(self, task, seed=None):
+        spec, data = load(self, task, seed)
+        labels = data["test"]["label"]
+        flip = [(y + 1) % spec.num_labels if not spec.is_regression else -y for y in labels]
+        data["test"] = data["test"].remove_columns("label").add_column("label", flip)
+        return spec, data
+
+    monkeypatch.setattr(Run, "_load_task", corrupted)
+    cli("select", "-c", sweep_config, "--arm", "lora")
+    dirty = _results(sweep_config)
+    for m in METHODS:
+        assert dirty["methods"][m]["chosen"] == clean["methods"][m]["chosen"]
+        assert dirty["methods"][m]["grid"] == clean["methods"][m]["grid"]
+    assert dirty["methods"]["ties"]["variants"]["chosen"]["average"] != clean["methods"]["ties"]["variants"]["chosen"]["average"]
+
+
+def test_chosen_point_equals_merge_and_evaluate(cli, sweep_config):
+    """The chosen point's test scores equal `osrm merge` with those params + `osrm evaluate` on the same rows."""
+    cli("select", "-c", sweep_config, "--arm", "osrm")
+    chosen = _results(sweep_config, "osrm")["methods"]["ties"]["variants"]["chosen"]
     cfg = yaml.safe_load(sweep_config.read_text())
-    cfg["merge"]["methods"]["task_arithmetic"] = {"lambda": 0.6}
-    cfg["data"]["max_eval"] = 8
+    cfg["merge"]["methods"]["ties"] = chosen["params"]
     sweep_config.write_text(yaml.safe_dump(cfg))
-    cli("sweep", "run", "-c", sweep_config, "--arm", "lora", "--method", "task_arithmetic")
-    cli("merge", "-c", sweep_config, "--arm", "lora", "--method", "task_arithmetic")
-    cli("evaluate", "-c", sweep_config, "--model", "lora/task_arithmetic")
-    root = sweep_config.parent / "runs"
-    grid = json.loads((root / "sweeps/seed42/lora/task_arithmetic/results.json").read_text())["grid"]
-    full = json.loads((root / "eval/seed42/merged/lora/task_arithmetic/metrics.json").read_text())
-    point = next(g for g in grid if g["params"]["lambda"] == 0.6)
+    cli("merge", "-c", sweep_config, "--arm", "osrm", "--method", "ties")
+    cli("evaluate", "-c", sweep_config, "--model", "osrm/ties")
+    full = json.loads((sweep_config.parent / "runs/eval/seed42/merged/osrm/ties/metrics.json").read_text())
     for t in TINY_TASKS:
-        assert point["scores"][t] == pytest.approx(full["tasks"][t]["score"], abs=1e-6)
+        assert chosen["scores"][t] == pytest.approx(full["tasks"][t]["score"], abs=1e-9)
 
 
-def test_sweep_errors_are_one_line(cli, sweep_config):
-    res = cli("sweep", "run", "-c", sweep_config, "--arm", "lora", "--method", "emr", ok=False)
-    assert res.exit_code != 0 and "merge.sweep" in res.output
-    res = cli("sweep", "run", "-c", sweep_config, "--arm", "lora", "--method", "fisher", ok=False)
-    assert res.exit_code != 0 and "merge.sweep" in res.output
+@pytest.mark.parametrize("sweep, message", [({"ties": {"alpha": [1.0]}}, "merge.sweep.ties.alpha"),
+                                            ({"emr": {"lambda": [1.0]}}, "merge.sweep.emr"),
+                                            ({"ties": {"density": [1.5]}}, "merge.sweep.ties.density")])
+def test_select_grid_errors_are_one_line(cli, sweep_config, sweep, message):
+    cfg = yaml.safe_load(sweep_config.read_text())
+    cfg["merge"]["sweep"] = sweep
+    sweep_config.write_text(yaml.safe_dump(cfg))
+    res = cli("select", "-c", sweep_config, "--arm", "lora", ok=False)
+    assert res.exit_code != 0 and message in res.output and "Traceback" not in res.output

@@ -1,12 +1,14 @@
-"""Artifacts nothing downstream opens with checks: the report, sweeps, diagnostics and `osrm convert` outputs."""
+"""Artifacts read by the report or by nobody: merge-parameter selections, diagnostics, the report, `osrm convert` outputs."""
 
 from __future__ import annotations
 
 import json
 from typing import Any, ClassVar
 
+import torch
+
 from stages.io.artifacts.base import Artifact
-from stages.io.manifest import BackboneId, Manifest
+from stages.io.manifest import BackboneId, Manifest, require_same
 
 
 class ReportManifest(Manifest):
@@ -17,36 +19,45 @@ class Report(Artifact[ReportManifest]):
     Manifest = ReportManifest
 
 
-class SweepManifest(Manifest):
-    STAGE: ClassVar[str] = "sweep"
+class SelectionManifest(Manifest):
+    STAGE: ClassVar[str] = "select"
     arm: str
-    method: str
+    methods: list[str]
+    tasks: list[str]
+    variants: list[str]
+    validation_rows: dict[str, int]
+    test_rows: dict[str, int]
 
 
-class Sweep(Artifact[SweepManifest]):
-    """`sweeps/<arm>/<method>/results.json`: merge-parameter grid and number-of-tasks curve."""
+class Selection(Artifact[SelectionManifest]):
+    """`selection/seed<s>/<arm>/`: per merge method the validation grid and choice (results.json) and the test
+    scores and logits (`logits-<variant>.safetensors`, keys `method::task`, rows in dataset order) of the
+    chosen, default and λ = 1 variants."""
 
-    Manifest = SweepManifest
+    Manifest = SelectionManifest
     RESULTS: ClassVar[str] = "results.json"
 
     @staticmethod
-    def hint(arm: str, method: str) -> str:
-        return f"osrm sweep run --arm {arm} --method {method}"
+    def hint(arm: str, seed: int) -> str:
+        return f"osrm select --arm {arm} --seed {seed}"
 
     @classmethod
-    def open(cls, run, arm: str, method: str) -> "Sweep":
-        return cls.read(run.layout.sweep(arm, method), cls.hint(arm, method))
+    def open(cls, run, arm: str) -> "Selection":
+        """The selection of `arm` for the run's seed, checked: this run's tasks and merge methods."""
+        art = cls.read(run.layout.selection(arm), cls.hint(arm, run.layout.seed))
+        fix = f"rerun `{cls.hint(arm, run.layout.seed)}`"
+        require_same("tasks", run.tasks, art.manifest.tasks, art.folder, fix)
+        require_same("methods", list(run.cfg.merge.methods), art.manifest.methods, art.folder, fix)
+        return art
 
     def results(self) -> dict[str, Any]:
         return json.loads((self.folder / self.RESULTS).read_text())
 
+    def logits(self, variant: str) -> dict[str, torch.Tensor]:
+        """`method::task` -> test logits (n x num_labels) of that variant."""
+        from safetensors.torch import load_file
 
-class SweepPlotManifest(Manifest):
-    STAGE: ClassVar[str] = "sweep-plot"
-
-
-class SweepPlots(Artifact[SweepPlotManifest]):
-    Manifest = SweepPlotManifest
+        return load_file(self.folder / f"logits-{variant}.safetensors")
 
 
 class ConvertManifest(Manifest):

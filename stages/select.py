@@ -1,0 +1,132 @@
+"""`osrm select`: merge parameters chosen on validation, and the test scores of three variants per method.
+
+One process per (arm, seed) loads the backbone once per label count, each task's adapter and the tokenised
+validation and test splits once. For every method of merge.methods that has a grid (merge.sweep) it merges
+in memory at each grid point (the same code as `osrm merge`) and scores every task on the whole validation
+split; `choose_on_validation` picks the point (ties: the earlier point, the paper default is first). Only
+then the test split is scored, for the chosen, default (merge.methods) and λ = 1 parameters, keeping each
+task's test logits in dataset order (as `osrm evaluate`) so that the report can bootstrap over rows.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from contextlib import ExitStack
+from pathlib import Path
+
+import torch
+
+from osrm_core.merge import get_method, parse_params
+from osrm_core.merge.engine import CachedFactors, merged_deltas
+from osrm_core.report import normalised_score
+from osrm_core.selection import choose_on_validation, params_key
+from osrm_core.study import Plan, plan, variant_params
+from stages.evaluate import score_task
+from stages.io.adapters import individual_delta
+from stages.io.artifacts import Selection
+from stages.io.atomic import atomic_dir
+from stages.io.guard import guarded, progress
+from stages.io.merge_inputs import MergeInputs
+from stages.io.options import ARM, CONFIG, SEED, WORKDIR, run_overrides
+from stages.io.run import Run, open_run
+from stages.io.tensors import save_file
+
+
+class Scorer:
+    """Scores body updates on a split; one backbone per label count (`run.pool`), batches made once per split.
+
+    `(split, task, deltas)` -> (metrics incl. "score", logits n x num_labels in dataset order), with
+    W = W0 + delta (d_out x d_in) on the target modules and the task's own head."""
+
+    def __init__(self, run: Run, adapters: dict):
+        self.run, self.heads = run, {t: a.head() for t, a in adapters.items()}
+        self.batches: dict[str, dict] = {"validation": {}, "test": {}}
+
+    @torch.no_grad()
+    def __call__(self, split: str, task: str, deltas: dict[str, torch.Tensor]):
+        return score_task(self.run, task, deltas, self.heads[task], split, cache=self.batches[split])
+
+    def average(self, split: str, deltas: dict[str, dict[str, torch.Tensor]], tasks: list[str]) -> dict:
+        """{"scores": task -> score, "average"} of per-task updates on `split` (no logits kept)."""
+        scores = {t: self(split, t, deltas[t])[0]["score"] for t in tasks}
+        return {"scores": scores, "average": sum(scores.values()) / len(scores)}
+
+
+def plans(run: Run) -> dict[str, Plan]:
+    """Every method's plan, checked before any work (a typo in merge.sweep is a one-line error)."""
+    from osrm_core.errors import OsrmError
+
+    cfg = run.cfg.merge
+    extra = sorted(set(cfg.sweep) - set(cfg.methods))
+    if extra:
+        raise OsrmError(f"merge.sweep.{extra[0]}: '{extra[0]}' is not in merge.methods — add it there or remove its grid")
+    return {n: plan(n, p, cfg.sweep.get(n)) for n, p in cfg.methods.items()}
+
+
+@guarded
+def main(config: Path = CONFIG, arm: str = ARM, seed: int = SEED, workdir: Path = WORKDIR) -> None:
+    """Choose each merge method's parameters on validation (grid merge.sweep) and score the chosen, default and
+    λ = 1 merges on test; writes selection/seed<s>/<arm>/ (results.json, logits-<variant>.safetensors)."""
+    run = open_run(config, run_overrides(workdir, seed), arm=arm)
+    todo = plans(run)
+    inputs = MergeInputs(run, arm)
+    scorer = Scorer(run, inputs.adapters)
+    individual = {t: scorer(split="validation", task=t, deltas=individual_delta(a))[0]["score"] for t, a in inputs.adapters.items()}
+    results, logits = {}, {}
+    for name, p in todo.items():
+        results[name], logits[name] = select_method(run, p, inputs, scorer, individual)
+    _write(run, arm, {"arm": arm, "seed": run.cfg.seed, "tasks": run.tasks, "individual_validation": individual,
+                      "methods": results}, logits, inputs.upstream)
+
+
+def select_method(run: Run, p: Plan, inputs: MergeInputs, scorer: Scorer, individual: dict) -> tuple[dict, dict]:
+    """(results: grid, choice, variants' test scores; logits: variant -> task -> test logits) of one method."""
+    m, tasks = get_method(p.method), run.tasks
+    with ExitStack() as stack:
+        source = inputs.source(m, stack)
+        source.factors = {t: CachedFactors(a) for t, a in source.factors.items()}
+        source.grams = functools.cache(source.grams) if source.grams else None
+
+        def merge(params: dict, subset: list[str]) -> dict:
+            return merged_deltas(m, parse_params(m, params, f"merge.sweep.{p.method}"), source, inputs.modules, run.cfg.seed, subset)
+
+        def validate(params: dict, subset: list[str]) -> dict:
+            res = scorer.average("validation", merge(params, subset), subset)
+            return res | {"normalised": normalised_score(res["scores"], individual)}
+
+        grid = [{"params": q, **validate(q, tasks)} for q in progress(p.grid, f"select {inputs.arm}/{p.method}")]
+        chosen = choose_on_validation(grid)["params"] if grid else p.default  # test is never seen before this line
+        variants, logits, done = {}, {}, {}
+        for variant, params in variant_params(p, chosen).items():
+            key = params_key(params)
+            if key not in done:  # equal parameters are scored once
+                deltas = merge(params, tasks)
+                done[key] = {t: scorer("test", t, deltas[t]) for t in tasks}
+            scored = done[key]
+            scores = {t: scored[t][0]["score"] for t in tasks}
+            variants[variant] = {"params": params, "metrics": {t: scored[t][0] for t in tasks}, "scores": scores,
+                                 "average": sum(scores.values()) / len(scores)}
+            logits[variant] = {t: scored[t][1] for t in tasks}
+        curve = [{"n": n, "tasks": tasks[:n], **validate(p.default, tasks[:n])}
+                 for n in range(2, len(tasks) + 1)] if p.method in run.cfg.merge.sweep_tasks else []
+    return {"default": p.default, "grid": grid, "chosen": chosen, "variants": variants, "tasks_curve": curve}, logits
+
+
+def _write(run: Run, arm: str, result: dict, logits: dict, upstream: dict) -> None:
+    out = run.layout.selection(arm)
+    variants = sorted({v for per in logits.values() for v in per})
+    rows = {split: {t: len(run.load_task(t)[1][split]) for t in run.tasks} for split in ("validation", "test")}
+    with atomic_dir(out) as tmp:
+        (tmp / Selection.RESULTS).write_text(json.dumps(result | {"rows": rows}, indent=1, sort_keys=True) + "\n")
+        for v in variants:
+            save_file({f"{m}::{t}": x for m, per in logits.items() for t, x in per.get(v, {}).items()},
+                      tmp / f"logits-{v}.safetensors")
+        Selection.seal(tmp, {"arm": arm, "seed": run.cfg.seed, "methods": run.cfg.merge.methods, "sweep": run.cfg.merge.sweep,
+                             "sweep_tasks": run.cfg.merge.sweep_tasks, "tasks": run.tasks, "data": run.cfg.data.model_dump()},
+                       upstream=upstream, seed=run.cfg.seed, arm=arm, methods=list(run.cfg.merge.methods), tasks=run.tasks,
+                       variants=variants, validation_rows=rows["validation"], test_rows=rows["test"])
+    for name, r in result["methods"].items():
+        print(f"select {arm}/{name}: chosen {r['chosen']} ({len(r['grid'])} points), test average "
+              f"{r['variants']['chosen']['average']:.2f} (default {r['variants']['default']['average']:.2f})")
+    print(f"selection: {out / Selection.RESULTS}")
