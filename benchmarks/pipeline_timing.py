@@ -19,7 +19,7 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
-FAMILY = {"sweep-plot": "sweep"}  # stage name -> family shown (default: the stage name)
+FAMILY = {"diagnose-summary": "diagnose"}  # stage name -> family shown (default: the stage name)
 
 
 def stamps(root: Path) -> list[tuple[dt.datetime, str, str]]:

@@ -29,7 +29,9 @@ class Strict(BaseModel):
 class DataConfig(Strict):
     data_dir: str | None = Field(None, description="Local folder with the suite's files (GLUE stand-ins); null = packaged/hub source.")
     max_train: int | None = Field(None, ge=1, description="Cap on training rows per task (the paper caps GLUE at 105000).")
-    max_eval: int | None = Field(None, ge=1, description="Cap on validation/test rows per task (the paper: 15000).")
+    max_eval: int | None = Field(None, ge=1, description="Cap on validation rows per task (the paper: 15000); also on test rows unless max_test is set.")
+    max_test: int | None = Field(None, ge=1, description="Cap on test rows per task; null = max_eval. Larger test splits give "
+                                 "tighter intervals (docs/statistics.md) at the cost of scoring time.")
     max_length: int = Field(128, ge=8, description="Tokenizer truncation length (the paper: 128).")
     split_seed: int = Field(42, description="Seed of the train/validation/test splits of the packaged tasks: fixed across "
                             "`seeds`, so test rows pair across seeds and arms.")

@@ -56,10 +56,16 @@ class Run:
         return self._tasks[key]
 
     def _load_task(self, task: str, seed: int | None = None):
-        """(TaskSpec, DatasetDict), checked: no empty split, labels in range, >= 2 classes in train."""
+        """(TaskSpec, DatasetDict), checked: no empty split, labels in range, >= 2 classes in train.
+        Validation keeps its first data.max_eval rows, test its first data.max_test (default: max_eval)."""
         d = self.cfg.data
+        caps = {"validation": d.max_eval, "test": d.max_eval if d.max_test is None else d.max_test}
+        widest = None if None in caps.values() else max(caps.values())
         spec, data = suites.load_task(self.suite, task, seed=d.split_seed if seed is None else seed,
-                                      data_dir=d.data_dir, max_train=d.max_train, max_eval=d.max_eval)
+                                      data_dir=d.data_dir, max_train=d.max_train, max_eval=widest)
+        for split, cap in caps.items():
+            if cap is not None and split in data and len(data[split]) > cap:
+                data[split] = data[split].select(range(cap))
         check_task_data(spec, data, where=f"task '{task}' (suite '{self.suite.suite}', data.data_dir={d.data_dir!r})")
         return spec, data
 
