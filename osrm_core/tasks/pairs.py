@@ -1,6 +1,6 @@
 """Sentence-pair tasks built from real text, labelled by where the two texts come from.
 
-No sentence-pair data ships in the packages (DESIGN.md §5), so pairs are cut from single documents:
+No sentence-pair data ships in the packages (docs/data_card.md), so pairs are cut from single documents:
 a *unit* is a true pair of texts of one document (a BBC headline and a sentence of its article; two
 consecutive sentences of a plot summary). Whole documents are assigned to one split before pairing,
 so no text is shared between splits. Inside a split, units are shuffled per stratum and taken four
