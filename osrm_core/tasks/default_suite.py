@@ -1,7 +1,7 @@
 """Builders of the runnable default suite: GLUE-shaped tasks made from text that PyPI packages ship.
 
 A builder takes the task's ``options`` (from ``configs/suites/default.yaml``), the per-split ``sizes``
-and a ``seed`` and returns ``{"train"|"validation"|"test": [row, ...]}``. Single-sentence tasks are
+and a split ``seed`` (always :data:`SPLIT_SEED` when loaded) and returns ``{"train"|"validation"|"test": [row, ...]}``. Single-sentence tasks are
 written as candidate-rows functions wrapped by :func:`single_sentence`; pair tasks live in ``pairs``.
 Rows hold the task's text fields and a ``label``: a class *name* (mapped to its index by the
 suite's ``label_names``) or a float for regression. :data:`BUILDERS` maps the YAML ``builder`` key to the function and the source
@@ -23,6 +23,9 @@ from osrm_core.tasks import pairs, sources
 from osrm_core.tasks.config import SuiteConfig, TaskEntry, suite_files
 from osrm_core.tasks.schema import cap_rows, rows_to_dataset_dict
 from osrm_core.tasks.splits import Row, dedupe, quantile_strata, split_rows
+
+#: Seed of every packaged task's split (42: the seed the suite's data card and sizes were made with).
+SPLIT_SEED = 42
 
 TREC_COARSE = {
     "ABBR": "abbreviation",
@@ -135,8 +138,8 @@ BUILDERS: dict[str, Builder] = {
     "question_type": Builder(single_sentence(question_type_rows), ("trec_questions",)),
     "tweet_sentiment": Builder(single_sentence(tweet_sentiment_rows), ("crowdflower_tweets",)),
     "news_topic": Builder(single_sentence(news_topic_rows), ("bbc_news",)),
-    "same_topic": Builder(pairs.build_same_topic, ("bbc_news",)),
-    "movie_match": Builder(pairs.build_movie_match, ("rotten_tomatoes",)),
+    "headline_match": Builder(pairs.build_headline_match, ("bbc_news",)),
+    "plot_continuation": Builder(pairs.build_plot_continuation, ("rotten_tomatoes",)),
 }
 
 
@@ -164,14 +167,19 @@ def load_packaged_task(
     max_train: int | None,
     max_eval: int | None,
 ) -> datasets.DatasetDict:
-    """Build a packaged task's DatasetDict (train/validation/test) for ``seed``."""
+    """Build a packaged task's DatasetDict (train/validation/test); the same rows for every ``seed``.
+
+    The splits are built with :data:`SPLIT_SEED`, not the run's ``seed`` (which still drives LoRA
+    init and training order), so test rows are the same, and pair up, across training seeds.
+    """
+    del seed  # accepted for the loader interface; the splits are fixed
     if data_dir is not None:
         raise OsrmError(
             f"suite '{suite.suite}' reads packaged data; data_dir={data_dir!r} only applies to the glue suite"
         )
     _builder(suite, entry)
     sizes = tuple(sorted(suite.sizes_for(entry).items()))
-    rows = _rows(entry.builder, json.dumps(entry.options, sort_keys=True), sizes, seed)
+    rows = _rows(entry.builder, json.dumps(entry.options, sort_keys=True), sizes, SPLIT_SEED)
     return cap_rows(rows_to_dataset_dict(entry.spec(), rows), max_train, max_eval)
 
 

