@@ -28,7 +28,7 @@ def test_stages_follow_pipeline_yaml(graph):
             assert f"extract@{s}-{t}" in nodes
             assert {f"finetune@{s}-{a}-{t}" for a in arms} <= nodes
         for a in arms:
-            assert {f"evaluate@{s}-{a}", f"merge@{s}-{a}"} <= nodes
+            assert {f"evaluate@{s}-{a}", f"merge@{s}-{a}", f"select@{s}-{a}", f"diagnose@{s}-{a}"} <= nodes
         assert {f"subspace@{s}", f"evaluate_base@{s}"} <= nodes
     assert "report" in nodes
 
@@ -47,8 +47,9 @@ def test_edges(graph):
     merge_deps = succ(f"merge@{s}-osrm")
     assert f"finetune@{s}-osrm-{t1}" in merge_deps and not any(d.startswith(f"finetune@{s}-lora-") for d in merge_deps)
     assert f"extract@{s}-{t0}" in merge_deps
-    assert {f"evaluate@{s}-{a}" for a in cfg["arms"]} <= succ("report")
-    assert f"merge@{s}-osrm" in succ(f"evaluate@{s}-osrm") and f"merge@{s}-lora" not in succ(f"evaluate@{s}-osrm")
+    assert {f"evaluate@{s}-{a}" for a in cfg["arms"]} | {f"select@{s}-{a}" for a in cfg["arms"]} <= succ("report")
+    # parameters are chosen per arm from that arm's adapters only
+    assert f"finetune@{s}-osrm-{t0}" in succ(f"select@{s}-osrm") and f"finetune@{s}-lora-{t0}" not in succ(f"select@{s}-osrm")
 
 
 def test_each_arm_tracks_only_its_own_overrides():

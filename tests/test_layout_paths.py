@@ -18,7 +18,7 @@ def _layout_paths() -> set[str]:
     """Every artifact folder of the Layout, with '*' for each name (seed, task, arm, method)."""
     lay = Layout(Path("${workdir}"), ANY)
     paths = [lay.features(ANY), lay.subspace(ANY, ANY), lay.adapter(ANY, ANY), lay.merged(ANY, ANY), lay.report(),
-             lay.evaluation(ModelRef()), lay.evaluation(ModelRef(ANY, "individual")), lay.evaluation(ModelRef(ANY, ANY)),
+             lay.evaluation(ModelRef()), lay.evaluation(ModelRef(ANY, "individual")),  # merges: scored by select
              lay.selection(ANY), lay.diagnostics(ANY), lay.diagnostics_summary()]
     return {p.as_posix() for p in paths}
 

@@ -20,8 +20,8 @@ EXPECTED_DEFAULT = [
     "question_type",
     "tweet_sentiment",
     "news_topic",
-    "same_topic",
-    "movie_match",
+    "headline_match",
+    "plot_continuation",
 ]
 
 
@@ -94,8 +94,8 @@ def test_configs_dir_override(tmp_path, monkeypatch):
         (("metric: matthews", "metric: f1"), "sms_spam", "metric"),
         (("num_labels: 6", "num_labels: 5"), "question_type", "label_names"),
         (("builder: news_topic", "builder: no_such_builder"), "news_topic", "builder"),
-        (("sizes: {train: 1464}", "sizes: {dev: 1}"), "news_topic", "sizes"),
-        (("text_fields: [plot, review]", "text_fields: [sentence1, sentence2]"), "movie_match", "text_fields"),
+        (("sizes: {train: 1264, test: 500}", "sizes: {dev: 1}"), "news_topic", "sizes"),
+        (("text_fields: [headline, sentence]", "text_fields: [sentence1, sentence2]"), "headline_match", "text_fields"),
     ],
 )
 def test_invalid_suite_file_is_a_one_line_error(tmp_path, monkeypatch, edit, task, field):
