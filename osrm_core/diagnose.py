@@ -109,7 +109,7 @@ class Interference:
         return {"median_offdiag": self.median_offdiag(), "mean_offdiag": float(off.mean()), "max_offdiag": float(off.max()),
                 "module_median_offdiag": dict(zip(self.modules, self.module_medians()))}
 
-    def to_json(self) -> dict:
+    def as_dict(self) -> dict:
         """summary() plus E as {row task i: {column task j: E_ij}}, per module, and the raw shifts (for from_json)."""
         per = self.per_module
         return {**self.summary(), "tasks": list(self.tasks), "modules": list(self.modules),
@@ -119,7 +119,7 @@ class Interference:
 
     @classmethod
     def from_json(cls, data: dict) -> Interference:
-        """Inverse of to_json (e.g. to plot arms diagnosed by separate stages)."""
+        """Inverse of as_dict (e.g. to plot arms diagnosed by separate stages)."""
         try:
             tasks, modules = list(data["tasks"]), list(data["modules"])
             shifts = torch.tensor([[[data["shifts"][m][i][j] for j in tasks] for i in tasks] for m in modules], dtype=torch.float64)
@@ -175,7 +175,7 @@ class Energy:
     own: torch.Tensor
     other: torch.Tensor
 
-    def to_json(self) -> dict:
+    def as_dict(self) -> dict:
         """Means (overall, per task) and the per-module ratios, plain floats."""
         return {"own_mean": float(self.own.mean()), "other_mean": float(self.other.mean()),
                 "own_by_task": dict(zip(self.tasks, map(float, self.own.mean(1)))),
@@ -218,7 +218,7 @@ class Drift:
     modules: list[str]
     values: torch.Tensor
 
-    def to_json(self) -> dict:
+    def as_dict(self) -> dict:
         return {"mean": float(self.values.mean()), "by_task": dict(zip(self.tasks, map(float, self.values.mean(1)))),
                 "module_mean": dict(zip(self.modules, map(float, self.values.mean(0)))),
                 "per_module": _nested(self.tasks, self.modules, self.values)}

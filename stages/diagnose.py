@@ -80,10 +80,10 @@ def diagnose_arm(run: Run, arm: str) -> tuple[dict, list[str], dict[str, str]]:
     init = initial_a(run, arm, trained)
     with one_thread():
         result = {"arm": arm, "init": run.cfg.lora.init, "seed": run.cfg.seed,
-                  "interference": diagnose.interference(grams, factors).to_json(),
-                  "energy": {"trained": diagnose.energy_shares(grams, counts, trained).to_json(),
-                             "init": None if init is None else diagnose.energy_shares(grams, counts, init).to_json()},
-                  "drift": None if init is None else diagnose.drift(trained, init).to_json()}
+                  "interference": diagnose.interference(grams, factors).as_dict(),
+                  "energy": {"trained": diagnose.energy_shares(grams, counts, trained).as_dict(),
+                             "init": None if init is None else diagnose.energy_shares(grams, counts, init).as_dict()},
+                  "drift": None if init is None else diagnose.drift(trained, init).as_dict()}
     upstream = {f"features/{t}": f.content_hash for t, f in features.items()}
     upstream |= {f"adapters/{t}": a.content_hash for t, a in adapters.items()}
     return result, modules, upstream

@@ -182,7 +182,7 @@ def test_energy_shares_own_and_other():
     res = energy_shares(grams, counts, {"x": {"m": e[:2]}, "y": {"m": e[2:4]}})
     assert res.own[0, 0] == pytest.approx(3.0) and res.other[0, 0] == pytest.approx(0.0)  # x's A on x: all of it, d/r = 3
     assert res.own[1, 0] == pytest.approx(0.5 * 3) and res.other[1, 0] == pytest.approx(0.0)
-    out = res.to_json()
+    out = res.as_dict()
     assert out["own"]["x"]["m"] == pytest.approx(3.0) and json.dumps(out)
     with pytest.raises(OsrmError, match="token count 0"):
         energy_shares(grams, {"x": {"m": 0}, "y": {"m": 3}}, {"x": {"m": e[:2]}, "y": {"m": e[2:4]}})
@@ -195,7 +195,7 @@ def test_drift():
     assert float(same.values.abs().max()) == 0.0
     moved = drift({t: {m: 1.5 * a for m, a in ms.items()} for t, ms in a0.items()}, a0)
     torch.testing.assert_close(moved.values, torch.full((2, 2), 0.5, dtype=torch.float64))
-    assert moved.to_json()["mean"] == pytest.approx(0.5)
+    assert moved.as_dict()["mean"] == pytest.approx(0.5)
     with pytest.raises(OsrmError, match="not the one"):
         drift({t: {m: a[:2] for m, a in ms.items()} for t, ms in a0.items()}, a0)
 
@@ -223,7 +223,7 @@ def test_orthogonal_update_gives_zero_interference_and_json_roundtrip():
     summary = res.summary()
     assert summary["median_offdiag"] == pytest.approx(float(res.matrix[1, 0]) / 2)  # midpoint of the two pairs
     assert all(isinstance(v, float) for v in summary["module_median_offdiag"].values())
-    back = Interference.from_json(json.loads(json.dumps(res.to_json())))
+    back = Interference.from_json(json.loads(json.dumps(res.as_dict())))
     torch.testing.assert_close(back.shifts, res.shifts)
     assert back.tasks == res.tasks and back.modules == res.modules
 

@@ -110,7 +110,7 @@ class Diagnostics(Artifact[DiagnosticsManifest]):
         return cls.read(run.layout.diagnostics(arm), cls.hint(arm))
 
     def results(self) -> dict[str, Any]:
-        """diagnostics.json: {"interference": Interference.to_json(), "energy": {"trained", "init"}, "drift", ...}."""
+        """diagnostics.json: {"interference": Interference.as_dict(), "energy": {"trained", "init"}, "drift", ...}."""
         return json.loads((self.folder / self.RESULTS).read_text())
 
     def summary(self) -> dict[str, float]:
