@@ -63,7 +63,7 @@ def test_subspace_from_another_config(work, field, value, expect):
     _edit(run.layout.subspace("osrm", T0), **{field: value})
     with pytest.raises(OsrmError) as err:
         Subspace.open(run, "osrm", T0)
-    _one_line(err, *expect, f"osrm build-subspace --arm osrm --task {T0}")
+    _one_line(err, *expect, f"osrm build-subspace --arm osrm --task {T0} --seed 42")
 
 
 def test_subspace_from_another_objective(work):
@@ -80,7 +80,7 @@ def test_manifest_of_an_older_schema_names_the_rebuild_command(work):
     _edit(run.layout.subspace("osrm", T0), schema_version=1)
     with pytest.raises(OsrmError) as err:
         Subspace.open(run, "osrm", T0)
-    _one_line(err, "schema version 1", f"rebuild it with `osrm build-subspace --arm osrm --task {T0}`")
+    _one_line(err, "schema version 1", f"rebuild it with `osrm build-subspace --arm osrm --task {T0} --seed 42`")
 
 
 def test_adapter_of_another_backbone_or_task(work):
@@ -109,7 +109,7 @@ def test_merge_of_other_tasks_or_older_adapters(work, cli):
     hashes[T0] = TaskAdapter.open(run, "lora", T0).content_hash
     with pytest.raises(OsrmError) as err:
         Merged.open(run, "lora", "task_arithmetic", hashes)
-    _one_line(err, "older adapters", T0, "osrm merge --arm lora --method task_arithmetic")
+    _one_line(err, "older adapters", T0, "osrm merge --arm lora --method task_arithmetic --seed 42")
     _edit(run.layout.merged("lora", "task_arithmetic"), tasks=TINY_TASKS[:2])
     with pytest.raises(OsrmError) as err:
         Merged.open(run, "lora", "task_arithmetic", hashes)
@@ -127,4 +127,4 @@ def test_evaluation_of_another_split(work):
     _edit(run.layout.evaluation(ModelRef()), split="test")
     with pytest.raises(OsrmError) as err:
         Evaluation.open(run, ModelRef())
-    _one_line(err, "evaluate.split", "osrm evaluate --model base")
+    _one_line(err, "evaluate.split", "osrm evaluate --model base --seed 42")

@@ -28,14 +28,12 @@ class TaskAdapter(Artifact[AdapterManifest]):
     Manifest = AdapterManifest
 
     @staticmethod
-    def hint(arm: str, task: str) -> str:
-        return f"osrm finetune --task {task} --arm {arm}"
+    def path(layout, arm: str, task: str):
+        return layout.adapter(arm, task)
 
-    @classmethod
-    def open(cls, run, arm: str, task: str) -> "TaskAdapter":
-        art = cls.read(run.layout.adapter(arm, task), cls.hint(arm, task))
-        art.check(run, arm, task)
-        return art
+    @staticmethod
+    def hint(arm: str, task: str, seed: int) -> str:
+        return f"osrm finetune --task {task} --arm {arm} --seed {seed}"
 
     @classmethod
     def open_all(cls, run, arm: str) -> dict[str, "TaskAdapter"]:
@@ -54,8 +52,7 @@ class TaskAdapter(Artifact[AdapterManifest]):
         require_same("arm", arm, m.arm, self.folder, "check the path")
         sub = m.upstream.get("subspace")
         if sub is not None and recorded_hash(run.layout.subspace(arm, task)) not in (None, sub):
-            raise OsrmError(f"{self.folder}: trained from an older subspace of '{task}' (it was rebuilt since) — "
-                            f"rerun `{self.hint(arm, task)}`")
+            raise OsrmError(f"{self.folder}: trained from an older subspace of '{task}' (it was rebuilt since) — {self.fix(arm, task)}")
 
     @cached_property
     def peft(self) -> Adapter:

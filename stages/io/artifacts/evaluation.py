@@ -23,17 +23,18 @@ class Evaluation(Artifact[EvaluationManifest]):
     Manifest = EvaluationManifest
 
     @staticmethod
-    def hint(model: str) -> str:
-        return f"osrm evaluate --model {model}"
+    def path(layout, model):
+        return layout.evaluation(model)
 
-    @classmethod
-    def open(cls, run, model) -> "Evaluation":
-        """Scores of `model` (a ModelRef), checked: this run's split and tasks."""
-        art = cls.read(run.layout.evaluation(model), cls.hint(model))
-        fix = f"rerun `{cls.hint(model)}`"
-        require_same("evaluate.split", run.cfg.evaluate.split, art.manifest.split, art.folder, fix)
-        require_same("tasks", run.tasks, art.manifest.tasks, art.folder, fix)
-        return art
+    @staticmethod
+    def hint(model, seed: int) -> str:
+        return f"osrm evaluate --model {model} --seed {seed}"
+
+    def check(self, run, model) -> None:
+        """Scores of `model` (a ModelRef) on this run's split and tasks."""
+        fix = self.fix(model)
+        require_same("evaluate.split", run.cfg.evaluate.split, self.manifest.split, self.folder, fix)
+        require_same("tasks", run.tasks, self.manifest.tasks, self.folder, fix)
 
     @cached_property
     def metrics(self) -> dict:

@@ -40,37 +40,31 @@ class Features(Artifact[FeaturesManifest]):
     Manifest = FeaturesManifest
 
     @staticmethod
+    def path(layout, task: str):
+        return layout.features(task)
+
+    @staticmethod
     def hint(task: str, seed: int) -> str:
         return f"osrm extract-features --task {task} --seed {seed}"
 
     @classmethod
-    def open(cls, run, task: str, rank: int | None = None) -> "Features":
-        """Task's features, checked against this run: backbone, layer set, sampling, data and suite (and,
-        with `rank`, room for a rank-`rank` subspace in every layer)."""
-        art = cls.read(run.layout.features(task), cls.hint(task, run.cfg.seed))
-        if rank is not None:
-            art.check_rank(rank)
-        art.check(run)
-        return art
-
-    @classmethod
     def open_all(cls, run, tasks: list[str], rank: int | None = None) -> dict[str, "Features"]:
-        """Every task's features, checked, and all with the same modules."""
+        """Every task's features, checked, and all with the same modules (and, with `rank`, room for a
+        rank-`rank` subspace in every layer, checked first)."""
         out: dict[str, Features] = {}
         for t in tasks:
-            out[t] = cls.open(run, t, rank)
+            out[t] = art = cls.read(cls.path(run.layout, t), cls.hint(t, seed=run.layout.seed), run.layout.seed)
+            if rank is not None:
+                art.check_rank(rank)
+            art.check(run, t)
             first = next(iter(out.values()))
-            require_same("modules", first.manifest.modules, out[t].manifest.modules, out[t].folder, cls.fix(t, run.cfg.seed))
+            require_same("modules", first.manifest.modules, art.manifest.modules, art.folder, art.fix(t) + " with this config")
         return out
 
-    @classmethod
-    def fix(cls, task: str, seed: int) -> str:
-        return f"rerun `{cls.hint(task, seed)}` with this config"
-
-    def check(self, run) -> None:
+    def check(self, run, task: str) -> None:
         """The features must come from this backbone, cover lora.blocks, and use this config's sampling
         (osrm.k, osrm.include_padding, the seed), data.* and suite: these change what is in the cache."""
-        m, cfg, fix = self.manifest, run.cfg, self.fix(self.manifest.task, run.cfg.seed)
+        m, cfg, fix = self.manifest, run.cfg, self.fix(task) + " with this config"
         require_same("backbone", run.backbone_identity()["weights"], m.backbone.weights, self.folder,
                      f"{fix} (features were taken on backbone {m.backbone.name!r})")
         if set(cfg.lora.blocks) - set(m.blocks):

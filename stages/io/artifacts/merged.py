@@ -32,19 +32,20 @@ class Merged(Artifact[MergedManifest]):
     Manifest = MergedManifest
 
     @staticmethod
-    def hint(arm: str, method: str) -> str:
-        return f"osrm merge --arm {arm} --method {method}"
+    def path(layout, arm: str, method: str, adapter_hashes: dict[str, str] | None = None):
+        return layout.merged(arm, method)
 
-    @classmethod
-    def open(cls, run, arm: str, method: str, adapter_hashes: dict[str, str]) -> "Merged":
-        """The merge, checked: made for this run's tasks, from the adapters whose hashes are given."""
-        art = cls.read(run.layout.merged(arm, method), cls.hint(arm, method))
-        m, fix = art.manifest, f"rerun `{cls.hint(arm, method)}`"
-        require_same("tasks", run.tasks, m.tasks, art.folder, fix)
+    @staticmethod
+    def hint(arm: str, method: str, adapter_hashes=None, *, seed: int) -> str:
+        return f"osrm merge --arm {arm} --method {method} --seed {seed}"
+
+    def check(self, run, arm: str, method: str, adapter_hashes: dict[str, str]) -> None:
+        """Made for this run's tasks, from the adapters whose hashes are given (the ones on disk now)."""
+        m, fix = self.manifest, self.fix(arm, method)
+        require_same("tasks", run.tasks, m.tasks, self.folder, fix)
         stale = sorted(t for t in m.tasks if m.upstream.get(t) != adapter_hashes.get(t))
         if stale:
-            raise OsrmError(f"{art.folder}: merged from older adapters of task '{stale[0]}' (retrained since) — {fix}")
-        return art
+            raise OsrmError(f"{self.folder}: merged from older adapters of task '{stale[0]}' (retrained since) — {fix}")
 
     @cached_property
     def _deltas(self) -> dict[str, torch.Tensor]:

@@ -38,17 +38,17 @@ class Selection(Artifact[SelectionManifest]):
     RESULTS: ClassVar[str] = "results.json"
 
     @staticmethod
+    def path(layout, arm: str):
+        return layout.selection(arm)
+
+    @staticmethod
     def hint(arm: str, seed: int) -> str:
         return f"osrm select --arm {arm} --seed {seed}"
 
-    @classmethod
-    def open(cls, run, arm: str) -> "Selection":
-        """The selection of `arm` for the run's seed, checked: this run's tasks and merge methods."""
-        art = cls.read(run.layout.selection(arm), cls.hint(arm, run.layout.seed))
-        fix = f"rerun `{cls.hint(arm, run.layout.seed)}`"
-        require_same("tasks", run.tasks, art.manifest.tasks, art.folder, fix)
-        require_same("methods", list(run.cfg.merge.methods), art.manifest.methods, art.folder, fix)
-        return art
+    def check(self, run, arm: str) -> None:
+        """Made for this run's tasks and merge methods."""
+        require_same("tasks", run.tasks, self.manifest.tasks, self.folder, self.fix(arm))
+        require_same("methods", list(run.cfg.merge.methods), self.manifest.methods, self.folder, self.fix(arm))
 
     def results(self) -> dict[str, Any]:
         return json.loads((self.folder / self.RESULTS).read_text())
@@ -102,12 +102,12 @@ class Diagnostics(Artifact[DiagnosticsManifest]):
     SUMMARY: ClassVar[str] = "summary.json"
 
     @staticmethod
-    def hint(arm: str) -> str:
-        return f"osrm diagnose run --arm {arm} --seed <seed>"
+    def path(layout, arm: str):
+        return layout.diagnostics(arm)
 
-    @classmethod
-    def open(cls, run, arm: str) -> "Diagnostics":
-        return cls.read(run.layout.diagnostics(arm), cls.hint(arm))
+    @staticmethod
+    def hint(arm: str, seed: int) -> str:
+        return f"osrm diagnose run --arm {arm} --seed {seed}"
 
     def results(self) -> dict[str, Any]:
         """diagnostics.json: {"interference": Interference.as_dict(), "energy": {"trained", "init"}, "drift", ...}."""

@@ -34,21 +34,18 @@ class Subspace(Artifact[SubspaceManifest]):
     Manifest = SubspaceManifest
 
     @staticmethod
-    def hint(arm: str, task: str) -> str:
-        return f"osrm build-subspace --arm {arm} --task {task}"
+    def path(layout, arm: str, task: str):
+        return layout.subspace(arm, task)
 
-    @classmethod
-    def open(cls, run, arm: str, task: str) -> "Subspace":
-        """Task's subspace for arm `arm` (run.cfg is that arm's view), checked."""
-        art = cls.read(run.layout.subspace(arm, task), cls.hint(arm, task))
-        art.check(run)
-        return art
+    @staticmethod
+    def hint(arm: str, task: str, seed: int) -> str:
+        return f"osrm build-subspace --arm {arm} --task {task} --seed {seed}"
 
-    def check(self, run) -> None:
+    def check(self, run, arm: str, task: str) -> None:
         """Same backbone, lora.rank, a layer set covering lora.blocks, the same estimator settings, and built
         from the features that are on disk now (the upstream hashes it recorded)."""
         m, cfg = self.manifest, run.cfg
-        fix = f"rerun `{self.hint(m.arm, m.task)}` with this config"
+        fix = self.fix(arm, task) + " with this config"
         require_same("backbone", run.backbone_identity()["weights"], m.backbone.weights, self.folder,
                      f"{fix} (it was built for backbone {m.backbone.name!r})")
         require_same("lora.rank", cfg.lora.rank, m.rank, self.folder, fix)
