@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import glob
 import importlib.util
-import os
 import re
 from pathlib import Path
 from typing import Literal
@@ -17,14 +16,10 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from osrm_core.configs import configs_dir  # re-exported: the one definition (osrm_core/configs.py)
 from osrm_core.errors import OsrmError
 
 Family = Literal["encoder", "decoder", "encoder-decoder"]
-
-
-def configs_dir() -> Path:
-    """The repo's configs/ folder (override with OSRM_CONFIGS_DIR)."""
-    return Path(os.environ.get("OSRM_CONFIGS_DIR") or Path(__file__).resolve().parents[1] / "configs")
 
 
 class BackboneSpec(BaseModel):

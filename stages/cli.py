@@ -21,6 +21,7 @@ COMMANDS = {
     "report": ("stages.report", "main"),
     "submit": ("stages.submit", "app"),
     "run": ("stages.run_all", "main"),
+    "init": ("stages.init", "main"),
 }
 HELP = (
     "OSRM pipeline: extract-features -> build-subspace -> finetune -> convert -> merge -> evaluate, select (-> diagnose -> report). "

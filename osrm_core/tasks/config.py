@@ -1,12 +1,11 @@
 """Suite configuration files: ``configs/suites/<suite>.yaml``, validated with pydantic.
 
-The configs folder is ``<repo>/configs`` unless the environment variable ``OSRM_CONFIGS_DIR`` names
-another one (read on every call, so tests and stages can point elsewhere).
+The configs folder is :func:`osrm_core.configs.configs_dir` (the shipped configs, or ``$OSRM_CONFIGS_DIR``,
+read on every call so that tests and stages can point elsewhere).
 """
 
 from __future__ import annotations
 
-import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -14,6 +13,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from osrm_core.configs import configs_dir  # re-exported: the one definition (osrm_core/configs.py)
 from osrm_core.errors import OsrmError
 from osrm_core.tasks.own import OwnSuite
 from osrm_core.tasks.spec import TaskSpec
@@ -111,12 +111,6 @@ class SuiteConfig(BaseModel):
     def sizes_for(self, entry: TaskEntry) -> dict[str, int]:
         """Per-split sizes of a packaged task: the suite's defaults overridden by the task's."""
         return {**DEFAULT_SIZES, **self.sizes, **(entry.sizes or {})}
-
-
-def configs_dir() -> Path:
-    """The configs folder: ``$OSRM_CONFIGS_DIR`` or ``<repo root>/configs``."""
-    override = os.environ.get("OSRM_CONFIGS_DIR")
-    return Path(override) if override else Path(__file__).resolve().parents[2] / "configs"
 
 
 def suite_files() -> dict[str, Path]:
