@@ -22,7 +22,7 @@ from stages.io.atomic import atomic_dir
 from stages.io.guard import guarded, progress
 from stages.io.layout import ModelRef, parse_models
 from stages.io.options import CONFIG, SEED, WORKDIR, run_overrides
-from stages.io.portable import patch_adapter_config, portable_base, rank_fields
+from stages.io.portable import HEADLESS, patch_adapter_config, portable_base, rank_fields
 from stages.io.run import Run, open_run
 from stages.io.tensors import save_file
 
@@ -93,7 +93,7 @@ def write_adapters(run: Run, ref: ModelRef, merged: Merged | None, heads: dict[s
     template = next(iter(heads.values())).peft.config
     if not per_task:
         factors, errors = _serving(_shared_sources(merged), max_rank)
-        _write_lora(folder, factors, {}, template, run, modules_to_save=None)
+        _write_lora(folder, factors, {}, template, run, **HEADLESS)
         (folder / "heads").mkdir()
         for t, a in heads.items():
             save_file(a.peft.head(), folder / "heads" / f"{t}.safetensors")
@@ -102,7 +102,7 @@ def write_adapters(run: Run, ref: ModelRef, merged: Merged | None, heads: dict[s
     for t, a in heads.items():
         sources = _factor_sources(a.peft) if ref.kind == "individual" else merged.deltas(t)
         factors, out[t] = _serving(sources, max_rank)
-        _write_lora(folder / t, factors, a.peft.head(), template, run, modules_to_save=template.get("modules_to_save"))
+        _write_lora(folder / t, factors, a.peft.head(), template, run)
     return out
 
 
@@ -125,8 +125,10 @@ def _serving(sources: dict, max_rank: int) -> tuple[dict, dict[str, float]]:
     return factors, errors
 
 
-def _write_lora(folder: Path, factors: dict, head: dict, template: dict, run: Run, modules_to_save) -> None:
+def _write_lora(folder: Path, factors: dict, head: dict, template: dict, run: Run, **config) -> None:
+    """A PEFT adapter of `factors` (scale folded in; rank_pattern where ranks differ) and `head`; `config`
+    overrides the task adapter's config (HEADLESS for the shared adapter)."""
     folder.mkdir(parents=True)
     fields = rank_fields(factors)
     write_lora(folder, factors, head, template, fields["r"], fields["lora_alpha"])
-    patch_adapter_config(folder, **fields, base_model_name_or_path=portable_base(run.spec), modules_to_save=modules_to_save)
+    patch_adapter_config(folder, **fields, **config, base_model_name_or_path=portable_base(run.spec))

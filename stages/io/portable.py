@@ -12,6 +12,12 @@ from osrm_core.backbones import _HUB_ID, BackboneSpec
 from stages.io.adapters import CONFIG
 
 
+# An adapter without head tensors (a merge: heads are never merged) must not name modules_to_save nor the SEQ_CLS
+# task type: PEFT would then wrap the classifier and fail on its missing tensors. Loaded as a plain PeftModel, it
+# uses the head already in the base model (load the task's head first: docs/serving.md).
+HEADLESS = {"task_type": None, "modules_to_save": None}
+
+
 def portable_base(spec: BackboneSpec) -> str:
     """What adapters record as their base model: the spec's hub id or declared source ('package:<module>/<dir>',
     a relative folder) as written in its YAML; the backbone's name when the source is an absolute path."""
