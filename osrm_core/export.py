@@ -60,6 +60,14 @@ def serving_factors(source: Tensor | tuple[Tensor, Tensor], max_rank: int) -> tu
     return truncate(MergeResult(delta=source.float(), factors=None), k)
 
 
+def uniform_rank(factors: dict[str, tuple[Tensor, Tensor]]) -> dict[str, tuple[Tensor, Tensor]]:
+    """The factors zero-padded to the largest rank among them (B A unchanged): one `r` for every module, as
+    LoRA serving stacks that read no rank_pattern need."""
+    r = max(a.shape[0] for a, _ in factors.values())
+    return {m: (torch.cat([a, a.new_zeros(r - a.shape[0], a.shape[1])]), torch.cat([b, b.new_zeros(b.shape[0], r - b.shape[1])], dim=1))
+            for m, (a, b) in factors.items()}
+
+
 def truncation_summary(errors: dict[str, float], max_rank: int) -> dict:
     """{'max_rank', 'max_error', 'mean_error', 'per_module'} of one exported adapter (errors relative, Frobenius)."""
     vals = list(errors.values()) or [0.0]

@@ -12,7 +12,7 @@ import torch
 import typer
 
 from osrm_core.errors import OsrmError
-from osrm_core.export import fold, serving_factors, truncation_summary
+from osrm_core.export import fold, serving_factors, truncation_summary, uniform_rank
 from osrm_core.models import load_classifier
 from stages.evaluate import body_update
 from stages.io.adapters import Adapter, write_lora
@@ -126,9 +126,10 @@ def _serving(sources: dict, max_rank: int) -> tuple[dict, dict[str, float]]:
 
 
 def _write_lora(folder: Path, factors: dict, head: dict, template: dict, run: Run, **config) -> None:
-    """A PEFT adapter of `factors` (scale folded in; rank_pattern where ranks differ) and `head`; `config`
-    overrides the task adapter's config (HEADLESS for the shared adapter)."""
+    """A PEFT adapter of `factors` (scale folded in; zero-padded to one rank, so no rank_pattern) and `head`;
+    `config` overrides the task adapter's config (HEADLESS for the shared adapter)."""
     folder.mkdir(parents=True)
+    factors = uniform_rank(factors)
     fields = rank_fields(factors)
     write_lora(folder, factors, head, template, fields["r"], fields["lora_alpha"])
     patch_adapter_config(folder, **fields, **config, base_model_name_or_path=portable_base(run.spec))

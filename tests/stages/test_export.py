@@ -142,6 +142,8 @@ def test_tsv_m_adapter_with_different_ranks_loads_in_peft(setup, tmp_path):
         torch.testing.assert_close(_peft_logits(config, task, merged, adapters / task), logits[task], atol=1e-3, rtol=1e-3)
         torch.testing.assert_close(_peft_logits(config, task, out / "adapter", adapters / task), logits[task], atol=1e-3, rtol=1e-3)
     assert json.loads((out / "export.json").read_text())["adapters"]["shared"]["max_error"] == 0.0
+    exported = json.loads((out / "adapter/adapter_config.json").read_text())  # zero-padded: one rank for serving stacks
+    assert exported["rank_pattern"] == {} and exported["r"] == max(ranks.values())
 
 
 def fake_adapter_dir(config: Path) -> Path:
