@@ -17,8 +17,8 @@ from stages.io import checkpoint
 from stages.io.artifacts import Subspace, TaskAdapter
 from stages.io.atomic import atomic_dir
 from stages.io.guard import guarded, progress
-from stages.io.portable import patch_adapter_config, portable_base
 from stages.io.options import ARM, CONFIG, SEED, TASK, WORKDIR, run_overrides
+from stages.io.portable import patch_adapter_config, portable_base
 from stages.io.run import Run, open_run, seed_everything
 
 
