@@ -18,6 +18,8 @@ COMMANDS = {
     "evaluate": ("stages.evaluate", "main"),
     "diagnose": ("stages.diagnose", "app"),
     "select": ("stages.select", "main"),
+    "export": ("stages.export", "main"),
+    "predict": ("stages.predict", "main"),
     "report": ("stages.report", "main"),
     "submit": ("stages.submit", "app"),
     "run": ("stages.run_all", "main"),

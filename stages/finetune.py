@@ -18,6 +18,7 @@ from stages.io.artifacts import Subspace, TaskAdapter
 from stages.io.atomic import atomic_dir
 from stages.io.guard import guarded, progress
 from stages.io.options import ARM, CONFIG, SEED, TASK, WORKDIR, run_overrides
+from stages.io.portable import patch_adapter_config, portable_base
 from stages.io.run import Run, open_run, seed_everything
 
 
@@ -103,6 +104,7 @@ def _write(run: Run, job: Job, model, final: dict, a0: dict, state: LoopState, e
     out = run.layout.adapter(arm, task)
     with atomic_dir(out) as tmp:
         model.save_pretrained(tmp, state_dict=final)
+        patch_adapter_config(tmp, base_model_name_or_path=portable_base(run.spec))  # not this machine's path
         (tmp / "training.json").write_text(json.dumps(summary, indent=1) + "\n")
         TaskAdapter.seal(tmp, {"lora": cfg.lora.model_dump(), "finetune": cfg.finetune.model_dump(), "hparams": job.hp,
                                "task": task, "arm": arm, "seed": cfg.seed, "data": cfg.data.model_dump()},

@@ -1,0 +1,135 @@
+"""`osrm export`: a scored model as files other software loads without this project — per task a standalone
+Hugging Face classifier (W0 + Δ folded in, the task head, tokenizer, named labels) and the body update as
+PEFT LoRA for serving stacks (docs/serving.md)."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import torch
+import typer
+
+from osrm_core.errors import OsrmError
+from osrm_core.export import fold, serving_factors, truncation_summary, uniform_rank
+from osrm_core.models import load_classifier
+from stages.evaluate import body_update
+from stages.io.adapters import Adapter, write_lora
+from stages.io.artifacts import Merged, TaskAdapter
+from stages.io.artifacts.exported import Exported
+from stages.io.atomic import atomic_dir
+from stages.io.guard import guarded, progress
+from stages.io.layout import ModelRef, parse_models
+from stages.io.options import CONFIG, SEED, WORKDIR, run_overrides
+from stages.io.portable import HEADLESS, patch_adapter_config, portable_base, rank_fields
+from stages.io.run import Run, open_run
+from stages.io.tensors import save_file
+
+MODEL = typer.Option(..., "--model", help="What to export: '<arm>/<method>' (a merge) or '<arm>/individual' (each task's own adapter).")
+OUT = typer.Option(..., "--out", help="Output folder (replaced atomically): DIR/<task>/ per task, DIR/adapter/, export.json.")
+MAX_RANK = typer.Option(64, "--max-rank", min=1, help="Most LoRA components per module in DIR/adapter (serving stacks cap the "
+                        "LoRA rank): dense merges are SVD-truncated to it, factor merges above it too; the error goes to export.json.")
+
+
+def one_model(run: Run, text: str, allow_base: bool = False) -> ModelRef:
+    """The single model `text` names (parse_models' grammar; no '<arm>/merges'; 'base' only if allowed)."""
+    refs = parse_models([text], list(run.cfg.arms), list(run.cfg.merge.methods))
+    if len(refs) != 1 or (refs[0].kind == "base" and not allow_base):
+        raise OsrmError(f"--model '{text}': name one model, '<arm>/individual' or '<arm>/<method>'"
+                        + (" or 'base'" if allow_base else " (the pretrained body has nothing to export)"))
+    return refs[0]
+
+
+def open_model(run: Run, ref: ModelRef) -> tuple[dict[str, TaskAdapter], Merged | None]:
+    """Every task's adapter of the model's arm (heads, and the merge's freshness check) and the merge, checked."""
+    heads = {t: TaskAdapter.open(run, ref.arm or run.cfg.reference, t) for t in run.tasks}
+    merged = Merged.open(run, ref.arm, ref.what, {t: a.content_hash for t, a in heads.items()}) if ref.kind == "merge" else None
+    return heads, merged
+
+
+@guarded
+def main(config: Path = CONFIG, model: str = MODEL, out: Path = OUT, max_rank: int = MAX_RANK, seed: int = SEED,
+         workdir: Path = WORKDIR) -> None:
+    """Export MODEL: DIR/<task>/ loads with AutoModelForSequenceClassification.from_pretrained and
+    pipeline("text-classification"); DIR/adapter/ is the body update as one PEFT LoRA adapter (heads in
+    DIR/adapter/heads/), or DIR/adapter/<task>/ per task for per-task models (individual, EMR)."""
+    run = open_run(config, run_overrides(workdir, seed))
+    ref = one_model(run, model)
+    heads, merged = open_model(run, ref)
+    per_task = ref.kind == "individual" or merged.manifest.per_task
+    base = portable_base(run.spec)
+    with atomic_dir(out) as tmp:
+        for task in progress(run.tasks, f"export {ref}"):
+            write_task_model(run, task, body_update(run, ref, task, merged)[0], heads[task].peft.head(), tmp / task, base)
+        errors = write_adapters(run, ref, merged, heads, tmp / "adapter", max_rank, per_task)
+        summary = {k: truncation_summary(v, max_rank) for k, v in errors.items()}
+        worst = max(s["max_error"] for s in summary.values())
+        mean = sum(s["mean_error"] for s in summary.values()) / len(summary)
+        (tmp / "export.json").write_text(json.dumps({"model": str(ref), "tasks": run.tasks, "per_task": per_task, "max_rank": max_rank,
+                                                     "base_model": base, "adapters": summary}, indent=1, sort_keys=True) + "\n")
+        upstream = {t: a.content_hash for t, a in heads.items()} | ({"merge": merged.content_hash} if merged else {})
+        Exported.seal(tmp, {"model": str(ref), "max_rank": max_rank, "tasks": run.tasks}, upstream=upstream, seed=run.cfg.seed,
+                      backbone=run.backbone_identity(), model=str(ref), tasks=run.tasks, per_task=per_task, max_rank=max_rank,
+                      base_model=base, truncation={"max_error": worst, "mean_error": mean})
+    print(f"export {ref}: {len(run.tasks)} task models + LoRA (rank <= {max_rank}, max rel. error {worst:.3g}) -> {out}")
+
+
+def write_task_model(run: Run, task: str, update: dict, head: dict, folder: Path, base: str) -> None:
+    """DIR/<task>/: the backbone classifier with W0 + Δ and the task head (float32), named labels, and the
+    tokenizer truncating at data.max_length (as the project scores: `truncation=True` reproduces it)."""
+    spec, _ = run.load_task(task)
+    model = fold(load_classifier(run.spec, spec.num_labels), update, head, spec)
+    model.config._name_or_path = base  # not this machine's path
+    model.save_pretrained(folder)
+    tokenizer = copy.deepcopy(run.tokenizer)
+    tokenizer.model_max_length = run.cfg.data.max_length
+    tokenizer.save_pretrained(folder)
+
+
+def write_adapters(run: Run, ref: ModelRef, merged: Merged | None, heads: dict[str, TaskAdapter], folder: Path,
+                   max_rank: int, per_task: bool) -> dict[str, dict[str, float]]:
+    """Write the LoRA export; returns {adapter ('shared' or task): {module: relative truncation error}}."""
+    template = next(iter(heads.values())).peft.config
+    if not per_task:
+        factors, errors = _serving(_shared_sources(merged), max_rank)
+        _write_lora(folder, factors, {}, template, run, **HEADLESS)
+        (folder / "heads").mkdir()
+        for t, a in heads.items():
+            save_file(a.peft.head(), folder / "heads" / f"{t}.safetensors")
+        return {"shared": errors}
+    out = {}
+    for t, a in heads.items():
+        sources = _factor_sources(a.peft) if ref.kind == "individual" else merged.deltas(t)
+        factors, out[t] = _serving(sources, max_rank)
+        _write_lora(folder / t, factors, a.peft.head(), template, run)
+    return out
+
+
+def _factor_sources(adapter: Adapter) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """{module: (A r x d_in, s B d_out x r)}: the adapter's factors with its scale folded into B."""
+    return {m: (a, adapter.scale * b) for m, (a, b) in ((m, adapter.factors(m)) for m in adapter.modules)}
+
+
+def _shared_sources(merged: Merged) -> dict:
+    """A shared merge's update per module: its factors (factor-space merges) or its dense Δ."""
+    if merged.manifest.low_rank:
+        return _factor_sources(Adapter(merged.folder))
+    return merged.deltas(merged.manifest.tasks[0])  # the same for every task
+
+
+def _serving(sources: dict, max_rank: int) -> tuple[dict, dict[str, float]]:
+    factors, errors = {}, {}
+    for m, src in sources.items():
+        factors[m], errors[m] = serving_factors(src, max_rank)
+    return factors, errors
+
+
+def _write_lora(folder: Path, factors: dict, head: dict, template: dict, run: Run, **config) -> None:
+    """A PEFT adapter of `factors` (scale folded in; zero-padded to one rank, so no rank_pattern) and `head`;
+    `config` overrides the task adapter's config (HEADLESS for the shared adapter)."""
+    folder.mkdir(parents=True)
+    factors = uniform_rank(factors)
+    fields = rank_fields(factors)
+    write_lora(folder, factors, head, template, fields["r"], fields["lora_alpha"])
+    patch_adapter_config(folder, **fields, **config, base_model_name_or_path=portable_base(run.spec))

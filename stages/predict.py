@@ -1,0 +1,123 @@
+"""`osrm predict`: label new text with a scored model (base, individual adapters or a merge) — JSONL or CSV in,
+labels and scores out (docs/serving.md)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+
+import torch
+import typer
+
+from osrm_core.batching import iterate, length_sorted
+from osrm_core.errors import OsrmError
+from osrm_core.export import label_names
+from osrm_core.train import predict as forward
+from stages.evaluate import body_update
+from stages.export import one_model, open_model
+from stages.io.guard import guarded, progress
+from stages.io.options import CONFIG, SEED, TASK, WORKDIR, run_overrides
+from stages.io.run import open_run
+
+FORMATS = {".jsonl": "jsonl", ".json": "jsonl", ".csv": "csv"}
+MODEL = typer.Option(..., "--model", help="Which model labels the rows: 'base', '<arm>/individual' or '<arm>/<method>'.")
+INPUT = typer.Option(..., "--input", "-i", help="Rows to label: .jsonl (one object per line) or .csv (header row); "
+                     "the task's text fields are the keys/columns.")
+OUTPUT = typer.Option(..., "--output", "-o", help="Where to write: .jsonl or .csv; one row per input row, in input order.")
+BATCH = typer.Option(None, "--batch-size", min=1, help="Rows per forward pass; default evaluate.batch_size.")
+
+
+def _format(path: Path, what: str) -> str:
+    if path.suffix.lower() not in FORMATS:
+        raise OsrmError(f"--{what} {path}: unknown format '{path.suffix}' — use .jsonl or .csv")
+    return FORMATS[path.suffix.lower()]
+
+
+def read_rows(path: Path, fields: tuple[str, ...]) -> dict[str, list[str]]:
+    """{field: texts} from a JSONL or CSV file; a one-line OsrmError for an unreadable file, a bad line or a
+    missing field (naming the file, the row and the field)."""
+    kind = _format(path, "input")
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f)) if kind == "csv" else [_json_line(line, path, i) for i, line in enumerate(f, 1) if line.strip()]
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        raise OsrmError(f"--input {path}: cannot read it ({getattr(err, 'strerror', None) or type(err).__name__}) — check the path") from None
+    if not rows:
+        raise OsrmError(f"--input {path}: no rows — it needs {'a header and ' if kind == 'csv' else ''}at least one row with {list(fields)}")
+    cols = {f: [] for f in fields}
+    for i, row in enumerate(rows, 1):
+        for f in fields:
+            value = row.get(f)
+            if value is None:
+                raise OsrmError(f"--input {path}: row {i} has no '{f}' — the task reads {list(fields)} (keys/columns)")
+            cols[f].append(str(value))
+    return cols
+
+
+def _json_line(line: str, path: Path, i: int) -> dict:
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError:
+        row = None
+    if not isinstance(row, dict):
+        raise OsrmError(f"--input {path}: line {i} is not a JSON object — write one {{\"field\": \"text\"}} per line")
+    return row
+
+
+def outputs(logits: torch.Tensor, spec, names: list[str]) -> list[dict]:
+    """One record per row from logits (n x num_labels): {'value'} for regression, else {'label', 'label_id',
+    'probabilities': {name: softmax p}}."""
+    if spec.is_regression:
+        return [{"value": float(v)} for v in logits[:, 0]]
+    probs = torch.softmax(logits.double(), dim=-1)
+    ids = probs.argmax(dim=-1).tolist()
+    return [{"label": names[k], "label_id": k, "probabilities": dict(zip(names, map(float, p)))} for k, p in zip(ids, probs)]
+
+
+def write_rows(path: Path, records: list[dict]) -> None:
+    """JSONL (records as they are) or CSV (probabilities as p_<label> columns), written to a temporary file
+    renamed into place: no partial output."""
+    kind = _format(path, "output")
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "w", newline="", encoding="utf-8") as f:
+            if kind == "jsonl":
+                f.writelines(json.dumps(r) + "\n" for r in records)
+            else:
+                flat = [{k: v for k, v in r.items() if k != "probabilities"} | {f"p_{n}": p for n, p in r.get("probabilities", {}).items()}
+                        for r in records]
+                writer = csv.DictWriter(f, fieldnames=list(flat[0]))
+                writer.writeheader()
+                writer.writerows(flat)
+        tmp.replace(path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise OsrmError(f"--output {path}: cannot write it ({err.strerror}) — check the folder exists and is writable") from None
+
+
+@guarded
+def main(config: Path = CONFIG, model: str = MODEL, task: str = TASK, input: Path = INPUT, output: Path = OUTPUT,
+         batch_size: int = BATCH, seed: int = SEED, workdir: Path = WORKDIR) -> None:
+    """Label every row of INPUT with MODEL on TASK (the task's head; the merge's or adapter's body update) and
+    write OUTPUT in input order: label, label_id and per-class probabilities, or the regression value."""
+    _format(output, "output")
+    run = open_run(config, run_overrides(workdir, seed))
+    spec, _ = run.load_task(run.check_task(task))
+    cols = read_rows(input, spec.text_fields)
+    ref = one_model(run, model, allow_base=True)
+    heads, merged = open_model(run, ref)
+    clf = run.pool.get(spec.num_labels, body_update(run, ref, task, merged)[0], heads[task].peft.head())
+    n = len(cols[spec.text_fields[0]])
+    rows = {**cols, "label": [0] * n}
+    order = length_sorted(run.tokenizer, rows, spec.text_fields)  # longest first: less padding
+    bs = batch_size or run.cfg.evaluate.batch_size
+    batches = iterate(run.tokenizer, rows, spec.text_fields, bs, run.cfg.data.max_length, order)
+    logits = forward(clf, progress(batches, f"predict {ref} on {task}", total=-(-n // bs)))
+    restored = torch.empty_like(logits)
+    restored[torch.as_tensor(order)] = logits  # back to input order
+    names = label_names(spec)
+    write_rows(output, outputs(restored, spec, names))
+    print(f"predict {ref} on {task}: {n} rows -> {output}")
+
