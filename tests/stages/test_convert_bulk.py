@@ -55,13 +55,14 @@ def third(tmp_path_factory, tiny_backbone):
     from stages.io.run import open_run
 
     root = tmp_path_factory.mktemp("convert-bulk")
-    cfg = tiny_pipeline(root / "runs", tiny_backbone, arms={"ext": {"init": "osrm"}, "raw": {"init": "gaussian"}}, reference="raw")
+    cfg = tiny_pipeline(root / "runs", tiny_backbone, arms={"ext": {"init": "osrm"}, "raw": {"init": "gaussian"},
+                                                              "ext_rs": {"init": "osrm", "lora": {"rslora": True}}}, reference="raw")
     path = root / "pipeline.yaml"
     path.write_text(yaml.safe_dump(cfg))
     cli = Cli()
     for t in TINY_TASKS:
         cli("extract-features", "-c", path, "--task", t)
-    cli("build-subspace", "-c", path, "--task", "all", "--arm", "ext")
+    cli("build-subspace", "-c", path, "--task", "all", "--arm", "ext", "--arm", "ext_rs")
     run, refs = open_run(path), {}
     for i, (task, c) in enumerate(CONFIGS.items()):
         model = _peft_model(run, task, c, head=task != HEADLESS, seed=i)
@@ -121,6 +122,22 @@ def test_project_then_merge_and_evaluate(third):
         "--model", "raw/task_arithmetic")
     for where in ("individual/ext", "merged/ext/ties", "individual/raw", "merged/raw/task_arithmetic"):
         assert (root / "runs/eval/seed42" / where / "manifest.json").is_file()
+
+
+@pytest.mark.parametrize("arm", ["ext", "ext_rs"])
+def test_single_form_keeps_the_scale(third, arm):
+    """`--task --adapter --out` into an rsLoRA arm (s = alpha/sqrt(r)): the written config carries use_rslora, so
+    the update is dW A_t^T A_t, not shrunk by sqrt(r); --head-from supplies a missing head."""
+    cli, path, root, refs = third
+    out = root / f"single-{arm}"
+    cli("convert", "project", "-c", path, "--task", HEADLESS, "--arm", arm, "--adapter", root / "peft" / HEADLESS,
+        "--head-from", root / "peft" / "donor", "--out", out)
+    sub = load_file(root / "runs/subspaces/seed42" / arm / HEADLESS / "subspace.safetensors")
+    ad = Adapter(out)
+    assert ad.config["use_rslora"] is (arm == "ext_rs")
+    for m, d in refs[HEADLESS].items():
+        torch.testing.assert_close(ad.delta(m), d @ sub[m].float().T @ sub[m].float(), atol=1e-5, rtol=0)
+    assert ad.head().keys() == Adapter(root / "peft" / "donor").head().keys()
 
 
 def test_every_merge_method_accepts_per_task_ranks():
