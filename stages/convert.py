@@ -240,7 +240,8 @@ def project_map(config: Path, workdir, seed, arm: str, map_file: Path, no_projec
 
 def _write_task(run: Run, arm: str, task: str, e: MapEntry, src: Adapter, head: dict, num_labels: int, sub) -> None:
     """One task's adapter -> Layout.adapter(arm, task), sealed as if `osrm finetune` had written it."""
-    lora, template = run.cfg.lora, {**src.config, "base_model_name_or_path": run.spec.source}
+    saved = set(src.config.get("modules_to_save") or []) | {k.split(".")[0] for k in head}  # a --head-from head too
+    lora, template = run.cfg.lora, {**src.config, "base_model_name_or_path": run.spec.source, "modules_to_save": sorted(saved)}
     upstream = {"source": content_hash(e.adapter), **({"head": content_hash(e.head)} if e.head else {})}
     if sub is None:  # imported: the factors as read (per-module scales folded into B), at the adapter's own scale
         factors, residual = {m: src.factors(m) for m in src.modules}, None
