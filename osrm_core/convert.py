@@ -3,7 +3,9 @@
 Least-squares projection of dW onto the row space of A_t (rows orthonormal, so pinv(A_t) = A_t^T):
     dW' = dW A_t^T A_t.
 As a LoRA with scale s:  A' = A_t,  B' = dW A_t^T / s  — dividing by s avoids the released code's
-double scaling (it effectively applied 2 * dW A^T A with alpha/r = 2).
+double scaling (it effectively applied 2 * dW A^T A with alpha/r = 2). s is the scale the written adapter
+declares (alpha/r, or alpha/sqrt(r) when its config sets use_rslora): dividing by one and declaring the
+other would rescale the update by sqrt(r).
 """
 
 from __future__ import annotations

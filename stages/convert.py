@@ -1,4 +1,5 @@
-"""`osrm convert`: (a) project adapters or dense fine-tunes into a task's OSRM subspace; (b) fold into dense weights."""
+"""`osrm convert`: (a) project adapters or dense fine-tunes into a task's OSRM subspace — one to a folder, or
+many (a task -> adapter mapping) into an arm, as if the pipeline had trained them; (b) fold into dense weights."""
 
 from __future__ import annotations
 
@@ -6,21 +7,148 @@ import json
 from pathlib import Path
 
 import typer
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
 from osrm_core.apply import add_deltas, load_head
 from osrm_core.convert import project_dense, project_lora, projection_residual
 from osrm_core.errors import OsrmError
-from osrm_core.models import head_module_names, load_classifier
+from osrm_core.models import head_module_names, load_classifier, model_source
 from stages.io.adapters import Adapter, head_num_labels, individual_delta, write_lora
-from stages.io.artifacts import Converted, Folded, Subspace
+from stages.io.artifacts import Converted, Folded, Subspace, TaskAdapter
 from stages.io.atomic import atomic_dir
 from stages.io.guard import guarded, progress
 from stages.io.manifest import content_hash
-from stages.io.options import CONFIG, SEED, TASK, WORKDIR, run_overrides
-from stages.io.run import open_run
+from stages.io.options import CONFIG, SEED, WORKDIR, run_overrides
+from stages.io.run import Run, open_run
 
-app = typer.Typer(help="Convert updates: `project` into a task's OSRM subspace, or `fold` an adapter into dense weights.",
-                  no_args_is_help=True)
+app = typer.Typer(help="Convert updates: `project` into a task's OSRM subspace (or import them into an arm), "
+                  "or `fold` an adapter into dense weights.", no_args_is_help=True)
 OUT = typer.Option(..., "--out", "-o", help="Output folder (written atomically; an existing one is replaced only on success).")
+
+
+class MapEntry(BaseModel):
+    """One task's entry of a `--map` file (a bare string is `adapter`); relative paths are from the file's folder."""
+
+    model_config = ConfigDict(extra="forbid")
+    adapter: Path = Field(..., description="A PEFT LoRA adapter folder (adapter_config.json + adapter_model.safetensors).")
+    head: Path | None = Field(None, description="A PEFT adapter folder whose saved task head to use instead "
+                                                "(for an adapter saved without its head, or to replace it).")
+
+
+def read_map(path: Path, tasks: list[str]) -> dict[str, MapEntry]:
+    """{task: MapEntry} from a JSON or YAML mapping file; one-line OsrmError naming the file and task."""
+    if not path.is_file():
+        raise OsrmError(f"--map {path}: no such file — pass a JSON/YAML mapping task -> adapter folder")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError):
+        raise OsrmError(f"--map {path}: not JSON/YAML — write a mapping task -> adapter folder") from None
+    if not isinstance(raw, dict) or not raw:
+        raise OsrmError(f"--map {path}: expected a non-empty mapping task -> adapter folder (or -> {{adapter, head}})")
+    out = {}
+    for task, value in raw.items():
+        if task not in tasks:
+            raise OsrmError(f"--map {path}: task {task!r} is not in this pipeline's tasks {tasks} — fix the name or the config's `tasks`")
+        try:
+            entry = MapEntry.model_validate({"adapter": value} if isinstance(value, str) else value)
+        except ValidationError as err:
+            e = next((e for e in err.errors() if e["type"] == "extra_forbidden"), err.errors()[0])  # a typo first
+            loc = ".".join(map(str, e["loc"])) or "entry"
+            what = f"unknown key {loc!r}" if e["type"] == "extra_forbidden" else f"{loc}: {e['msg']}"
+            raise OsrmError(f"--map {path}: task {task!r}: {what} — give a folder or {{adapter: DIR, head: DIR}}") from None
+        resolve = lambda p: p if p is None or p.is_absolute() else path.parent / p  # noqa: E731
+        out[task] = MapEntry(adapter=resolve(entry.adapter), head=resolve(entry.head))
+    return out
+
+
+def _source(folder: Path, head_from: Path | None) -> tuple[Adapter, dict]:
+    """(the adapter, its head) — the head from `head_from` when given; an error when there is none."""
+    if not folder.is_dir():
+        raise OsrmError(f"{folder}: no such adapter folder — fix the path")
+    src = Adapter(folder)
+    head = Adapter(head_from).head() if head_from is not None else src.head()
+    if not head:
+        where = f"head folder {head_from}" if head_from is not None else str(folder)
+        raise OsrmError(f"{where}: no task head saved (classifier/score) — give an adapter folder with one "
+                        "(--head-from DIR, or `head: DIR` in the --map entry)")
+    return src, head
+
+
+class Backbone:
+    """Parameter shapes of the run's backbone classifier per label count, and its target modules for the arm."""
+
+    def __init__(self, run: Run):
+        self.run, self._shapes = run, {}
+
+    def shapes(self, num_labels: int) -> dict[str, tuple[int, ...]]:
+        """{parameter name: shape} of the classifier with `num_labels`, built on the meta device (no weights read)."""
+        if num_labels not in self._shapes:
+            import torch
+            from transformers import AutoConfig, AutoModelForSequenceClassification
+
+            spec = self.run.spec
+            config = AutoConfig.from_pretrained(model_source(spec), trust_remote_code=spec.trust_remote_code)
+            config.num_labels = num_labels
+            with torch.device("meta"):
+                model = AutoModelForSequenceClassification.from_config(config, trust_remote_code=spec.trust_remote_code)
+            self._shapes[num_labels] = {n: tuple(p.shape) for n, p in model.named_parameters()}
+        return self._shapes[num_labels]
+
+    def targets(self) -> list[str]:
+        """Module names that the arm's lora.blocks select (PEFT's suffix rule)."""
+        suffixes = self.run.spec.target_suffixes(self.run.cfg.lora.blocks)
+        names = {n[: -len(".weight")] for n in self.shapes(2) if n.endswith(".weight")}
+        return sorted(n for n in names if any(n == s or n.endswith("." + s) for s in suffixes))
+
+    def check(self, src: Adapter, head: dict, num_labels: int, where: str) -> None:
+        """The adapter targets exactly the arm's modules, its factors fit W0, its head fits the task."""
+        shapes, targets = self.shapes(num_labels), self.targets()
+        if src.modules != targets:
+            odd = sorted(set(src.modules) ^ set(targets))[0]
+            raise OsrmError(f"{where}: targets differ from the arm's lora.blocks '{self.run.cfg.lora.blocks}' (e.g. {odd}) — "
+                            "set the arm's lora.blocks to the adapter's modules, or use an adapter of this backbone")
+        for m in src.modules:
+            a, b = src.factors(m)
+            d_out, d_in = shapes[f"{m}.weight"]
+            if a.shape[1] != d_in or b.shape[0] != d_out:
+                raise OsrmError(f"{where}: {m} has A {tuple(a.shape)} / B {tuple(b.shape)}, the backbone's weight is "
+                                f"{d_out}x{d_in} — this adapter was trained on another backbone than '{self.run.spec.name}'")
+        for name, t in head.items():
+            if shapes.get(name) != tuple(t.shape):
+                raise OsrmError(f"{where}: head tensor {name} {tuple(t.shape)} does not fit the backbone's head for "
+                                f"{num_labels} labels {shapes.get(name)} — use a head trained for this task and backbone")
+
+
+@app.command("project")
+@guarded
+def project(config: Path = CONFIG, task: str = typer.Option(None, "--task", "-t", help="The task (single form)."),
+            workdir: Path = WORKDIR,
+            out: Path = typer.Option(None, "--out", "-o", help="Output folder of the single form (written atomically)."),
+            arm: str = typer.Option(None, "--arm", help="Single form: the arm whose subspace to project into (default: the "
+                                    "first arm with init osrm). With --map: the arm to write the adapters into."),
+            seed: int = SEED,
+            adapter: Path = typer.Option(None, help="A PEFT LoRA adapter folder to project."),
+            dense: Path = typer.Option(None, help="A dense fine-tuned checkpoint folder (W_ft); dW = W_ft - W0."),
+            head_from: Path = typer.Option(None, "--head-from", help="A PEFT adapter folder whose task head to use "
+                                           "(for an adapter saved without one)."),
+            map_file: Path = typer.Option(None, "--map", help="JSON/YAML mapping task -> adapter folder (or -> {adapter, head}): "
+                                          "write each as the arm's adapter of that task (<workdir>/adapters/seed<s>/<arm>/<task>)."),
+            no_project: bool = typer.Option(False, "--no-project", help="With --map: import the adapters as they are "
+                                            "(any arm, e.g. a plain-LoRA one), without projecting into the subspace.")) -> None:
+    """Project an existing LoRA (or dense fine-tune) of TASK into TASK's OSRM subspace, keeping its head; or,
+    with --map and --arm, convert (or import) one adapter per task into an arm for merge / select / evaluate."""
+    if map_file is not None:
+        if task or out or adapter or dense or head_from:
+            raise OsrmError("convert project --map: give the adapters in the mapping, not --task/--out/--adapter/--dense/--head-from")
+        if arm is None:
+            raise OsrmError("convert project --map: pass --arm NAME, the arm to write the adapters into")
+        return project_map(config, workdir, seed, arm, map_file, no_project)
+    if task is None or out is None or (adapter is None) == (dense is None):
+        raise OsrmError("convert project: pass --task, --out and exactly one of --adapter or --dense (or --map and --arm)")
+    if no_project:
+        raise OsrmError("convert project --no-project: only with --map (importing into an arm)")
+    project_one(config, workdir, seed, task, out, arm, adapter, dense, head_from)
 
 
 def _dense_updates(run, folder: Path, modules: list[str]):
@@ -41,16 +169,9 @@ def _dense_updates(run, folder: Path, modules: list[str]):
     return deltas, head
 
 
-@app.command("project")
-@guarded
-def project(config: Path = CONFIG, task: str = TASK, workdir: Path = WORKDIR, out: Path = OUT,
-            arm: str = typer.Option(None, "--arm", help="The arm whose subspace to project into (default: the first arm with init osrm)."),
-            seed: int = SEED,
-            adapter: Path = typer.Option(None, help="A PEFT LoRA adapter folder to project."),
-            dense: Path = typer.Option(None, help="A dense fine-tuned checkpoint folder (W_ft); dW = W_ft - W0.")) -> None:
-    """Project an existing LoRA (or dense fine-tune) of TASK into TASK's OSRM subspace, keeping its head."""
-    if (adapter is None) == (dense is None):
-        raise OsrmError("convert project: pass exactly one of --adapter or --dense")
+def project_one(config: Path, workdir, seed, task: str, out: Path, arm: str | None, adapter: Path | None,
+                dense: Path | None, head_from: Path | None) -> None:
+    """The single form: one adapter (or dense checkpoint) -> a `Converted` folder at `out`."""
     cfg = open_run(config, run_overrides(workdir, seed)).cfg
     arm = arm or next((a for a, v in cfg.arms.items() if v.init == "osrm"), None)
     if arm is None:
@@ -59,33 +180,87 @@ def project(config: Path = CONFIG, task: str = TASK, workdir: Path = WORKDIR, ou
     run.check_task(task)
     sub = Subspace.open(run, arm, task)
     subspace = sub.tensors()
-    scale = run.cfg.lora.scale
-    factors, residual = {}, {}
+    lora = run.cfg.lora
     if adapter is not None:
-        src = Adapter(adapter)
+        src, head = _source(adapter, head_from)
         missing = sorted(set(src.modules) - set(subspace))
         if missing:
             raise OsrmError(f"{adapter}: module {missing[0]} has no subspace — build it with the adapter's lora.blocks")
-        head, template = src.head(), src.config
-        for m in progress(src.modules, "project"):
-            a, b = src.factors(m)
-            factors[m] = project_lora(a, b, src.scale, subspace[m], scale)
-            residual[m] = projection_residual(src.delta(m), subspace[m])
+        template = src.config
+        factors, residual = _project(src, subspace, lora.scale)
     else:
         deltas, head = _dense_updates(run, dense, sorted(subspace))
-        template = {"peft_type": "LORA", "target_modules": run.spec.target_suffixes(run.cfg.lora.blocks),
+        head = Adapter(head_from).head() if head_from is not None else head
+        template = {"peft_type": "LORA", "target_modules": run.spec.target_suffixes(lora.blocks),
                     "modules_to_save": sorted({k.split(".")[0] for k in head}), "bias": "none", "lora_dropout": 0.0,
                     "task_type": None, "inference_mode": True, "fan_in_fan_out": False, "init_lora_weights": True}
-        for m, d in deltas.items():
-            factors[m], residual[m] = project_dense(d, subspace[m], scale), projection_residual(d, subspace[m])
+        factors = {m: project_dense(d, subspace[m], lora.scale) for m, d in deltas.items()}
+        residual = {m: projection_residual(d, subspace[m]) for m, d in deltas.items()}
     with atomic_dir(out) as tmp:
-        write_lora(tmp, factors, head, template, run.cfg.lora.rank, run.cfg.lora.alpha)
+        write_lora(tmp, factors, head, template, lora.rank, lora.alpha, lora.rslora)
         (tmp / "projection.json").write_text(json.dumps({"residual": residual}, indent=1, sort_keys=True) + "\n")
-        Converted.seal(tmp, {"task": task, "lora": run.cfg.lora.model_dump()},
+        Converted.seal(tmp, {"task": task, "lora": lora.model_dump()},
                        upstream={"subspace": sub.content_hash, "source": content_hash(adapter or dense)},
                        backbone=sub.manifest.backbone, task=task, source=str(adapter or dense))
     mean_res = sum(residual.values()) / len(residual)
     print(f"converted: {out} (mean fraction of the update outside the subspace: {mean_res:.3f})")
+
+
+def _project(src: Adapter, subspace: dict, scale: float) -> tuple[dict, dict]:
+    """({module: (A_t, B')}, {module: residual}) — dW' = dW A_t^T A_t at the target scale (docs/osrm.md, "Convert")."""
+    factors, residual = {}, {}
+    for m in progress(src.modules, "project"):
+        a, b = src.factors(m)
+        factors[m] = project_lora(a, b, src.scale, subspace[m], scale)
+        residual[m] = projection_residual(src.scale * (b @ a), subspace[m])
+    return factors, residual
+
+
+def project_map(config: Path, workdir, seed, arm: str, map_file: Path, no_project: bool) -> None:
+    """Bulk form: every mapped task's adapter, checked first (nothing is written on a bad entry), then
+    projected (or imported) and sealed as the arm's `TaskAdapter`."""
+    run = open_run(config, run_overrides(workdir, seed), arm=arm)
+    if not no_project and run.cfg.lora.init != "osrm":
+        raise OsrmError(f"--arm {arm} has init {run.cfg.lora.init}: no subspace to project into — use an arm with init "
+                        "osrm, or --no-project to import the adapters as they are")
+    entries, backbone, jobs = read_map(map_file, run.tasks), Backbone(run), {}
+    for task, e in entries.items():
+        src, head = _source(e.adapter, e.head)
+        num_labels = run.load_task(task)[0].num_labels
+        backbone.check(src, head, num_labels, f"--map {map_file}: task {task!r}: {e.adapter}")
+        sub = None if no_project else Subspace.open(run, arm, task)
+        jobs[task] = (e, src, head, num_labels, sub)
+    for task, job in jobs.items():
+        _write_task(run, arm, task, *job)
+    missing = [t for t in run.tasks if t not in entries]
+    note = f"; tasks without an adapter here: {missing}" if missing else ""
+    print(f"{'imported' if no_project else 'converted'} {len(jobs)} adapters into arm '{arm}' "
+          f"({run.layout.adapter(arm, '<task>')}){note}")
+
+
+def _write_task(run: Run, arm: str, task: str, e: MapEntry, src: Adapter, head: dict, num_labels: int, sub) -> None:
+    """One task's adapter -> Layout.adapter(arm, task), sealed as if `osrm finetune` had written it."""
+    saved = set(src.config.get("modules_to_save") or []) | {k.split(".")[0] for k in head}  # a --head-from head too
+    lora, template = run.cfg.lora, {**src.config, "base_model_name_or_path": run.spec.source, "modules_to_save": sorted(saved)}
+    upstream = {"source": content_hash(e.adapter), **({"head": content_hash(e.head)} if e.head else {})}
+    if sub is None:  # imported: the factors as read (per-module scales folded into B), at the adapter's own scale
+        factors, residual = {m: src.factors(m) for m in src.modules}, None
+        rank, alpha, rslora = src.rank, float(src.config["lora_alpha"]), bool(src.config.get("use_rslora"))
+    else:
+        factors, residual = _project(src, sub.tensors(), lora.scale)
+        rank, alpha, rslora = lora.rank, lora.alpha, lora.rslora
+        upstream["subspace"] = sub.content_hash
+    scale = alpha / (rank**0.5 if rslora else rank)
+    with atomic_dir(run.layout.adapter(arm, task)) as tmp:
+        write_lora(tmp, factors, head, template, rank, alpha, rslora)
+        if residual is not None:
+            (tmp / "projection.json").write_text(json.dumps({"residual": residual}, indent=1, sort_keys=True) + "\n")
+        TaskAdapter.seal(tmp, {"source": str(e.adapter), "head": str(e.head) if e.head else None, "projected": sub is not None,
+                               "task": task, "arm": arm, "seed": run.cfg.seed,
+                               "lora": {"rank": rank, "alpha": alpha, "rslora": rslora, "blocks": lora.blocks}},
+                         upstream=upstream, seed=run.cfg.seed, backbone=run.backbone_identity(), arm=arm, task=task,
+                         init="imported" if sub is None else "converted", num_labels=num_labels, rank=rank,
+                         blocks=lora.blocks, targets=list(src.modules), scale=scale)
 
 
 @app.command("fold")
