@@ -54,6 +54,14 @@ def median(xs: list[float]) -> float:
     return float(statistics.median(xs))
 
 
+def timed(fn, *args) -> tuple[float, float]:
+    """(wall s, process CPU s) of fn(*args). With one torch thread the CPU time is the work done, however
+    long the process waited for a core on a shared machine; the wall time includes that wait."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    fn(*args)
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
 def write_json(path: str | None, payload: dict) -> None:
     if path:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
