@@ -169,7 +169,7 @@ def run_trainer(model, tok, spec, data, a, seed: int, grouped: bool) -> dict:
 SIDES = {  # name -> (runner, length-grouped batches?)
     "ours": (run_ours, True),
     "trainer": (run_trainer, False),
-    "ours (shuffled, pad to longest)": (run_ours, False),
+    "ours (shuffled; pad to longest)": (run_ours, False),
     "trainer (group_by_length)": (run_trainer, True),
     "ours with token-length groups (proposal)": (run_ours, "tokens"),  # not what `osrm finetune` does today
 }
