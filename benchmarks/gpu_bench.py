@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 # Dense bf16 tensor-core peak of one H200 SXM (the H100 SXM's, NVIDIA datasheet, without sparsity).
-# An 8192^3 bf16 matmul measured about 788 TFLOP/s on the device machine (/work docs: docs/scaling.md).
+# An 8192^3 bf16 matmul reached about 790 TFLOP/s on such a machine (docs/scaling.md, "GPU check").
 H200_BF16_PEAK_TFLOPS = 989.4
 LLAMA_3_2_1B = dict(vocab_size=128256, hidden_size=2048, intermediate_size=8192, num_hidden_layers=16,
                     num_attention_heads=32, num_key_value_heads=8, max_position_embeddings=131072,
