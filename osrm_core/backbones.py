@@ -16,7 +16,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from osrm_core.configs import configs_dir  # re-exported: the one definition (osrm_core/configs.py)
+from osrm_core.configs import config_files, configs_dir, find_config  # configs_dir re-exported: one definition
 from osrm_core.errors import OsrmError
 
 Family = Literal["encoder", "decoder", "encoder-decoder"]
@@ -44,17 +44,18 @@ class BackboneSpec(BaseModel):
         return [self.targets[b] for b in blocks]
 
 
-def load_spec(name_or_path: str) -> BackboneSpec:
-    """A backbone from a configs/backbones/ name, a YAML path, a model folder (config.json) or a hub id."""
+def load_spec(name_or_path: str, project: str | Path | None = None) -> BackboneSpec:
+    """A backbone from a configs/backbones/ name (``<project>/configs/backbones/`` first, then the shipped
+    configs), a YAML path, a model folder (config.json) or a hub id."""
     path = Path(name_or_path).expanduser()
     if path.is_dir():
         return infer_spec(BackboneSpec(name=path.name, family="encoder", source=str(path)))
     if path.suffix not in (".yaml", ".yml") and "/" not in name_or_path:  # a name; may contain dots (llama-3.2-1b)
-        path = configs_dir() / "backbones" / f"{name_or_path}.yaml"
+        path = find_config("backbones", name_or_path, project) or configs_dir() / "backbones" / f"{name_or_path}.yaml"
     elif path.suffix not in (".yaml", ".yml") and _HUB_ID.match(name_or_path) and not name_or_path.startswith("."):
         return infer_spec(BackboneSpec(name=name_or_path, family="encoder", source=name_or_path))
     if not path.is_file():
-        known = sorted(p.stem for p in (configs_dir() / "backbones").glob("*.yaml"))
+        known = list(config_files("backbones", project))
         raise OsrmError(f"backbone: '{name_or_path}' not found — use one of {known}, a backbone YAML path, "
                         "a model folder with a config.json or a hub id org/name")
     try:

@@ -160,3 +160,21 @@ def test_installed_wheel_runs_a_starter_project(wheel, tmp_path):
     report = (work / "proj" / "runs" / "starter" / "report" / "report.md").read_text()
     assert "reviews" in report and "tickets" in report and "osrm" in report
     assert (work / "proj" / "runs" / "starter" / "merged" / "seed42" / "osrm" / "task_arithmetic").is_dir()
+
+
+def test_project_configs_win_in_a_run(tmp_path, tiny_backbone, monkeypatch):
+    """A backbone / suite name in pipeline.yaml is looked up in <pipeline.yaml folder>/configs/<kind>/ first."""
+    from stages.io.run import open_run
+
+    monkeypatch.delenv(configs.ENV, raising=False)
+    proj = tmp_path / "proj"
+    write_starter(proj)
+    (proj / "configs" / "backbones").mkdir()
+    shutil.copy(tiny_backbone, proj / "configs" / "backbones" / "minilm.yaml")  # overrides the shipped minilm
+    (proj / "configs" / "suites").mkdir()
+    (proj / "configs" / "suites" / "mine.yaml").write_text((proj / "suite.yaml").read_text().replace("data/", "../../data/"))
+    cfg = yaml.safe_load((proj / "pipeline.yaml").read_text())
+    (proj / "pipeline.yaml").write_text(yaml.safe_dump({**cfg, "suite": "mine"}))
+    run = open_run(proj / "pipeline.yaml")
+    assert run.spec.name == "tiny-encoder" and run.suite.suite == "mine" and run.tasks == ["reviews", "tickets"]
+    assert run.load_task("tickets")[0].num_labels == 3

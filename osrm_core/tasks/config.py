@@ -13,7 +13,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from osrm_core.configs import configs_dir  # re-exported: the one definition (osrm_core/configs.py)
+from osrm_core.configs import config_files, configs_dir  # configs_dir re-exported: one definition
 from osrm_core.errors import OsrmError
 from osrm_core.tasks.own import OwnSuite
 from osrm_core.tasks.spec import TaskSpec
@@ -113,15 +113,14 @@ class SuiteConfig(BaseModel):
         return {**DEFAULT_SIZES, **self.sizes, **(entry.sizes or {})}
 
 
-def suite_files() -> dict[str, Path]:
-    """Suite name -> YAML file, for every ``configs/suites/*.yaml``."""
-    folder = configs_dir() / "suites"
-    return {p.stem: p for p in sorted(folder.glob("*.yaml"))} if folder.is_dir() else {}
+def suite_files(project: str | Path | None = None) -> dict[str, Path]:
+    """Suite name -> YAML file: every ``configs/suites/*.yaml``, ``<project>/configs/suites/`` winning over the shipped."""
+    return config_files("suites", project)
 
 
-def read_suite(suite: str) -> SuiteConfig | OwnSuite:
+def read_suite(suite: str, project: str | Path | None = None) -> SuiteConfig | OwnSuite:
     """The validated config of ``suite`` (OsrmError naming the valid suites if unknown)."""
-    files = suite_files()
+    files = suite_files(project)
     if suite not in files:
         valid = ", ".join(files) or "none"
         raise OsrmError(f"unknown task suite '{suite}' (looked in {configs_dir() / 'suites'}); valid suites: {valid}")

@@ -58,7 +58,7 @@ def resolve_suite(suite: SuiteRef, base_dir: str | Path | None = None) -> SuiteC
     if isinstance(suite, (str, Path)):
         text = str(suite)
         if not text.endswith((".yaml", ".yml")) and "/" not in text:
-            return read_suite(text)
+            return read_suite(text, project=base_dir)
         path = Path(text).expanduser()
         return read_suite_file(path if path.is_absolute() or base_dir is None else Path(base_dir) / path)
     if isinstance(suite, dict):

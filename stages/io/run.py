@@ -117,7 +117,7 @@ def open_run(config: Path, overrides: dict | None = None, arm: str | None = None
     cfg = load_config(config, overrides)
     if arm is not None:
         cfg = cfg.for_arm(check_arm(cfg, arm, config))
-    spec = load_spec(cfg.backbone)
+    spec = load_spec(cfg.backbone, project=Path(config).parent)
     spec.target_suffixes(cfg.lora.blocks)
     check_local(spec)
     check_methods(cfg, config)

@@ -177,7 +177,6 @@ CASES = [
     ("empty-train", lambda w, mp: _patch_task(w, mp, _empty("train")), ["split 'train' is empty"]),
     ("single-class-train", lambda w, mp: _patch_task(w, mp, _relabel("train", 0)), ["single class", ">= 2 classes"]),
     ("label-out-of-range", lambda w, mp: _patch_task(w, mp, _relabel("test", 7)), ["label 7", "outside 0..1", "suite YAML"]),
-    ("merge-mismatched-rank", lambda w, mp: _mismatch_adapter(w, rank=2), ["rank 2 differs", "lora.rank"]),
     ("merge-mismatched-targets", lambda w, mp: _mismatch_adapter(w, blocks="qkv"), ["targets differ", "lora.blocks"]),
     ("merge-mismatched-base", lambda w, mp: _mismatch_adapter(w, weights="0" * 64), ["backbone", "same backbone"]),
     ("subspace-other-backbone", lambda w, mp: (_edit_manifest(w.root / "subspaces/seed42/osrm" / T0, backbone={"name": "x", "weights": "0" * 64}), _convert(w))[1],

@@ -4,14 +4,15 @@ model, schema-versioned), `open(run, ...)` with the single compatibility check o
 
 from stages.io.artifacts.adapter import TaskAdapter
 from stages.io.artifacts.evaluation import Evaluation
+from stages.io.artifacts.exported import Exported
 from stages.io.artifacts.features import Features
 from stages.io.artifacts.merged import Merged
 from stages.io.artifacts.outputs import Converted, Diagnostics, DiagnosticsSummary, Folded, Report, Selection
 from stages.io.artifacts.subspace import Subspace
 
 # stage name -> artifact kind (what wrote a manifest)
-KINDS = {k.Manifest.STAGE: k for k in (Converted, Diagnostics, DiagnosticsSummary, Evaluation, Features, Folded, Merged, Report,
-                                       Selection, Subspace, TaskAdapter)}
+KINDS = {k.Manifest.STAGE: k for k in (Converted, Diagnostics, DiagnosticsSummary, Evaluation, Exported, Features, Folded, Merged,
+                                       Report, Selection, Subspace, TaskAdapter)}
 
-__all__ = ["KINDS", "Converted", "Diagnostics", "DiagnosticsSummary", "Evaluation", "Features", "Folded", "Merged", "Report",
+__all__ = ["KINDS", "Converted", "Diagnostics", "DiagnosticsSummary", "Evaluation", "Exported", "Features", "Folded", "Merged", "Report",
            "Selection", "Subspace", "TaskAdapter"]

@@ -61,14 +61,13 @@ class TaskAdapter(Artifact[AdapterManifest]):
 
 
 def check_compatible(adapters: dict[str, Adapter]) -> None:
-    """Adapters in one merge must share rank, scale and target modules (one-line error otherwise)."""
+    """Adapters in one merge must share target modules and base model (one-line error otherwise); ranks may
+    differ per task: every merge method takes r_t."""
     names = list(adapters)
     ref = adapters[names[0]]
     for n in names[1:]:
         a = adapters[n]
         if a.modules != ref.modules:
             raise OsrmError(f"{a.folder}: targets differ from {ref.folder} — fine-tune every task with the same lora.blocks")
-        if a.rank != ref.rank:
-            raise OsrmError(f"{a.folder}: rank {a.rank} differs from {ref.folder}'s {ref.rank} — fine-tune every task with the same lora.rank")
         if a.base_id and ref.base_id and a.base_id != ref.base_id:
             raise OsrmError(f"{a.folder}: trained on another base model than {ref.folder} — fine-tune every task on the same backbone")
