@@ -1,0 +1,136 @@
+"""What `osrm convert` reads: a task -> adapter mapping file, third-party PEFT adapters (and where their head
+comes from), dense fine-tuned checkpoints, and the checks that they fit this backbone and task."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from osrm_core.convert import project_lora, projection_residual
+from osrm_core.errors import OsrmError
+from osrm_core.models import head_module_names, load_classifier, model_source
+from stages.io.adapters import Adapter
+from stages.io.guard import progress
+
+
+class MapEntry(BaseModel):
+    """One task's entry of a `--map` file (a bare string is `adapter`); relative paths are from the file's folder."""
+
+    model_config = ConfigDict(extra="forbid")
+    adapter: Path = Field(..., description="A PEFT LoRA adapter folder (adapter_config.json + adapter_model.safetensors).")
+    head: Path | None = Field(None, description="A PEFT adapter folder whose saved task head to use instead "
+                                                "(for an adapter saved without its head, or to replace it).")
+
+
+def read_map(path: Path, tasks: list[str]) -> dict[str, MapEntry]:
+    """{task: MapEntry} from a JSON or YAML mapping file; one-line OsrmError naming the file and task."""
+    if not path.is_file():
+        raise OsrmError(f"--map {path}: no such file — pass a JSON/YAML mapping task -> adapter folder")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError):
+        raise OsrmError(f"--map {path}: not JSON/YAML — write a mapping task -> adapter folder") from None
+    if not isinstance(raw, dict) or not raw:
+        raise OsrmError(f"--map {path}: expected a non-empty mapping task -> adapter folder (or -> {{adapter, head}})")
+    out = {}
+    for task, value in raw.items():
+        if task not in tasks:
+            raise OsrmError(f"--map {path}: task {task!r} is not in this pipeline's tasks {tasks} — fix the name or the config's `tasks`")
+        try:
+            entry = MapEntry.model_validate({"adapter": value} if isinstance(value, str) else value)
+        except ValidationError as err:
+            e = next((e for e in err.errors() if e["type"] == "extra_forbidden"), err.errors()[0])  # a typo first
+            loc = ".".join(map(str, e["loc"])) or "entry"
+            what = f"unknown key {loc!r}" if e["type"] == "extra_forbidden" else f"{loc}: {e['msg']}"
+            raise OsrmError(f"--map {path}: task {task!r}: {what} — give a folder or {{adapter: DIR, head: DIR}}") from None
+        resolve = lambda p: p if p is None or p.is_absolute() else path.parent / p  # noqa: E731
+        out[task] = MapEntry(adapter=resolve(entry.adapter), head=resolve(entry.head))
+    return out
+
+
+def source_adapter(folder: Path, head_from: Path | None) -> tuple[Adapter, dict]:
+    """(the adapter, its head) — the head from `head_from` when given; an error when there is none."""
+    if not folder.is_dir():
+        raise OsrmError(f"{folder}: no such adapter folder — fix the path")
+    src = Adapter(folder)
+    head = Adapter(head_from).head() if head_from is not None else src.head()
+    if not head:
+        where = f"head folder {head_from}" if head_from is not None else str(folder)
+        raise OsrmError(f"{where}: no task head saved (classifier/score) — give an adapter folder with one "
+                        "(--head-from DIR, or `head: DIR` in the --map entry)")
+    return src, head
+
+
+class Backbone:
+    """Parameter shapes of the run's backbone classifier per label count, and its target modules for the arm."""
+
+    def __init__(self, run: Run):
+        self.run, self._shapes = run, {}
+
+    def shapes(self, num_labels: int) -> dict[str, tuple[int, ...]]:
+        """{parameter name: shape} of the classifier with `num_labels`, built on the meta device (no weights read)."""
+        if num_labels not in self._shapes:
+            import torch
+            from transformers import AutoConfig, AutoModelForSequenceClassification
+
+            spec = self.run.spec
+            config = AutoConfig.from_pretrained(model_source(spec), trust_remote_code=spec.trust_remote_code)
+            config.num_labels = num_labels
+            with torch.device("meta"):
+                model = AutoModelForSequenceClassification.from_config(config, trust_remote_code=spec.trust_remote_code)
+            self._shapes[num_labels] = {n: tuple(p.shape) for n, p in model.named_parameters()}
+        return self._shapes[num_labels]
+
+    def targets(self) -> list[str]:
+        """Module names that the arm's lora.blocks select (PEFT's suffix rule)."""
+        suffixes = self.run.spec.target_suffixes(self.run.cfg.lora.blocks)
+        names = {n[: -len(".weight")] for n in self.shapes(2) if n.endswith(".weight")}
+        return sorted(n for n in names if any(n == s or n.endswith("." + s) for s in suffixes))
+
+    def check(self, src: Adapter, head: dict, num_labels: int, where: str) -> None:
+        """The adapter targets exactly the arm's modules, its factors fit W0, its head fits the task."""
+        shapes, targets = self.shapes(num_labels), self.targets()
+        if src.modules != targets:
+            odd = sorted(set(src.modules) ^ set(targets))[0]
+            raise OsrmError(f"{where}: targets differ from the arm's lora.blocks '{self.run.cfg.lora.blocks}' (e.g. {odd}) — "
+                            "set the arm's lora.blocks to the adapter's modules, or use an adapter of this backbone")
+        for m in src.modules:
+            a, b = src.factors(m)
+            d_out, d_in = shapes[f"{m}.weight"]
+            if a.shape[1] != d_in or b.shape[0] != d_out:
+                raise OsrmError(f"{where}: {m} has A {tuple(a.shape)} / B {tuple(b.shape)}, the backbone's weight is "
+                                f"{d_out}x{d_in} — this adapter was trained on another backbone than '{self.run.spec.name}'")
+        for name, t in head.items():
+            if shapes.get(name) != tuple(t.shape):
+                raise OsrmError(f"{where}: head tensor {name} {tuple(t.shape)} does not fit the backbone's head for "
+                                f"{num_labels} labels {shapes.get(name)} — use a head trained for this task and backbone")
+
+
+def dense_updates(run, folder: Path, modules: list[str]):
+    """(dW per module, head) of a dense fine-tuned checkpoint folder relative to the backbone."""
+    from transformers import AutoModelForSequenceClassification
+
+    if not (folder / "config.json").is_file():
+        raise OsrmError(f"--dense {folder}: not a model folder (no config.json) — pass a save_pretrained() checkpoint")
+    try:
+        ft = AutoModelForSequenceClassification.from_pretrained(str(folder))
+    except (OSError, ValueError) as err:
+        raise OsrmError(f"--dense {folder}: cannot load it ({type(err).__name__}) — pass an intact save_pretrained() checkpoint") from None
+    base = load_classifier(run.spec, ft.config.num_labels)
+    fnamed, bnamed = dict(ft.named_modules()), dict(base.named_modules())
+    deltas = {m: (fnamed[m].weight - bnamed[m].weight).detach().float() for m in modules}
+    head_names = head_module_names(ft)
+    head = {n: p.detach() for n, p in ft.named_parameters() if n.split(".")[0] in head_names}
+    return deltas, head
+
+
+def project_adapter(src: Adapter, subspace: dict, scale: float) -> tuple[dict, dict]:
+    """({module: (A_t, B')}, {module: residual}) — dW' = dW A_t^T A_t at the target scale (docs/osrm.md, "Convert")."""
+    factors, residual = {}, {}
+    for m in progress(src.modules, "project"):
+        a, b = src.factors(m)
+        factors[m] = project_lora(a, b, src.scale, subspace[m], scale)
+        residual[m] = projection_residual(src.scale * (b @ a), subspace[m])
+    return factors, residual
