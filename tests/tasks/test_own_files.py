@@ -149,9 +149,7 @@ def _numbers_but(split: str, value):
     return edit
 
 
-@pytest.mark.parametrize(
-    ("fmt", "task", "edit", "expected"),
-    [
+BAD_DATA = [
         ("csv", {"label": "rating"}, None, ["no column 'rating'", "columns found: ['review', 'stars']", "train.csv"]),
         ("csv", {"text": ["review", "title"]}, None, ["no column 'title'", "`text`"]),
         ("jsonl", {"label_names": ["bad", "good"]}, None, ["train.jsonl", "row 5", "'okay'", "label_names"]),
@@ -163,14 +161,31 @@ def _numbers_but(split: str, value):
         ("jsonl", {}, _edit_row("test", "review", None), ["test.jsonl", "row 2", "column 'review'"]),
         ("csv", {"num_labels": 2}, None, ["num_labels is 2", "3 distinct labels"]),
         ("csv", {"metric": "accuracy_f1"}, None, ["accuracy_f1 needs 2 classes"]),
-    ],
-)
+]
+
+
+@pytest.mark.parametrize(("fmt", "task", "edit", "expected"), BAD_DATA)
 def test_bad_data_is_a_one_line_error(tmp_path, fmt, task, edit, expected):
     suite = _suite(tmp_path, **{**_per_split(tmp_path, fmt, edit), **task})
     with pytest.raises(OsrmError) as exc:
         load_task(str(suite), "t")
     message = _one_line(exc)
     assert all(part in message for part in expected), message
+
+
+@pytest.mark.parametrize(("fmt", "task", "edit", "expected"), BAD_DATA[::2], ids=lambda v: str(v)[:20])
+def test_bad_data_through_the_cli_exits_2_and_writes_nothing(tmp_path, tiny_backbone, cli, fmt, task, edit, expected):
+    """The same cases through a stage: `error: <one line>`, exit 2, no artifact folder left behind."""
+    from tests.conftest import tiny_pipeline
+
+    suite = _suite(tmp_path, **{**_per_split(tmp_path, fmt, edit), **task})
+    cfg = tiny_pipeline(tmp_path / "runs", tiny_backbone, suite=str(suite), tasks=["t"])
+    (tmp_path / "pipeline.yaml").write_text(yaml.safe_dump(cfg))
+    res = cli("extract-features", "-c", tmp_path / "pipeline.yaml", "--task", "t", ok=False)
+    out = res.output.strip().splitlines()
+    assert res.exit_code == 2 and len(out) == 1 and out[0].startswith("error:"), res.output
+    assert all(part in out[0] for part in expected), out[0]
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("manifest.json"))
 
 
 def test_empty_split_and_missing_split_value(tmp_path):
