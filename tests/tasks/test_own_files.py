@@ -173,19 +173,36 @@ def test_bad_data_is_a_one_line_error(tmp_path, fmt, task, edit, expected):
     assert all(part in message for part in expected), message
 
 
-@pytest.mark.parametrize(("fmt", "task", "edit", "expected"), BAD_DATA[::2], ids=lambda v: str(v)[:20])
-def test_bad_data_through_the_cli_exits_2_and_writes_nothing(tmp_path, tiny_backbone, cli, fmt, task, edit, expected):
-    """The same cases through a stage: `error: <one line>`, exit 2, no artifact folder left behind."""
+def _cli_error(tmp_path, tiny_backbone, cli, suite: Path) -> str:
+    """`osrm extract-features` on `suite`'s task t: `error: <one line>`, exit 2, no artifact written."""
     from tests.conftest import tiny_pipeline
 
-    suite = _suite(tmp_path, **{**_per_split(tmp_path, fmt, edit), **task})
     cfg = tiny_pipeline(tmp_path / "runs", tiny_backbone, suite=str(suite), tasks=["t"])
     (tmp_path / "pipeline.yaml").write_text(yaml.safe_dump(cfg))
     res = cli("extract-features", "-c", tmp_path / "pipeline.yaml", "--task", "t", ok=False)
     out = res.output.strip().splitlines()
     assert res.exit_code == 2 and len(out) == 1 and out[0].startswith("error:"), res.output
-    assert all(part in out[0] for part in expected), out[0]
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").rglob("manifest.json"))
+    return out[0]
+
+
+@pytest.mark.parametrize(("fmt", "task", "edit", "expected"), BAD_DATA, ids=lambda v: str(v)[:20])
+def test_bad_data_through_the_cli_exits_2_and_writes_nothing(tmp_path, tiny_backbone, cli, fmt, task, edit, expected):
+    """The same cases through a stage."""
+    line = _cli_error(tmp_path, tiny_backbone, cli, _suite(tmp_path, **{**_per_split(tmp_path, fmt, edit), **task}))
+    assert all(part in line for part in expected), line
+
+
+def test_empty_or_missing_split_and_duplicate_names_through_the_cli(tmp_path, tiny_backbone, cli):
+    files = _per_split(tmp_path, "csv")
+    (tmp_path / files["validation"]).write_text("review,stars\n")
+    assert "split 'validation'" in _cli_error(tmp_path, tiny_backbone, cli, _suite(tmp_path, **files))
+    files = _per_split(tmp_path, "csv")
+    assert "no file for split(s) ['test']" in _cli_error(tmp_path, tiny_backbone, cli, _suite(tmp_path, train=files["train"],
+                                                                                                validation=files["validation"]))
+    entry = {"name": "t", "loader": "files", "text": ["review"], "label": "stars", **files}
+    (tmp_path / "dup.yaml").write_text(yaml.safe_dump({"tasks": [entry, entry]}))
+    assert "duplicate task names ['t']" in _cli_error(tmp_path, tiny_backbone, cli, tmp_path / "dup.yaml")
 
 
 def test_empty_split_and_missing_split_value(tmp_path):
