@@ -76,7 +76,3 @@ def main(folder: Path = typer.Argument(..., help="Folder for the new project (cr
     written = write_starter(folder, force)
     typer.echo("\n".join(f"  {folder / rel}" for rel in written))
     typer.echo(f"next: cd {folder} && osrm run -c pipeline.yaml   (or: dvc init --no-scm && dvc repro); see {folder / 'README.md'}")
-
-
-if __name__ == "__main__":  # maintenance, in the repository root: regenerate the starter's dvc.yaml
-    (Path("configs") / "starter" / "dvc.yaml").write_text(render_dvc(Path("dvc.yaml")))

@@ -78,7 +78,7 @@ def test_starter_is_valid_and_refuses_non_empty(tmp_path):
 
 def test_starter_dvc_is_current():
     text = (REPO / "configs" / "starter" / "dvc.yaml").read_text()
-    assert text == render_dvc(REPO / "dvc.yaml"), "configs/starter/dvc.yaml is stale: run `python -m stages.init` in the repo root"
+    assert text == render_dvc(REPO / "dvc.yaml"), "configs/starter/dvc.yaml is stale: run `python scripts/render_starter_dvc.py` in the repo root"
     dvc = yaml.safe_load(text)
     deps = [d for s in dvc["stages"].values() for d in s.get("do", s).get("deps", [])]
     assert not [d for d in deps if d.startswith(("osrm_core", "stages", "configs/backbones"))]

@@ -62,12 +62,16 @@ def test_shell_scripts_parse(script):
 
 
 @pytest.mark.slow
-def test_cpu_smoke_run_writes_every_number(tmp_path, monkeypatch):
-    for k, v in {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port())}.items():
-        monkeypatch.setenv(k, v)
+def test_cpu_smoke_run_writes_every_number(tmp_path):
+    """In its own process: DeepSpeed keeps process-wide group state that later ZeRO tests must not inherit."""
+    import os
+
+    env = {**os.environ, "RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1",
+           "MASTER_PORT": str(free_port()), "PYTHONPATH": str(BENCH.parent)}
     out = tmp_path / "gpu.json"
-    gpu_bench.main(["--models", "tiny", "--steps", "2", "--warmup", "1", "--seq", "8", "--micro-batch", "2",
-                    "--ties-layers", "1", "--ties-tasks", "3", "--ties-shapes", "tiny", "--json", str(out)])
+    subprocess.run([sys.executable, str(BENCH / "gpu_bench.py"), "--models", "tiny", "--steps", "2", "--warmup", "1",
+                    "--seq", "8", "--micro-batch", "2", "--ties-layers", "1", "--ties-tasks", "3", "--ties-shapes", "tiny",
+                    "--json", str(out)], env=env, check=True, capture_output=True)
     rep = json.loads(out.read_text())
     ft = rep["finetune"][0]
     assert ft["tokens_per_s"] > 0 and 0 < ft["mfu_6N"] < 1 and ft["planned_gib"] > 1.5

@@ -25,7 +25,7 @@ def test_two_rank_features_equal_one_rank(cli, tmp_path):
     cli("extract-features", "-c", one, "--task", TASK)
     res = torchrun(2, "extract-features", "--config", two, "--task", TASK)
     assert res.stdout.count("features: ") == 1
-    ref_dir, got_dir = one.parent / "runs/features" / TASK, two.parent / "runs/features" / TASK
+    ref_dir, got_dir = one.parent / "runs/features/seed42" / TASK, two.parent / "runs/features/seed42" / TASK
     assert json.loads((got_dir / "manifest.json").read_text())["world"] == 2
     _compare(FeatureCache(ref_dir), FeatureCache(got_dir))
 
@@ -35,7 +35,7 @@ def test_rerun_skips_complete_shards(cli, tmp_path):
     backbone = dropout_free_backbone(tmp_path / "bb")
     cfg = write_config(tmp_path / "one", backbone, 16, osrm={"k": 13, "batch_size": 4})
     cli("extract-features", "-c", cfg, "--task", TASK)
-    out = cfg.parent / "runs/features" / TASK
+    out = cfg.parent / "runs/features/seed42" / TASK
     ref = {m: FeatureCache(out).gram(m) for m in FeatureCache(out).aliases}
     staging = out.parent / f".{TASK}.partial"
     shutil.move(out, staging)
