@@ -5,62 +5,20 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
-import torch
 import typer
 
 from osrm_core import distributed
-from osrm_core.batching import iterate, length_sorted
-from osrm_core.scoring import metrics_of
-from osrm_core.train import predict
-from stages.io.tensors import save_file
-from stages.io.adapters import individual_delta
-from stages.io.artifacts import Evaluation, Merged, TaskAdapter
+from stages.io.artifacts import Evaluation
 from stages.io.atomic import atomic_dir
 from stages.io.guard import guarded, progress
 from stages.io.layout import ModelRef, parse_models
 from stages.io.options import CONFIG, SEED, WORKDIR, run_overrides
 from stages.io.run import Run, open_run
+from stages.io.served import body_update, open_model, score_task
+from stages.io.tensors import save_file
 
 MODEL = typer.Option(..., "--model", help="What to score: 'base' (pretrained body, each task's head), '<arm>/individual', "
                      "'<arm>/<method>', or '<arm>/merges' (every method of merge.methods). Repeat to score several in one process.")
-
-
-def body_update(run: Run, model: ModelRef, task: str, merged: Merged | None) -> tuple[dict, str]:
-    """The update of the target modules under `model` for `task`, and the arm whose head serves it
-    (the pretrained body is served with the heads of the reference arm)."""
-    if model.kind == "base":
-        return {}, run.cfg.reference
-    if model.kind == "individual":
-        return individual_delta(TaskAdapter.open(run, model.arm, task).peft), model.arm
-    return merged.deltas(task), model.arm
-
-
-def task_batches(run: Run, task: str, split: str, world, cache: dict) -> tuple[list, list[int], np.ndarray]:
-    """(tokenised batches of this rank's block, length-sorted order, labels (n,)), made once per task."""
-    if task not in cache:
-        spec, data = run.load_task(task)
-        ds, tokenizer = data[split], run.tokenizer
-        order = length_sorted(tokenizer, ds, spec.text_fields)
-        start, stop = distributed.block(len(order), world.rank, world.size)
-        batches = list(iterate(tokenizer, ds, spec.text_fields, run.cfg.evaluate.batch_size, run.cfg.data.max_length, order[start:stop]))
-        cache[task] = (batches, order, torch.as_tensor(list(ds["label"])).numpy())
-    return cache[task]
-
-
-def score_task(run: Run, task: str, update: dict, head: dict, split: str, world=distributed.World(), cache: dict | None = None):
-    """(metrics, logits n x num_labels) of one task under a body update and a head.
-
-    Under several ranks each predicts its contiguous block of the length-sorted order and the blocks
-    are gathered (every rank gets the whole tensor)."""
-    spec, _ = run.load_task(task)
-    batches, order, labels = task_batches(run, task, split, world, {} if cache is None else cache)
-    model = run.pool.get(spec.num_labels, update, head)
-    part = predict(model, iter(batches))
-    logits = torch.cat([p for p in distributed.gather_objects(part, world) if p.numel()])
-    restore = torch.empty_like(logits)
-    restore[torch.as_tensor(order)] = logits  # back to dataset order
-    return metrics_of(spec, restore, labels), restore
 
 
 @guarded
@@ -86,10 +44,9 @@ def main(config: Path = CONFIG, model: list[str] = MODEL, seed: int = SEED, work
 def _evaluate(run: Run, model: ModelRef, world, batches: dict) -> None:
     split = run.cfg.evaluate.split
     results, logits, upstream = {}, {}, {}
-    heads = {t: TaskAdapter.open(run, model.arm or run.cfg.reference, t) for t in run.tasks}
-    merged = Merged.open(run, model.arm, model.what, {t: a.content_hash for t, a in heads.items()}) if model.kind == "merge" else None
+    heads, merged = open_model(run, model)
     for task in progress(run.tasks, f"evaluate {model}"):
-        update, _ = body_update(run, model, task, merged)
+        update = body_update(model, task, heads, merged)
         upstream[task] = heads[task].content_hash
         results[task], logits[task] = score_task(run, task, update, heads[task].peft.head(), split, world, batches)
     if not world.main:

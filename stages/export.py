@@ -11,41 +11,24 @@ from pathlib import Path
 import torch
 import typer
 
-from osrm_core.errors import OsrmError
 from osrm_core.export import fold, serving_factors, truncation_summary, uniform_rank
 from osrm_core.models import load_classifier
-from stages.evaluate import body_update
 from stages.io.adapters import Adapter, write_lora
 from stages.io.artifacts import Merged, TaskAdapter
 from stages.io.artifacts.exported import Exported
 from stages.io.atomic import atomic_dir
 from stages.io.guard import guarded, progress
-from stages.io.layout import ModelRef, parse_models
+from stages.io.layout import ModelRef
 from stages.io.options import CONFIG, SEED, WORKDIR, run_overrides
 from stages.io.portable import HEADLESS, patch_adapter_config, portable_base, rank_fields
 from stages.io.run import Run, open_run
+from stages.io.served import body_update, one_model, open_model
 from stages.io.tensors import save_file
 
 MODEL = typer.Option(..., "--model", help="What to export: '<arm>/<method>' (a merge) or '<arm>/individual' (each task's own adapter).")
 OUT = typer.Option(..., "--out", help="Output folder (replaced atomically): DIR/<task>/ per task, DIR/adapter/, export.json.")
 MAX_RANK = typer.Option(64, "--max-rank", min=1, help="Most LoRA components per module in DIR/adapter (serving stacks cap the "
                         "LoRA rank): dense merges are SVD-truncated to it, factor merges above it too; the error goes to export.json.")
-
-
-def one_model(run: Run, text: str, allow_base: bool = False) -> ModelRef:
-    """The single model `text` names (parse_models' grammar; no '<arm>/merges'; 'base' only if allowed)."""
-    refs = parse_models([text], list(run.cfg.arms), list(run.cfg.merge.methods))
-    if len(refs) != 1 or (refs[0].kind == "base" and not allow_base):
-        raise OsrmError(f"--model '{text}': name one model, '<arm>/individual' or '<arm>/<method>'"
-                        + (" or 'base'" if allow_base else " (the pretrained body has nothing to export)"))
-    return refs[0]
-
-
-def open_model(run: Run, ref: ModelRef) -> tuple[dict[str, TaskAdapter], Merged | None]:
-    """Every task's adapter of the model's arm (heads, and the merge's freshness check) and the merge, checked."""
-    heads = {t: TaskAdapter.open(run, ref.arm or run.cfg.reference, t) for t in run.tasks}
-    merged = Merged.open(run, ref.arm, ref.what, {t: a.content_hash for t, a in heads.items()}) if ref.kind == "merge" else None
-    return heads, merged
 
 
 @guarded
@@ -61,7 +44,7 @@ def main(config: Path = CONFIG, model: str = MODEL, out: Path = OUT, max_rank: i
     base = portable_base(run.spec)
     with atomic_dir(out) as tmp:
         for task in progress(run.tasks, f"export {ref}"):
-            write_task_model(run, task, body_update(run, ref, task, merged)[0], heads[task].peft.head(), tmp / task, base)
+            write_task_model(run, task, body_update(ref, task, heads, merged), heads[task].peft.head(), tmp / task, base)
         errors = write_adapters(run, ref, merged, heads, tmp / "adapter", max_rank, per_task)
         summary = {k: truncation_summary(v, max_rank) for k, v in errors.items()}
         worst = max(s["max_error"] for s in summary.values())

@@ -15,11 +15,10 @@ from osrm_core.batching import iterate, length_sorted
 from osrm_core.errors import OsrmError
 from osrm_core.export import label_names
 from osrm_core.train import predict as forward
-from stages.evaluate import body_update
-from stages.export import one_model, open_model
 from stages.io.guard import guarded, progress
 from stages.io.options import CONFIG, SEED, TASK, WORKDIR, run_overrides
 from stages.io.run import open_run
+from stages.io.served import body_update, one_model, open_model
 
 FORMATS = {".jsonl": "jsonl", ".json": "jsonl", ".csv": "csv"}
 MODEL = typer.Option(..., "--model", help="Which model labels the rows: 'base', '<arm>/individual' or '<arm>/<method>'.")
@@ -108,7 +107,7 @@ def main(config: Path = CONFIG, model: str = MODEL, task: str = TASK, input: Pat
     cols = read_rows(input, spec.text_fields)
     ref = one_model(run, model, allow_base=True)
     heads, merged = open_model(run, ref)
-    clf = run.pool.get(spec.num_labels, body_update(run, ref, task, merged)[0], heads[task].peft.head())
+    clf = run.pool.get(spec.num_labels, body_update(ref, task, heads, merged), heads[task].peft.head())
     n = len(cols[spec.text_fields[0]])
     rows = {**cols, "label": [0] * n}
     order = length_sorted(run.tokenizer, rows, spec.text_fields)  # longest first: less padding

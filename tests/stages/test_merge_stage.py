@@ -79,7 +79,7 @@ def test_emr_serves_each_task_its_own_masked_update(trained):
     module = Adapter(runs / "adapters/seed42/lora" / TINY_TASKS[0]).modules[0]
     per_task = [deltas[f"{t}::{module}"] for t in TINY_TASKS]
     assert not torch.equal(per_task[0], per_task[1])
-    from stages.evaluate import body_update
+    from stages.io.served import body_update
     from stages.io.artifacts import Merged, TaskAdapter
     from stages.io.layout import ModelRef
     from stages.io.run import open_run
@@ -88,7 +88,7 @@ def test_emr_serves_each_task_its_own_masked_update(trained):
     hashes = {t: TaskAdapter.open(run, "lora", t).content_hash for t in TINY_TASKS}
     merged = Merged.open(run, "lora", "emr", hashes)
     for t, expected in zip(TINY_TASKS, per_task):
-        update, _ = body_update(run, ModelRef("lora", "emr"), t, merged)
+        update = body_update(ModelRef("lora", "emr"), t, {}, merged)
         torch.testing.assert_close(update[module], expected)
     unified = deltas[module]  # every served entry is the unified entry or zero
     assert bool(((per_task[0] == 0) | (torch.sign(per_task[0]) == torch.sign(unified))).all())

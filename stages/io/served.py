@@ -1,0 +1,70 @@
+"""What a `--model` serves: each task's adapter (its head, and the arm's adapters a merge must come from),
+the merge when it is one, the body update each task gets, and how one task is scored under it (evaluate,
+select, export and predict share these)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from osrm_core import distributed
+from osrm_core.batching import iterate, length_sorted
+from osrm_core.errors import OsrmError
+from osrm_core.scoring import metrics_of
+from osrm_core.train import predict
+from stages.io.adapters import individual_delta
+from stages.io.artifacts import Merged, TaskAdapter
+from stages.io.layout import ModelRef, parse_models
+
+
+def one_model(run, text: str, allow_base: bool = False) -> ModelRef:
+    """The single model `text` names (parse_models' grammar; no '<arm>/merges'; 'base' only if allowed)."""
+    refs = parse_models([text], list(run.cfg.arms), list(run.cfg.merge.methods))
+    if len(refs) != 1 or (refs[0].kind == "base" and not allow_base):
+        raise OsrmError(f"--model '{text}': name one model, '<arm>/individual' or '<arm>/<method>'"
+                        + (" or 'base'" if allow_base else " (the pretrained body has nothing to export)"))
+    return refs[0]
+
+
+def open_model(run, ref: ModelRef) -> tuple[dict[str, TaskAdapter], Merged | None]:
+    """Every task's adapter of the model's arm (the pretrained body is served with the reference arm's heads)
+    and the merge, checked against those adapters (it must have been merged from them)."""
+    heads = {t: TaskAdapter.open(run, ref.arm or run.cfg.reference, t) for t in run.tasks}
+    merged = Merged.open(run, ref.arm, ref.what, {t: a.content_hash for t, a in heads.items()}) if ref.kind == "merge" else None
+    return heads, merged
+
+
+def body_update(model: ModelRef, task: str, heads: dict[str, TaskAdapter], merged: Merged | None) -> dict[str, torch.Tensor]:
+    """{module: update (d_out x d_in)} of the target modules that `model` serves `task` ({} for the pretrained body)."""
+    if model.kind == "base":
+        return {}
+    if model.kind == "individual":
+        return individual_delta(heads[task].peft)
+    return merged.deltas(task)
+
+
+def task_batches(run: Run, task: str, split: str, world, cache: dict) -> tuple[list, list[int], np.ndarray]:
+    """(tokenised batches of this rank's block, length-sorted order, labels (n,)), made once per task."""
+    if task not in cache:
+        spec, data = run.load_task(task)
+        ds, tokenizer = data[split], run.tokenizer
+        order = length_sorted(tokenizer, ds, spec.text_fields)
+        start, stop = distributed.block(len(order), world.rank, world.size)
+        batches = list(iterate(tokenizer, ds, spec.text_fields, run.cfg.evaluate.batch_size, run.cfg.data.max_length, order[start:stop]))
+        cache[task] = (batches, order, torch.as_tensor(list(ds["label"])).numpy())
+    return cache[task]
+
+
+def score_task(run: Run, task: str, update: dict, head: dict, split: str, world=distributed.World(), cache: dict | None = None):
+    """(metrics, logits n x num_labels) of one task under a body update and a head.
+
+    Under several ranks each predicts its contiguous block of the length-sorted order and the blocks
+    are gathered (every rank gets the whole tensor)."""
+    spec, _ = run.load_task(task)
+    batches, order, labels = task_batches(run, task, split, world, {} if cache is None else cache)
+    model = run.pool.get(spec.num_labels, update, head)
+    part = predict(model, iter(batches))
+    logits = torch.cat([p for p in distributed.gather_objects(part, world) if p.numel()])
+    restore = torch.empty_like(logits)
+    restore[torch.as_tensor(order)] = logits  # back to dataset order
+    return metrics_of(spec, restore, labels), restore
