@@ -103,8 +103,9 @@ def final_tensors(job: Job, best: dict | None, current: Callable[[], dict]) -> d
 
 
 def train_plain(job: Job, model, tokenizer, store, make_bar):
-    """Single-process torch loop with resumable checkpoints in `store` (None = no resume, no checkpoints
-    read). make_bar(state) -> a progress bar with update/log/close. Returns (state, final trainable tensors)."""
+    """Single-process torch loop with resumable checkpoints in `store` (stages/io/checkpoint.Store: its
+    `resume` says whether a matching checkpoint is read first; checkpoints are written either way).
+    make_bar(state) -> a progress bar with update/log/close. Returns (state, final trainable tensors)."""
     cfg, cfg_hash = job.cfg, job.cfg_hash()
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=job.hp["lr"],
                                   weight_decay=cfg.finetune.weight_decay)
