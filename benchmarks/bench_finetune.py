@@ -7,13 +7,11 @@ initial weights (seeded before building), rows, batch 16, epochs, lr, linear sch
 AdamW without weight decay, clipping 1.0, max_length 64, validation every epoch, and torch thread count.
 
 - **ours**: osrm_core.lora.attach_lora + length_grouped batches tokenised on the fly + Stepper/train,
-  validation each epoch with length-sorted batches of 64 (what `osrm finetune` does).
+  grouped by token count, validation each epoch with token-length-sorted batches of 32 (what `osrm finetune` does).
 - **trainer**: `datasets.map` tokenisation + `Trainer` with `DataCollatorWithPadding` (pads to the
   longest row of a random batch), its default optimiser (`adamw_torch_fused`), `eval_strategy=epoch`.
 - Apples-to-apples variants: ours with a plain shuffled order (same padding as the Trainer default),
-  and Trainer with `train_sampling_strategy="group_by_length"` (length-grouped like ours, but by token
-  count where ours groups by character count).
-- Proposal (not in osrm_core/stages yet): ours grouping by token count instead of character count.
+  and Trainer with `train_sampling_strategy="group_by_length"` (grouped by token count, like ours).
 
 Timed: from data preparation to the end of training incl. the per-epoch validation (model loading
 excluded on both sides), as wall and as process-CPU seconds (with one torch thread the CPU time is the
@@ -103,25 +101,19 @@ def build(bb, num_labels: int, seed: int):
 
 
 def validation_score(model, tok, spec, ds, max_length: int) -> float:
-    """The project's evaluator: length-sorted batches of 64, osrm_core.train.predict, the task's metric."""
+    """The project's evaluator: token-length-sorted batches of 32, osrm_core.train.predict, the task's metric."""
     from osrm_core.batching import iterate, length_sorted
     from osrm_core.metrics import compute, predictions
     from osrm_core.train import predict
 
-    order = length_sorted(tok, ds, spec.text_fields)
-    logits = predict(model, iterate(tok, ds, spec.text_fields, 64, max_length, order))
+    order = length_sorted(tok, ds, spec.text_fields, max_length)
+    logits = predict(model, iterate(tok, ds, spec.text_fields, 32, max_length, order))
     labels = torch.as_tensor(list(ds["label"]))[order].numpy()
     return compute(spec.metric, predictions(logits.numpy(), spec.is_regression), labels)["score"]
 
 
-def token_lengths(tok, ds, fields, max_length: int) -> list[int]:
-    """Tokens per row after truncation (what padding is made of), for the proposal side."""
-    enc = tok(*[list(ds[f]) for f in fields], truncation=True, max_length=max_length)
-    return [len(ids) for ids in enc["input_ids"]]
-
-
-def run_ours(model, tok, spec, data, a, seed: int, grouped: bool | str) -> dict:
-    from osrm_core.batching import char_lengths, iterate, length_grouped, shuffled
+def run_ours(model, tok, spec, data, a, seed: int, grouped: bool) -> dict:
+    from osrm_core.batching import iterate, length_grouped, shuffled, token_lengths
     from osrm_core.train import LoopHooks, LoopState, Stepper, linear_warmup_schedule, train
 
     ds, b = data["train"], a.batch
@@ -129,7 +121,7 @@ def run_ours(model, tok, spec, data, a, seed: int, grouped: bool | str) -> dict:
     steps = math.ceil(len(ds) / b)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=a.lr, weight_decay=0.0)
     stepper = Stepper(model, opt, linear_warmup_schedule(opt, steps * a.epochs, a.warmup), 1)
-    lengths = token_lengths(tok, ds, spec.text_fields, a.max_length) if grouped == "tokens" else char_lengths(ds, spec.text_fields)
+    lengths = token_lengths(tok, ds, spec.text_fields, a.max_length)
 
     def batches(epoch: int):
         order = length_grouped(lengths, b, seed, epoch) if grouped else shuffled(len(ds), seed, epoch)
@@ -150,7 +142,7 @@ def run_trainer(model, tok, spec, data, a, seed: int, grouped: bool) -> dict:
     enc = {s: data[s].map(lambda r: tok(*[r[f] for f in spec.text_fields], truncation=True, max_length=a.max_length),
                           batched=True, remove_columns=list(spec.text_fields)) for s in ("train", "validation")}
     with tempfile.TemporaryDirectory() as out:
-        args = TrainingArguments(output_dir=out, per_device_train_batch_size=a.batch, per_device_eval_batch_size=64,
+        args = TrainingArguments(output_dir=out, per_device_train_batch_size=a.batch, per_device_eval_batch_size=32,
                                  num_train_epochs=a.epochs, learning_rate=a.lr, lr_scheduler_type="linear",
                                  warmup_steps=a.warmup, weight_decay=0.0, max_grad_norm=1.0, eval_strategy="epoch",
                                  save_strategy="no", logging_strategy="no", report_to="none", use_cpu=True, seed=seed,
@@ -171,7 +163,6 @@ SIDES = {  # name -> (runner, length-grouped batches?)
     "trainer": (run_trainer, False),
     "ours (shuffled; pad to longest)": (run_ours, False),
     "trainer (group_by_length)": (run_trainer, True),
-    "ours with token-length groups (proposal)": (run_ours, "tokens"),  # not what `osrm finetune` does today
 }
 
 

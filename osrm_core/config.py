@@ -125,7 +125,7 @@ class ArmConfig(Strict):
 
 class EvaluateConfig(Strict):
     split: Literal["validation", "test"] = Field("test", description="Split that is scored (model selection uses validation).")
-    batch_size: int = Field(64, ge=1, description="Evaluation batch size.")
+    batch_size: int = Field(32, ge=1, description="Evaluation batch size (rows are sorted by token count, so smaller batches pad less).")
 
 
 class PipelineConfig(Strict):

@@ -14,7 +14,7 @@ from typing import Callable
 import torch
 
 from osrm_core import distributed, lora
-from osrm_core.batching import char_lengths, iterate, length_grouped, length_sorted
+from osrm_core.batching import iterate, length_grouped, length_sorted, token_lengths
 from osrm_core.config import PipelineConfig
 from osrm_core.errors import OsrmError
 from osrm_core.hparams import task_hparams
@@ -51,9 +51,9 @@ class Job:
     def batches(self, tokenizer):
         """epoch -> this rank's micro-batches (same global batches for any world size, DistributedSampler-style)."""
         ds, b = self.data["train"], self.hp["batch_size"]
-        lengths = char_lengths(ds, self.spec.text_fields)
+        lengths = token_lengths(tokenizer, ds, self.spec.text_fields, self.cfg.data.max_length)
 
-        def gen(epoch: int):  # global batches of similar-length rows: much less padding on CPU
+        def gen(epoch: int):  # global batches of similar token counts: much less padding on CPU
             order = length_grouped(lengths, b * self.world.size, self.cfg.seed, epoch)
             order = distributed.rank_order(order, b, self.world.rank, self.world.size)
             return iterate(tokenizer, ds, self.spec.text_fields, b, self.cfg.data.max_length, order)
@@ -89,7 +89,7 @@ def make_job(cfg: PipelineConfig, task: str, arm: str, spec, data) -> Job:
 
 def evaluator(model, tokenizer, ds, spec, cfg: PipelineConfig, device, bf16) -> Callable[[], dict]:
     """() -> validation metrics of `model` on `ds` (length-sorted batches)."""
-    order = length_sorted(tokenizer, ds, spec.text_fields)
+    order = length_sorted(tokenizer, ds, spec.text_fields, cfg.data.max_length)
     labels = torch.as_tensor(list(ds["label"]))[order].numpy()
     return lambda: score(model, iterate(tokenizer, ds, spec.text_fields, cfg.evaluate.batch_size, cfg.data.max_length, order),
                          spec, labels, device, bf16)[0]

@@ -110,7 +110,7 @@ def main(config: Path = CONFIG, model: str = MODEL, task: str = TASK, input: Pat
     clf = run.pool.get(spec.num_labels, body_update(ref, task, heads, merged), heads[task].peft.head())
     n = len(cols[spec.text_fields[0]])
     rows = {**cols, "label": [0] * n}
-    order = length_sorted(run.tokenizer, rows, spec.text_fields)  # longest first: less padding
+    order = length_sorted(run.tokenizer, rows, spec.text_fields, run.cfg.data.max_length)  # longest first: less padding
     bs = batch_size or run.cfg.evaluate.batch_size
     batches = iterate(run.tokenizer, rows, spec.text_fields, bs, run.cfg.data.max_length, order)
     logits = forward(clf, progress(batches, f"predict {ref} on {task}", total=-(-n // bs)))

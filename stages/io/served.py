@@ -48,7 +48,7 @@ def task_batches(run: Run, task: str, split: str, world, cache: dict) -> tuple[l
     if task not in cache:
         spec, data = run.load_task(task)
         ds, tokenizer = data[split], run.tokenizer
-        order = length_sorted(tokenizer, ds, spec.text_fields)
+        order = length_sorted(tokenizer, ds, spec.text_fields, run.cfg.data.max_length)
         start, stop = distributed.block(len(order), world.rank, world.size)
         batches = list(iterate(tokenizer, ds, spec.text_fields, run.cfg.evaluate.batch_size, run.cfg.data.max_length, order[start:stop]))
         cache[task] = (batches, order, torch.as_tensor(list(ds["label"])).numpy())
