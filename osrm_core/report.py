@@ -94,6 +94,20 @@ def individual_table(numbers: dict, arms: list[str]) -> str:
     return "\n".join(lines)
 
 
+def check_table(check: dict, reference: str, margin: float) -> str:
+    """'Is every task learnt?': chance, pretrained with the task head, the reference arm's individual adapter."""
+    lines = [f"| task | chance (best constant) | pretrained (task head only) | {label(reference)} · individual | gain | learnt (gain ≥ {margin:g}) |",
+             "|---|---|---|---|---|---|"]
+    for t, c in check.items():
+        lines.append(f"| {t} | {c['chance']:.1f} | {c['head_only']:.1f} | {c['individual']:.1f} | {c['gain']:+.1f} | "
+                     f"{'yes' if c['learnt'] else '**no**'} |")
+    bad = [t for t, c in check.items() if not c["learnt"]]
+    if bad:
+        lines.append(f"\n**Not learnt: {', '.join(bad)}** — these add noise to every merge average; give them more "
+                     "training (finetune, data.max_train) or leave them out of `tasks` (docs/evaluation.md).")
+    return "\n".join(lines)
+
+
 def task_rows(numbers: dict, arms: list[str], methods: list[str]) -> list[dict]:
     """Rows of the per-task table (means over seeds): pretrained, each arm's individual adapters and chosen merges."""
     rows = [{"name": "pretrained (task head only)", **numbers["base"]}]

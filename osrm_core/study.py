@@ -22,6 +22,7 @@ from osrm_core.stats import mean_sd, paired_bootstrap, t_interval, verdict
 
 SCALE = {"tsv_m": "alpha", "iso_c": "alpha"}  # their α scales the merged update as λ does elsewhere
 VARIANTS = ("chosen", "default", "lambda1")
+LEARNT_MARGIN = 5.0  # a task is learnt when its individual adapter beats the pretrained body (task head only) by this much
 Preds = Mapping[str, Mapping[str, np.ndarray]]
 
 
@@ -126,6 +127,27 @@ def compare(arm: Preds, ref: Preds, rows: Mapping[str, Rows], arm_ind: Preds | N
         out |= {"norm_diff": nb.estimate, "norm_ci_low": nb.low, "norm_ci_high": nb.high,
                 "norm_verdict_code": _code(nb.low, nb.high, k)}
     return {k_: v for k_, v in out.items() if not math.isnan(v)}
+
+
+def chance_score(rows: Rows) -> float:
+    """The best score a constant prediction gets on these rows: any one class for classification (the majority
+    class for accuracy; for accuracy_f1 predicting the positive class can beat it), 0 for a regression (a
+    correlation with a constant is 0)."""
+    if rows.metric == "pearson_spearman":
+        return 0.0
+    return max(compute(rows.metric, np.full(len(rows.labels), c), rows.labels)["score"] for c in np.unique(rows.labels))
+
+
+def task_check(numbers: dict, rows: Mapping[str, Rows], reference: str, margin: float = LEARNT_MARGIN) -> dict:
+    """task -> {chance, head_only, individual, gain, learnt (1/0)}: is every task learnt by the reference arm's
+    individual adapters (mean over seeds ≥ pretrained-with-its-head + margin, and above chance)? A task that is
+    not learnt adds noise, not signal, to every merge average (docs/evaluation.md)."""
+    out = {}
+    for t, r in rows.items():
+        head, ind, chance = numbers["base"]["tasks"][t], numbers[reference]["individual"]["tasks"][t], chance_score(r)
+        out[t] = {"chance": chance, "head_only": head, "individual": ind, "gain": ind - head,
+                  "learnt": int(ind >= head + margin and ind > chance)}
+    return out
 
 
 def _code(low: float, high: float, n_seeds: int) -> int:

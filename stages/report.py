@@ -16,8 +16,8 @@ import typer
 
 from osrm_core.errors import OsrmError
 from osrm_core.metrics import predictions
-from osrm_core.report import headline_table, individual_table, markdown_table, task_rows, variants_table
-from osrm_core.study import Rows, study
+from osrm_core.report import check_table, headline_table, individual_table, markdown_table, task_rows, variants_table
+from osrm_core.study import LEARNT_MARGIN, Rows, study, task_check
 from osrm_core.sweep_plots import lambda_rows, plot_lambda, plot_normalised, plot_tasks, tasks_rows
 from stages.io.artifacts import DiagnosticsSummary, Evaluation, Report, Selection
 from stages.io.atomic import atomic_dir
@@ -102,6 +102,7 @@ def markdown(run: Run, numbers: dict, params: dict, diag: str) -> str:
     return (head + "## Merges, validation-chosen parameters (headline)\n\n" + headline_table(numbers, arms, cfg.reference, methods, params)
             + "\n\n## Paper-default and λ = 1 parameters\n\n" + variants_table(numbers, arms, methods, cfg.merge.methods)
             + "\n\n## Individual adapters\n\n" + individual_table(numbers, arms)
+            + "\n\n## Is every task learnt?\n\n" + check_table(numbers["task_check"], cfg.reference, LEARNT_MARGIN)
             + "\n\n## Per task (test score, mean over seeds; merges with the chosen parameters)\n\n"
             + markdown_table(task_rows(numbers, arms, methods), run.tasks)
             + "\n\n![normalised score](merge.png)\n\n![validation average vs λ](lambda.png)\n\n![number of tasks](tasks.png)\n" + diag)
@@ -116,6 +117,7 @@ def main(config: Path = CONFIG, workdir: Path = WORKDIR, n_boot: int = N_BOOT) -
                         "scores of `osrm select` — set evaluate.split: test and rerun `osrm evaluate`")
     models, base, selections, rows, upstream = load(run)
     numbers = study(models, base, rows, run.cfg.reference, n_boot=n_boot)
+    numbers["task_check"] = task_check(numbers, rows, run.cfg.reference)
     params = _chosen_params(selections, run.cfg.seeds)
     for arm, per in params.items():
         for m, by_seed in per.items():
