@@ -85,3 +85,25 @@ def test_one_start_up_per_process(monkeypatch):
     assert first == second and first_stamp == second_stamp == first["main_start"]
     psutil = pytest.importorskip("psutil")
     assert first["process_start"] == psutil.Process().create_time() <= first["main_start"]
+
+
+def test_deepspeed_finetunes_every_task_in_one_process_group(tmp_path):
+    """Under ZeRO-3 the process group is joined once and reused by the later tasks (each run is its own
+    process: DeepSpeed cannot join a second group in a process whose first one was destroyed)."""
+    import torch
+    import yaml
+    from safetensors.torch import load_file
+
+    from tests.distributed.zero_lib import dropout_free_backbone, torchrun, write_config, zero_config
+
+    backbone, tasks = dropout_free_backbone(tmp_path / "bb"), TINY_TASKS[:2]
+    cfg = write_config(tmp_path / "zero", backbone, 16, str(zero_config(tmp_path, 3)))
+    cfg.write_text(yaml.safe_dump({**yaml.safe_load(cfg.read_text()), "tasks": tasks}))
+    one, every = tmp_path / "one", tmp_path / "all"
+    for t in tasks:
+        torchrun(1, "finetune", "-c", cfg, "--workdir", one, "--arm", "lora", "--task", t)
+    res = torchrun(1, "finetune", "-c", cfg, "--workdir", every, "--arm", "lora", "--task", "all")
+    assert res.stdout.count("adapter: ") == len(tasks)
+    for t in tasks:
+        ref, got = (load_file(w / "adapters/seed42/lora" / t / "adapter_model.safetensors") for w in (one, every))
+        assert set(got) == set(ref) and all(torch.equal(got[k], ref[k]) for k in ref)
