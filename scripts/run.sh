@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The README's run command: install (idempotent), then `dvc repro` the default pipeline
-# (8 packaged tasks x {LoRA, LoRA+OSRM} fine-tunes, the merges, the evaluations, the report).
+# (the default pipeline.yaml's tasks x arms fine-tunes, the merges, the evaluations, the report), then
+# where its time went and the share of process start-up in it (benchmarks/pipeline_timing.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh

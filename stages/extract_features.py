@@ -1,10 +1,11 @@
-"""`osrm extract-features`: inputs of every target linear layer over k samples of a task -> zarr cache."""
+"""`osrm extract-features`: inputs of every target linear layer over k samples of each task -> zarr cache."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import torch
+import typer
 
 from osrm_core import distributed
 from osrm_core.batching import iterate, shuffled
@@ -16,7 +17,7 @@ from stages.io import feature_store
 from stages.io.atomic import atomic_dir
 from stages.io.guard import guarded, progress
 from stages.io.artifacts import Features
-from stages.io.options import CONFIG, SEED, TASK, WORKDIR, run_overrides
+from stages.io.options import CONFIG, SEED, WORKDIR, expand_all, run_overrides
 from stages.io.run import open_run
 
 
@@ -93,21 +94,26 @@ def zarr_attrs(stage: Path) -> dict:
     return zarr.open_group(str(stage / feature_store.STORE), mode="r").attrs.asdict()
 
 
-@guarded
-def main(config: Path = CONFIG, task: str = TASK, seed: int = SEED, workdir: Path = WORKDIR) -> None:
-    """Capture the inputs of every target layer (padding masked) over k train samples of TASK.
+TASKS = typer.Option(..., "--task", "-t", help="Task name (one of the config's `tasks`). Repeat for several, or 'all' = every "
+                     "task of the config, extracted one after another in this one process (what dvc.yaml runs).")
 
-    Writes <workdir>/seed<seed>/features/<task>/features.zarr (sample-mean rows, token Gram, token count per layer)
-    and a manifest. Features are computed once per task and reused by every subspace and by RegMean.
-    Under torchrun (RANK/WORLD_SIZE set) rank r takes the r-th contiguous block of the k samples and
-    writes its own rows and Gram slot; a rerun skips ranks whose shard is already complete.
+
+@guarded(preload=("transformers.modeling_utils",))  # imported by _load anyway: start-up, not work
+def main(config: Path = CONFIG, task: list[str] = TASKS, seed: int = SEED, workdir: Path = WORKDIR) -> None:
+    """Capture the inputs of every target layer (padding masked) over k train samples of each TASK.
+
+    Writes <workdir>/features/seed<seed>/<task>/features.zarr (sample-mean rows, token Gram, token count per layer)
+    and a manifest, each task as soon as it is done. Features are computed once per task and reused by every
+    subspace and by RegMean. Under torchrun (RANK/WORLD_SIZE set) rank r takes the r-th contiguous block of
+    each task's k samples and writes its own rows and Gram slot; a rerun skips ranks whose shard is already complete.
     """
     run = open_run(config, run_overrides(workdir, seed))
-    run.check_task(task)
+    tasks = expand_all(task, run.tasks, run.check_task)
     world = distributed.world_from_env()
     created = distributed.init(world)
     try:
-        _extract(run, task, world)
+        for name in tasks:
+            _extract(run, name, world)
     finally:
         if created:
             distributed.destroy()

@@ -1,4 +1,5 @@
-"""`osrm finetune`: PEFT LoRA on one task, plain (gaussian) or OSRM-initialised, head trained and saved with it."""
+"""`osrm finetune`: PEFT LoRA on each task (several in one process), plain (gaussian) or OSRM-initialised, head
+trained and saved with it."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from stages.io import checkpoint
 from stages.io.artifacts import Subspace, TaskAdapter
 from stages.io.atomic import atomic_dir
 from stages.io.guard import guarded, progress
-from stages.io.options import ARM, CONFIG, SEED, TASK, WORKDIR, run_overrides
+from stages.io.options import ARM, CONFIG, SEED, WORKDIR, expand_all, run_overrides
 from stages.io.portable import patch_adapter_config, portable_base
 from stages.io.run import Run, open_run, seed_everything
 
@@ -56,18 +57,35 @@ class Bar:
                            + ", ".join(f"{k[4:]}={v:.2f}" for k, v in d.items() if k.startswith("val_")))
 
 
-@guarded
-def main(config: Path = CONFIG, task: str = TASK, arm: str = ARM, seed: int = SEED, workdir: Path = WORKDIR,
-         resume: bool = typer.Option(True, help="Continue from the last checkpoint of this exact config, if any (plain torch path).")) -> None:
-    """Fine-tune TASK with LoRA as ARM starts it (its init and lora overrides); writes a PEFT adapter folder with the task head.
+TASKS = typer.Option(..., "--task", "-t", help="Task name (one of the config's `tasks`). Repeat for several, or 'all' = every "
+                     "task of the config, fine-tuned one after another in this one process (what dvc.yaml runs).")
 
-    Output: <workdir>/seed<seed>/adapters/<arm>/<task>/ (adapter_config.json, adapter_model.safetensors incl. the
-    head, training.json with per-epoch validation metrics and how far A moved, manifest.json).
+
+@guarded(preload=("transformers.modeling_utils", "peft"))  # imported by build_model anyway: start-up, not work
+def main(config: Path = CONFIG, task: list[str] = TASKS, arm: str = ARM, seed: int = SEED, workdir: Path = WORKDIR,
+         resume: bool = typer.Option(True, help="Continue from the last checkpoint of this exact config, if any (plain torch path).")) -> None:
+    """Fine-tune each TASK with LoRA as ARM starts it (its init and lora overrides); writes a PEFT adapter folder with the task head.
+
+    Output per task, written as soon as that task is done: <workdir>/adapters/seed<seed>/<arm>/<task>/
+    (adapter_config.json, adapter_model.safetensors incl. the head, training.json with per-epoch validation
+    metrics and how far A moved, manifest.json).
     With finetune.deepspeed set it runs under DeepSpeed ZeRO on one rank or several (torchrun /
     deepspeed launcher / srun set RANK, WORLD_SIZE); rank 0 writes the artifact.
     """
     run = open_run(config, run_overrides(workdir, seed), arm=arm)
-    run.check_task(task)
+    tasks = expand_all(task, run.tasks, run.check_task)
+    try:
+        for name in tasks:
+            finetune_task(run, name, resume)
+    finally:
+        if run.cfg.finetune.deepspeed:
+            distributed.destroy()
+
+
+def finetune_task(run: Run, task: str, resume: bool) -> Path:
+    """Fine-tune one task of the run's arm and write its adapter folder (atomically); returns that folder.
+    The model is seeded afresh, so a task gets the same adapter whether run alone or after others."""
+    arm = run.arm
     job = make_job(run.cfg, task, arm, *run.load_task(task))
     model, upstream = build_model(run, task, job.spec.num_labels)
     if run.cfg.finetune.gradient_checkpointing:
@@ -76,22 +94,19 @@ def main(config: Path = CONFIG, task: str = TASK, arm: str = ARM, seed: int = SE
     a0 = lora.a_matrices(model)
     start, make_bar = time.time(), lambda state: Bar(job, state)
     if run.cfg.finetune.deepspeed:
-        start_deepspeed(job)
-        try:
-            state, final = train_zero(job, model, run.tokenizer, make_bar)
-            if job.world.main:
-                _write(run, job, model, final, a0, state, time.time() - start, upstream)
-            distributed.barrier()
-        finally:
-            distributed.destroy()
-        return
+        start_deepspeed(job)  # joins the process group once; later tasks reuse it
+        state, final = train_zero(job, model, run.tokenizer, make_bar)
+        if job.world.main:
+            _write(run, job, model, final, a0, state, time.time() - start, upstream)
+        distributed.barrier()
+        return run.layout.adapter(arm, task)
     model.to(job.device)
     store = checkpoint.Store(run.layout.checkpoints(arm, task), resume)
     state, final = train_plain(job, model, run.tokenizer, store, make_bar)
-    _write(run, job, model, final, a0, state, time.time() - start, upstream)
+    return _write(run, job, model, final, a0, state, time.time() - start, upstream)
 
 
-def _write(run: Run, job: Job, model, final: dict, a0: dict, state: LoopState, elapsed: float, upstream: dict) -> None:
+def _write(run: Run, job: Job, model, final: dict, a0: dict, state: LoopState, elapsed: float, upstream: dict) -> Path:
     """Write the adapter folder (PEFT format + head, training.json, manifest) from the `final` tensors."""
     cfg, task, arm = job.cfg, job.task, job.arm
     drift = lora.a_drift({n: final[f"{lora.PEFT_PREFIX}{n}.lora_A.default.weight"] for n in a0}, a0)
@@ -114,3 +129,4 @@ def _write(run: Run, job: Job, model, final: dict, a0: dict, state: LoopState, e
     shutil.rmtree(run.layout.checkpoints(arm, task), ignore_errors=True)
     print(f"adapter: {out} (best validation score {state.best_score:.2f} at epoch {state.best_epoch}; "
           f"mean A drift {summary['a_drift_mean']:.3f}; {summary['examples_per_second']} ex/s)")
+    return out

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from osrm_core.errors import OsrmError
 from stages.io.atomic import recover, write_json_atomic
+from stages.io.guard import process_timing
 
 SCHEMA_VERSION = 2  # 2: typed manifests per artifact kind (stages/io/artifacts/)
 MANIFEST = "manifest.json"
@@ -82,6 +83,18 @@ class BackboneId(BaseModel):
     weights: str
 
 
+class Timing(BaseModel):
+    """When the process that wrote an artifact started, when its command's work began (after the imports it
+    needs, stages/io/guard.py) and when the manifest was written: epoch seconds, None where unknown.
+    main_start - process_start is the process's start-up; artifacts of one process share (pid, process_start)."""
+
+    model_config = ConfigDict(extra="forbid")
+    pid: int
+    process_start: float | None = None
+    main_start: float | None = None
+    written: float
+
+
 class Manifest(BaseModel):
     """Fields every manifest has; each artifact kind (stages/io/artifacts/) adds its own typed fields."""
 
@@ -99,6 +112,7 @@ class Manifest(BaseModel):
     git_commit: str | None = None
     files: dict[str, str]
     content_hash: str
+    timing: Timing | None = None  # absent in manifests written before it existed
 
 
 def write_manifest(folder: str | Path, kind: type[M], config: dict, upstream: dict[str, str], **fields) -> M:
@@ -108,10 +122,11 @@ def write_manifest(folder: str | Path, kind: type[M], config: dict, upstream: di
     folder = Path(folder)
     cfg_json = json.dumps(config, sort_keys=True, default=str)
     files = file_hashes(folder)
+    now = datetime.now(timezone.utc)
     manifest = kind.model_validate({
         "schema_version": SCHEMA_VERSION,
         "stage": kind.STAGE,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": now.isoformat(timespec="seconds"),
         "config": config,
         "config_hash": hashlib.sha256(cfg_json.encode()).hexdigest(),
         "upstream": upstream,
@@ -120,6 +135,7 @@ def write_manifest(folder: str | Path, kind: type[M], config: dict, upstream: di
         "git_commit": _git_commit(),
         "files": files,
         "content_hash": content_hash(folder, files),
+        "timing": {**process_timing(), "written": now.timestamp()},
         **fields,
     })
     write_json_atomic(folder / MANIFEST, manifest.model_dump(mode="json"))
