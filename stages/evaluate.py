@@ -21,7 +21,7 @@ MODEL = typer.Option(..., "--model", help="What to score: 'base' (pretrained bod
                      "'<arm>/<method>', or '<arm>/merges' (every method of merge.methods). Repeat to score several in one process.")
 
 
-@guarded
+@guarded(preload=("transformers.modeling_utils",))  # imported when the model loads anyway: start-up, not work
 def main(config: Path = CONFIG, model: list[str] = MODEL, seed: int = SEED, workdir: Path = WORKDIR) -> None:
     """Per-task metrics (docs/evaluation.md) of MODEL on the configured split; writes eval/<model>/metrics.json + logits.
 

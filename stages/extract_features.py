@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-import typer
 
 from osrm_core import distributed
 from osrm_core.batching import iterate, shuffled
@@ -17,7 +16,7 @@ from stages.io import feature_store
 from stages.io.atomic import atomic_dir
 from stages.io.guard import guarded, progress
 from stages.io.artifacts import Features
-from stages.io.options import CONFIG, SEED, WORKDIR, expand_all, run_overrides
+from stages.io.options import CONFIG, SEED, TASKS, WORKDIR, expand_all, run_overrides
 from stages.io.run import open_run
 
 
@@ -92,10 +91,6 @@ def zarr_attrs(stage: Path) -> dict:
     import zarr
 
     return zarr.open_group(str(stage / feature_store.STORE), mode="r").attrs.asdict()
-
-
-TASKS = typer.Option(..., "--task", "-t", help="Task name (one of the config's `tasks`). Repeat for several, or 'all' = every "
-                     "task of the config, extracted one after another in this one process (what dvc.yaml runs).")
 
 
 @guarded(preload=("transformers.modeling_utils",))  # imported by _load anyway: start-up, not work

@@ -18,7 +18,7 @@ from stages.io import checkpoint
 from stages.io.artifacts import Subspace, TaskAdapter
 from stages.io.atomic import atomic_dir
 from stages.io.guard import guarded, progress
-from stages.io.options import ARM, CONFIG, SEED, WORKDIR, expand_all, run_overrides
+from stages.io.options import ARM, CONFIG, SEED, TASKS, WORKDIR, expand_all, run_overrides
 from stages.io.portable import patch_adapter_config, portable_base
 from stages.io.run import Run, open_run, seed_everything
 
@@ -55,10 +55,6 @@ class Bar:
         if "val_score" in d and self.job.world.main:
             self.bar.write(f"[{self.job.task}/{self.job.arm}] epoch {d['epoch']}: validation "
                            + ", ".join(f"{k[4:]}={v:.2f}" for k, v in d.items() if k.startswith("val_")))
-
-
-TASKS = typer.Option(..., "--task", "-t", help="Task name (one of the config's `tasks`). Repeat for several, or 'all' = every "
-                     "task of the config, fine-tuned one after another in this one process (what dvc.yaml runs).")
 
 
 @guarded(preload=("transformers.modeling_utils", "peft"))  # imported by build_model anyway: start-up, not work

@@ -64,7 +64,7 @@ def plans(run: Run) -> dict[str, Plan]:
     return {n: plan(n, p, cfg.sweep.get(n)) for n, p in cfg.methods.items()}
 
 
-@guarded
+@guarded(preload=("transformers.modeling_utils",))  # imported when the model loads anyway: start-up, not work
 def main(config: Path = CONFIG, arm: str = ARM, seed: int = SEED, workdir: Path = WORKDIR) -> None:
     """Choose each merge method's parameters on validation (grid merge.sweep) and score the chosen, default and
     λ = 1 merges on test; writes selection/seed<s>/<arm>/ (results.json, logits-<variant>.safetensors)."""

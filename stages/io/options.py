@@ -15,6 +15,8 @@ def _help(model, field: str) -> str:
 
 CONFIG = typer.Option(Path("pipeline.yaml"), "--config", "-c", help="pipeline.yaml: every parameter of every stage.")
 TASK = typer.Option(..., "--task", "-t", help="Task name (one of the config's `tasks`, or of its suite).")
+TASKS = typer.Option(..., "--task", "-t", help="Task name (one of the config's `tasks`). Repeat for several, or 'all' = every "
+                     "task of the config, one after another in this one process (what dvc.yaml runs).")
 ARM = typer.Option(..., "--arm", "-a", help="Which arm (a key of the config's `arms`: an init plus lora/osrm overrides).")
 SEED = typer.Option(None, "--seed", help="Which of the config's `seeds` this process runs; default: the first.")
 WORKDIR = typer.Option(None, "--workdir", help=_help(PipelineConfig, "workdir") + " Overrides the config.")
