@@ -106,10 +106,21 @@ def barrier() -> None:
 
 
 def destroy() -> None:
+    """Leave the process group. DeepSpeed keeps its own handle to it (deepspeed.comm's `cdb`), which would
+    still claim "initialized" and make the next DeepSpeed run in this process (`osrm run`: task after task)
+    use the destroyed group: destroy through DeepSpeed and drop the handle when DeepSpeed is loaded."""
+    import sys
+
     import torch.distributed as dist
 
+    ds_comm = sys.modules.get("deepspeed.comm.comm")
     if dist.is_initialized():
-        dist.destroy_process_group()
+        if ds_comm is not None and ds_comm.cdb is not None:
+            ds_comm.destroy_process_group()
+        else:
+            dist.destroy_process_group()
+    if ds_comm is not None:
+        ds_comm.cdb = None
 
 
 def gather_objects(obj, world: World) -> list:
