@@ -1,7 +1,8 @@
 """`osrm diagnose`: why a merge works or not, from token Grams and adapter factors alone (docs/diagnostics.md).
 
 `run` diagnoses one arm of one seed (interference E, own/other energy of A at init and after training, A
-drift); `summary` pools every arm over seeds into one table and two figures.
+drift); `summary` pools every arm over seeds into one table and two figures; `ablate` scores tasks under their
+own scaled update vs the other tasks' interference (forward passes, validation split by default).
 """
 
 from __future__ import annotations
@@ -13,14 +14,17 @@ import torch
 import typer
 
 from osrm_core import diagnose, diagnose_plots
+from osrm_core.ablation import VARIANTS, ablation_table, ablation_updates
 from osrm_core.diagnose_summary import one_thread, pool, scalars, summary_md
 from osrm_core.errors import OsrmError
 from osrm_core.subspace import random_orthonormal
 from stages.io.artifacts import Diagnostics, DiagnosticsSummary, Features, Subspace, TaskAdapter
 from stages.io.atomic import atomic_dir
-from stages.io.guard import guarded
-from stages.io.options import ARM, CONFIG, SEED, WORKDIR, run_overrides
+from stages.io.guard import guarded, progress
+from stages.io.adapters import individual_delta
+from stages.io.options import ARM, CONFIG, SEED, WORKDIR, expand_all, run_overrides
 from stages.io.run import Run, open_run
+from stages.io.served import score_task
 
 app = typer.Typer(help="Interference diagnostics of trained adapters (no forward pass; docs/diagnostics.md).", no_args_is_help=True)
 HEATMAP = "heatmap.png"
@@ -121,3 +125,30 @@ def summarise(config: Path = CONFIG, seed: list[int] = SEEDS, workdir: Path = WO
         upstream = {f"{a}/seed{s}": x.content_hash for (a, s), x in arts.items()}
         DiagnosticsSummary.seal(tmp, {"arms": arms, "seeds": seeds}, upstream=upstream, arms=arms, seeds=seeds)
     print(f"diagnostics summary: {out / 'summary.md'}")
+
+
+@app.command("ablate")
+@guarded(preload=("transformers.modeling_utils",))
+def ablate(config: Path = CONFIG, arm: str = ARM, seed: int = SEED, workdir: Path = WORKDIR,
+           task: list[str] = typer.Option(["all"], "--task", "-t", help="Tasks to ablate (repeatable); 'all' = every task."),
+           lam: list[float] = typer.Option([0.4, 0.6, 0.8, 1.0], "--lambda", help="Scales λ (repeatable)."),
+           split: str = typer.Option("validation", help="Split to score: validation (default) or test."),
+           out: Path = typer.Option(None, "--json", help="Also write the rows as JSON here.")) -> None:
+    """Scaling or interference? Score each TASK of ARM's adapters under its own update × λ, the task-arithmetic
+    merge at λ, and its own full update + λ × the other tasks' (docs/diagnostics.md); prints a markdown table."""
+    if split not in ("validation", "test"):
+        raise OsrmError(f"--split '{split}': use validation or test")
+    run = open_run(config, run_overrides(workdir, seed), arm=arm)
+    tasks = expand_all(task, run.tasks, run.check_task)
+    adapters = TaskAdapter.open_all(run, arm)
+    deltas = {t: individual_delta(a.peft) for t, a in adapters.items()}
+    heads, cache, rows = {t: a.peft.head() for t, a in adapters.items()}, {}, []
+    for t in progress(tasks, f"ablate {arm}"):
+        individual = score_task(run, t, deltas[t], heads[t], split, cache=cache)[0]["score"]
+        for x in lam:
+            updates = ablation_updates(deltas, t, x)
+            rows.append({"task": t, "lambda": x, "individual": individual,
+                         **{v: score_task(run, t, updates[v], heads[t], split, cache=cache)[0]["score"] for v in VARIANTS}})
+    if out is not None:
+        out.write_text(json.dumps({"arm": arm, "seed": run.cfg.seed, "split": split, "rows": rows}, indent=1) + "\n")
+    print(f"ablation {arm} (seed {run.cfg.seed}, {split}):\n" + ablation_table(rows))

@@ -18,7 +18,8 @@ from stages.io.served import body_update, open_model, score_task
 from stages.io.tensors import save_file
 
 MODEL = typer.Option(..., "--model", help="What to score: 'base' (pretrained body, each task's head), '<arm>/individual', "
-                     "'<arm>/<method>', or '<arm>/merges' (every method of merge.methods). Repeat to score several in one process.")
+                     "'<arm>/<method>', or '<arm>/merges' (every method of merge.methods); 'all' as the arm = every arm "
+                     "('all/individual'). Repeat to score several in one process.")
 
 
 @guarded(preload=("transformers.modeling_utils",))  # imported when the model loads anyway: start-up, not work

@@ -34,10 +34,10 @@ def plan(config: Path, cfg) -> list[tuple[str, list[str], Path | None]]:
         for a in cfg.arms:
             last = lay.merged(a, list(cfg.merge.methods)[-1])
             out += [("merge", ["-c", c, "--arm", a, "--method", "all", *s], last),
-                    ("evaluate", ["-c", c, "--model", f"{a}/individual", *s], lay.evaluation(ModelRef(a, "individual"))),
                     ("select", ["-c", c, "--arm", a, *s], lay.selection(a)),
                     ("diagnose", ["run", "-c", c, "--arm", a, *s], lay.diagnostics(a))]
-        out.append(("evaluate", ["-c", c, "--model", "base", *s], lay.evaluation(ModelRef())))
+        out.append(("evaluate", ["-c", c, "--model", "base", "--model", "all/individual", *s],
+                    lay.evaluation(ModelRef(list(cfg.arms)[-1], "individual"))))
     return out + [("diagnose", ["summary", "-c", c], None), ("report", ["-c", c], None)]
 
 

@@ -53,4 +53,4 @@ def test_changing_one_arm_reruns_only_that_arm(tmp_path):
     assert {f"finetune@{s}-{arm}" for s in seeds} <= changed
     assert not [c for c in changed if any(c.endswith(f"-{other}") for other in cfg["arms"] if other != arm)], changed
     assert changed <= ({f"finetune@{s}-{arm}" for s in seeds} | {f"subspace@{s}" for s in seeds}
-                       | {"report", "diagnose_summary"})
+                       | {f"evaluate@{s}" for s in seeds} | {"report", "diagnose_summary"})

@@ -26,8 +26,8 @@ def test_stages_follow_pipeline_yaml(graph):
     nodes = set(graph.nodes)
     for s in seeds:
         for a in arms:
-            assert {f"finetune@{s}-{a}", f"evaluate@{s}-{a}", f"merge@{s}-{a}", f"select@{s}-{a}", f"diagnose@{s}-{a}"} <= nodes
-        assert {f"extract@{s}", f"subspace@{s}", f"evaluate_base@{s}"} <= nodes
+            assert {f"finetune@{s}-{a}", f"merge@{s}-{a}", f"select@{s}-{a}", f"diagnose@{s}-{a}"} <= nodes
+        assert {f"extract@{s}", f"subspace@{s}", f"evaluate@{s}"} <= nodes
     assert "report" in nodes
     # fewer, fuller processes: no stage instance per task (each runs `--task all`)
     assert not [n for n in nodes if any(n.endswith(f"-{t}") for t in tasks)]
@@ -49,7 +49,9 @@ def test_edges(graph):
     assert succ(f"finetune@{s}-osrm") == {f"subspace@{s}"}
     # the merges of one arm depend on that arm's adapters only (plus the features, for RegMean's Grams)
     assert succ(f"merge@{s}-osrm") == {f"finetune@{s}-osrm", f"extract@{s}"}
-    assert {f"evaluate@{s}-{a}" for a in cfg["arms"]} | {f"select@{s}-{a}" for a in cfg["arms"]} <= succ("report")
+    assert {f"evaluate@{s}"} | {f"select@{s}-{a}" for a in cfg["arms"]} <= succ("report")
+    # one process scores the pretrained body and every arm's individual adapters of a seed
+    assert succ(f"evaluate@{s}") == {f"finetune@{s}-{a}" for a in cfg["arms"]}
     # parameters are chosen per arm from that arm's adapters only
     assert succ(f"select@{s}-osrm") == {f"finetune@{s}-osrm", f"extract@{s}"}
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
 import yaml
 
 from stages.io.layout import Layout, ModelRef
@@ -51,3 +52,16 @@ def test_every_layout_artifact_is_an_out_of_dvc_yaml():
     outs = _outs()
     for path in _layout_paths():
         assert any(_covers(o, path) or _covers(path, o) for o in outs), f"Layout path {path} is produced by no dvc.yaml stage"
+
+
+def test_model_grammar_all_arms():
+    """'all/<what>' expands to every arm in config order; a bad arm names the choices."""
+    from osrm_core.errors import OsrmError
+    from stages.io.layout import parse_models
+
+    arms, methods = ["lora", "osrm"], ["ties", "task_arithmetic"]
+    assert parse_models(["base", "all/individual", "osrm/individual"], arms, methods) == \
+        [ModelRef(), ModelRef("lora", "individual"), ModelRef("osrm", "individual")]
+    assert parse_models(["all/merges"], arms, methods) == [ModelRef(a, m) for a in arms for m in methods]
+    with pytest.raises(OsrmError, match="arm 'all' or one of"):
+        parse_models(["nope/individual"], arms, methods)

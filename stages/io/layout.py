@@ -27,8 +27,8 @@ class ModelRef:
 
 def parse_models(texts: list[str], arms: list[str], methods: list[str]) -> list[ModelRef]:
     """The one parser of `--model`: 'base', '<arm>/individual', '<arm>/<method>', '<arm>/merges' (= every
-    method of merge.methods), for the arms this config names and any registered merge method. Order kept,
-    duplicates dropped."""
+    method of merge.methods), for the arms this config names and any registered merge method; 'all' as the
+    arm means every arm ('all/individual'). Order kept, duplicates dropped."""
     from osrm_core.merge import METHODS
 
     out: list[ModelRef] = []
@@ -37,10 +37,11 @@ def parse_models(texts: list[str], arms: list[str], methods: list[str]) -> list[
             out.append(ModelRef())
             continue
         arm, _, what = text.partition("/")
-        if arm not in arms or what not in ("individual", "merges", *METHODS):
+        if arm not in (*arms, "all") or what not in ("individual", "merges", *METHODS):
             raise OsrmError(f"--model '{text}': expected 'base', '<arm>/individual', '<arm>/merges' or '<arm>/<method>' "
-                            f"with arm one of {arms} (the config's `arms`) and method one of {sorted(METHODS)}")
-        out += [ModelRef(arm, m) for m in methods] if what == "merges" else [ModelRef(arm, what)]
+                            f"with arm 'all' or one of {arms} (the config's `arms`) and method one of {sorted(METHODS)}")
+        for a in arms if arm == "all" else [arm]:
+            out += [ModelRef(a, m) for m in methods] if what == "merges" else [ModelRef(a, what)]
     return list(dict.fromkeys(out))
 
 

@@ -136,3 +136,26 @@ def test_summary_pools_every_arm(pipeline, tmp_path):
     assert "docs/diagnostics.md" in md and all(f"| {a} |" in md for a in DIAGNOSED)
     res = cli("diagnose", "summary", "-c", config, ok=False)  # an arm never diagnosed: one-line error naming the command
     assert res.exit_code != 0 and "osrm diagnose run --arm" in res.output
+
+
+def test_ablate_variants_by_hand_and_against_evaluate(pipeline, tmp_path):
+    """`osrm diagnose ablate`: own·λ at λ=1 and own + λ·others at λ=0 score as the individual adapter, and at λ=1
+    own + λ·others is the merge; the three updates against a hand computation."""
+    from osrm_core.ablation import ablation_updates
+
+    cli, config, _ = pipeline
+    out = tmp_path / "ablation.json"
+    res = cli("diagnose", "ablate", "-c", config, "--arm", "lora", "--lambda", 1.0, "--lambda", 0.0, "--lambda", 0.5, "--json", out)
+    assert "| task | λ | individual |" in res.output
+    rows = {(r["task"], r["lambda"]): r for r in json.loads(out.read_text())["rows"]}
+    for t in TINY_TASKS:
+        assert rows[t, 1.0]["own_scaled"] == pytest.approx(rows[t, 1.0]["individual"], abs=1e-9)
+        assert rows[t, 1.0]["own_plus_others"] == pytest.approx(rows[t, 1.0]["merge"], abs=1e-9)
+        assert rows[t, 0.0]["own_plus_others"] == pytest.approx(rows[t, 0.0]["individual"], abs=1e-9)
+    deltas = {t: {m: torch.randn(2, 3) for m in ("q", "v")} for t in TINY_TASKS}
+    u = ablation_updates(deltas, ONE, 0.5)
+    others = [t for t in TINY_TASKS if t != ONE]
+    for m in ("q", "v"):
+        torch.testing.assert_close(u["own_scaled"][m], 0.5 * deltas[ONE][m])
+        torch.testing.assert_close(u["merge"][m], 0.5 * sum(deltas[t][m] for t in TINY_TASKS))
+        torch.testing.assert_close(u["own_plus_others"][m], deltas[ONE][m] + 0.5 * sum(deltas[t][m] for t in others))
