@@ -16,8 +16,11 @@ pass 2, per row block: the T blocks τ_t[rows], sparsified (trim: keep |τ| > th
     disjoint mean (``sparsify.ties_combine``) or the weighted sum, times λ, into Δ[rows].
 
 Bit-identical to the un-blocked code: every elementwise op is the same op on the same values, and
-the rows of B_t[rows] @ A_t are those of B_t @ A_t.  With MKL the latter holds for blocks of >= 4 rows
-only (1–3-row products use another kernel), hence every block has >= ``MIN_ROWS`` rows.
+the rows of B_t[rows] @ A_t are those of B_t @ A_t.  MKL (torch 2.13, CPU) gives the latter only when
+the blocks follow its row panels: a block of 1–3 rows, or one that cuts a 16-row panel so that a
+1–3-row tail lands elsewhere than in the full product, takes another kernel (measured).  So blocks
+start at multiples of ``ROW_ALIGN`` rows and the last one takes the remainder, as the full product's
+last panel does; ``benchmarks/ties_speed.py`` and ``tests/merge/test_ties_blocks.py`` check it.
 """
 
 from __future__ import annotations
@@ -34,15 +37,15 @@ from osrm_core.merge.types import ModuleUpdates
 if TYPE_CHECKING:
     from osrm_core.merge.generalized import Family
 
-BLOCK_ELEMS = 1 << 15  # floats per task block (128 KiB): T = 8 blocks + 4 buffers fit a 1 MiB L2
-MIN_ROWS = 8  # see the module docstring: >= 4 rows give MKL's full-product bits
+BLOCK_ELEMS = 1 << 16  # floats per task block (256 KiB at 16 × 4096): T = 8 blocks + 4 buffers stay in L2/L3
+ROW_ALIGN = 16  # block starts: multiples of MKL's 16-row panel (see the module docstring)
 SAMPLE = 65536  # bracket sample of the k-th value, as sparsify.kth_largest_count
 
 
 def row_blocks(d_out: int, d_in: int, block_elems: int = BLOCK_ELEMS) -> list[tuple[int, int]]:
-    """Row ranges ``[lo, hi)`` covering ``0..d_out``: ≈ block_elems / d_in rows (>= MIN_ROWS) each;
-    the last range takes the remainder (so no range is shorter than the others)."""
-    rows = max(MIN_ROWS, block_elems // d_in)
+    """Row ranges ``[lo, hi)`` covering ``0..d_out``: ≈ block_elems / d_in rows, a multiple of
+    ROW_ALIGN, each; the last range takes the remainder (so no range is shorter than the others)."""
+    rows = max(1, block_elems // d_in // ROW_ALIGN) * ROW_ALIGN
     starts = list(range(0, max(1, d_out - rows + 1), rows))
     return list(zip(starts, starts[1:] + [d_out]))
 
