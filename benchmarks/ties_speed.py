@@ -64,7 +64,8 @@ def _seconds(fn) -> float:
     return time.perf_counter() - start
 
 
-def layer_updates(layer: int, tasks: int, rank: int) -> dict[str, ModuleUpdates]:
+def layer_updates(layer: int, tasks: int, rank: int, shrink: int = 1) -> dict[str, ModuleUpdates]:
+    """q_proj and v_proj updates of one layer (both dims divided by ``shrink`` for a quick run)."""
     g = torch.Generator().manual_seed(layer)
     return {
         name: ModuleUpdates(
@@ -73,16 +74,16 @@ def layer_updates(layer: int, tasks: int, rank: int) -> dict[str, ModuleUpdates]
             scale=[2.0] * tasks,
             name=f"layers.{layer}.{name}",
         )
-        for name, (d_out, d_in) in SHAPES.items()
+        for name, (d_out, d_in) in ((k, (o // shrink, i // shrink)) for k, (o, i) in SHAPES.items())
     }
 
 
-def time_layers(fn, layers: int, tasks: int, rank: int, check=None) -> list[float]:
+def time_layers(fn, layers: int, tasks: int, rank: int, check=None, shrink: int = 1) -> list[float]:
     """Seconds per layer (q + v) of ``fn(updates, generator) -> delta``; ``check(name, u, delta)``."""
     out = []
     for layer in range(layers):
         total = 0.0
-        for name, u in layer_updates(layer, tasks, rank).items():
+        for name, u in layer_updates(layer, tasks, rank, shrink).items():
             start = time.perf_counter()
             delta = fn(u, torch.Generator().manual_seed(layer))
             total += time.perf_counter() - start
@@ -99,12 +100,13 @@ def main() -> None:
     ap.add_argument("--tasks", type=int, default=8)
     ap.add_argument("--rank", type=int, default=8)
     ap.add_argument("--methods", default="ties,dare_ties,magnitude_prune")
+    ap.add_argument("--shrink", type=int, default=1, help="divide both dims (quick check; not Llama shapes)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
 
     bw = bandwidth_gbs()
     old_fns = frozen()
-    n_q = SHAPES["q_proj"][0] * SHAPES["q_proj"][1]
+    n_q = SHAPES["q_proj"][0] * SHAPES["q_proj"][1] // args.shrink**2
     gb = {key: dram_bytes(key, n_q, args.tasks) / 1e9 for key in ("ties", "dare_ties")}
     print(f"torch threads {torch.get_num_threads()}, copy bandwidth {bw:.1f} GB/s; DRAM floor per q_proj: "
           + ", ".join(f"{k} {v:.2f} GB ⇒ {v / bw * 1e3:.0f} ms" for k, v in gb.items()))
@@ -115,14 +117,14 @@ def main() -> None:
         old = {}
         rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         t_old = time_layers(lambda u, g: old_fns[key](u, p, g)[0], args.old_layers, args.tasks, args.rank,
-                            check=lambda u, layer, d: old.__setitem__((u.name, layer), d))
+                            check=lambda u, layer, d: old.__setitem__((u.name, layer), d), shrink=args.shrink)
 
         def check(u, layer, d):
             if (u.name, layer) in old and not torch.equal(d, old[(u.name, layer)]):
                 raise SystemExit(f"{key}: {u.name} differs from the frozen code")
 
         rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        t_new = time_layers(lambda u, g: m.fn(u, p, g).delta, args.layers, args.tasks, args.rank, check)
+        t_new = time_layers(lambda u, g: m.fn(u, p, g).delta, args.layers, args.tasks, args.rank, check, args.shrink)
         old.clear()
         row = {"method": key, "old_s_per_layer": statistics.median(t_old), "new_s_per_layer": statistics.median(t_new),
                "new_layers": args.layers, "old_layers": args.old_layers, "identical": True,
