@@ -97,10 +97,8 @@ def trim_plan(u: ModuleUpdates, A: list[Tensor], t: int, density: float, blocks,
     above, band = 0, []
     for r0, r1 in blocks:  # #{|τ| > hi} and the entries in [lo, hi], block by block
         mag = task_rows(u, A, t, r0, r1, buf[: r1 - r0]).abs_()
-        cand = mag[mag >= lo]
-        inside = cand[cand <= hi]
-        above += cand.numel() - inside.numel()
-        band.append(inside)
+        above += int(torch.count_nonzero(mag > hi))
+        band.append(torch.masked_select(mag, (mag >= lo) & (mag <= hi)))
     band = torch.cat(band)
     if above < k <= above + band.numel():
         thr = torch.kthvalue(band, band.numel() - (k - above) + 1).values
@@ -122,9 +120,10 @@ def bracket(u: ModuleUpdates, A: list[Tensor], t: int, k: int) -> tuple[float, f
         return float("-inf"), float("inf")
     idx = torch.randint(n, (SAMPLE,), generator=torch.Generator().manual_seed(n + k))
     rows, cols = idx // d_in, idx % d_in
-    probe = ((u.B[t][rows].float() * A[t][:, cols].T).sum(1) * float(u.scale[t])).abs_().sort().values
+    probe = ((u.B[t][rows].float() * A[t].T.contiguous()[cols]).sum(1) * float(u.scale[t])).abs_()
     q, margin = 1 - k / n, 4 * (SAMPLE * (k / n) * (1 - k / n)) ** 0.5 + 16
-    return float(probe[max(0, int(q * SAMPLE - margin))]), float(probe[min(SAMPLE - 1, int(q * SAMPLE + margin))])
+    ranks = max(0, int(q * SAMPLE - margin)), min(SAMPLE - 1, int(q * SAMPLE + margin))  # 0-based, ascending
+    return tuple(float(torch.kthvalue(probe, i + 1).values) for i in ranks)  # = sorted probe[i], O(SAMPLE)
 
 
 def dare_masks(u: ModuleUpdates, density: float, generator: torch.Generator) -> Tensor | None:
