@@ -118,7 +118,8 @@ def elect_sign(stack: Tensor, election: Election, tmp: Tensor | None = None, vot
 
 
 def ties_combine(
-    stack: Tensor, weights: Sequence[float], election: Election, variant: Variant, work: Tensor | None = None, out: Tensor | None = None
+    stack: Tensor, weights: Sequence[float], election: Election, variant: Variant,
+    work: Tensor | None = None, out: Tensor | None = None,
 ) -> Tensor:
     """Elect + disjoint merge of already sparsified task tensors ``stack`` (T × …), ``w`` = weights.
 
