@@ -7,9 +7,11 @@ B ~ N(0, 0.02²), s = 2), one module at a time as `osrm merge` does.  The previo
 the frozen copy in tests/merge/test_family_frozen.py (the bit-identity reference); both run in this
 process on the same inputs, and every new result is checked with ``torch.equal`` against the old one.
 Times are per layer (median over layers), extrapolated to 32 layers; the ratio old/new is the
-speed-up.  "GB/module" is the new code's bytes moved for one q_proj module by a pass count (every
-elementwise pass over a d_out×d_in float32 tensor, read + written), against the machine's
-bandwidth measured here with a large tensor copy.  Peak RSS growth shows memory is flat in layers.
+speed-up.  The new code works in cache-sized row blocks (osrm_core/merge/ties_blocks.py), so its DRAM
+traffic is only the output Δ (written once) and, for DARE, the T bool keep masks (written, then read);
+the line "DRAM floor" prices that traffic at the copy bandwidth measured here with a large tensor
+copy — the rest of the time is in-cache elementwise work.  Peak RSS growth shows memory is flat in
+layers.
 """
 
 from __future__ import annotations
@@ -29,10 +31,11 @@ from osrm_core.merge.types import ModuleUpdates
 
 FROZEN_FILE = Path(__file__).resolve().parents[1] / "tests" / "merge" / "test_family_frozen.py"
 SHAPES = {"q_proj": (4096, 4096), "v_proj": (1024, 4096)}
-# float32 passes (reads + writes, in units of one d_out×d_in tensor) per task in the new TIES code:
-# stack τ_t (matmul, × s) 3; trim: |τ| 2, ≥lo + select ≈ 2.5, hardshrink 2; elect 3; agree (×σ, >0) 5;
-# count 3; addcmul 3 (× w_t skipped for unit weights)
-PASSES_PER_TASK = 3 + 2 + 2.5 + 2 + 3 + 5 + 3 + 3
+
+def dram_bytes(key: str, n: int, tasks: int) -> int:
+    """DRAM bytes of the blocked code on one d_out×d_in module of n entries: Δ written once (float32);
+    DARE also writes and reads T bool masks of n bytes.  (Factors and blocks stay in cache.)"""
+    return 4 * n + (2 * tasks * n if key.startswith("dare") else 0)
 
 
 def frozen():
@@ -61,7 +64,8 @@ def _seconds(fn) -> float:
     return time.perf_counter() - start
 
 
-def layer_updates(layer: int, tasks: int, rank: int) -> dict[str, ModuleUpdates]:
+def layer_updates(layer: int, tasks: int, rank: int, shrink: int = 1) -> dict[str, ModuleUpdates]:
+    """q_proj and v_proj updates of one layer (both dims divided by ``shrink`` for a quick run)."""
     g = torch.Generator().manual_seed(layer)
     return {
         name: ModuleUpdates(
@@ -70,16 +74,16 @@ def layer_updates(layer: int, tasks: int, rank: int) -> dict[str, ModuleUpdates]
             scale=[2.0] * tasks,
             name=f"layers.{layer}.{name}",
         )
-        for name, (d_out, d_in) in SHAPES.items()
+        for name, (d_out, d_in) in ((k, (o // shrink, i // shrink)) for k, (o, i) in SHAPES.items())
     }
 
 
-def time_layers(fn, layers: int, tasks: int, rank: int, check=None) -> list[float]:
+def time_layers(fn, layers: int, tasks: int, rank: int, check=None, shrink: int = 1) -> list[float]:
     """Seconds per layer (q + v) of ``fn(updates, generator) -> delta``; ``check(name, u, delta)``."""
     out = []
     for layer in range(layers):
         total = 0.0
-        for name, u in layer_updates(layer, tasks, rank).items():
+        for name, u in layer_updates(layer, tasks, rank, shrink).items():
             start = time.perf_counter()
             delta = fn(u, torch.Generator().manual_seed(layer))
             total += time.perf_counter() - start
@@ -96,15 +100,16 @@ def main() -> None:
     ap.add_argument("--tasks", type=int, default=8)
     ap.add_argument("--rank", type=int, default=8)
     ap.add_argument("--methods", default="ties,dare_ties,magnitude_prune")
+    ap.add_argument("--shrink", type=int, default=1, help="divide both dims (quick check; not Llama shapes)")
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
 
     bw = bandwidth_gbs()
     old_fns = frozen()
-    n_q = SHAPES["q_proj"][0] * SHAPES["q_proj"][1]
-    gb_module = args.tasks * PASSES_PER_TASK * 4 * n_q / 1e9
-    print(f"torch threads {torch.get_num_threads()}, copy bandwidth {bw:.1f} GB/s; "
-          f"TIES q_proj ≈ {gb_module:.1f} GB moved ⇒ ≥ {gb_module / bw:.2f} s at that bandwidth")
+    n_q = SHAPES["q_proj"][0] * SHAPES["q_proj"][1] // args.shrink**2
+    gb = {key: dram_bytes(key, n_q, args.tasks) / 1e9 for key in ("ties", "dare_ties")}
+    print(f"torch threads {torch.get_num_threads()}, copy bandwidth {bw:.1f} GB/s; DRAM floor per q_proj: "
+          + ", ".join(f"{k} {v:.2f} GB ⇒ {v / bw * 1e3:.0f} ms" for k, v in gb.items()))
     rows = []
     for key in [k.strip() for k in args.methods.split(",") if k.strip()]:
         m = METHODS[key]
@@ -112,14 +117,14 @@ def main() -> None:
         old = {}
         rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         t_old = time_layers(lambda u, g: old_fns[key](u, p, g)[0], args.old_layers, args.tasks, args.rank,
-                            check=lambda u, layer, d: old.__setitem__((u.name, layer), d))
+                            check=lambda u, layer, d: old.__setitem__((u.name, layer), d), shrink=args.shrink)
 
         def check(u, layer, d):
             if (u.name, layer) in old and not torch.equal(d, old[(u.name, layer)]):
                 raise SystemExit(f"{key}: {u.name} differs from the frozen code")
 
         rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        t_new = time_layers(lambda u, g: m.fn(u, p, g).delta, args.layers, args.tasks, args.rank, check)
+        t_new = time_layers(lambda u, g: m.fn(u, p, g).delta, args.layers, args.tasks, args.rank, check, args.shrink)
         old.clear()
         row = {"method": key, "old_s_per_layer": statistics.median(t_old), "new_s_per_layer": statistics.median(t_new),
                "new_layers": args.layers, "old_layers": args.old_layers, "identical": True,
@@ -131,7 +136,7 @@ def main() -> None:
               f"new {row['new_s_per_layer']:6.2f} s/layer (32L ≈ {32 * row['new_s_per_layer']:5.1f} s)  "
               f"×{row['ratio']:.1f}  bit-identical  peak RSS {row['peak_rss_mib']:.0f} MiB")
     if args.json:
-        Path(args.json).write_text(json.dumps({"args": vars(args), "bandwidth_gbs": bw, "gb_per_q_module": gb_module,
+        Path(args.json).write_text(json.dumps({"args": vars(args), "bandwidth_gbs": bw, "dram_gb_per_q_module": gb,
                                                "rows": rows}, indent=2) + "\n")
 
 

@@ -23,7 +23,8 @@ from typing import Annotated, Literal
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from osrm_core.merge.sparsify import magnitude_trim_, random_drop_, ties_combine, trim_count_
+from osrm_core.merge.sparsify import random_drop_
+from osrm_core.merge.ties_blocks import merge_blocks
 from osrm_core.merge.types import MergeMethod, MergeResult, ModuleUpdates
 
 DEFAULT_SEED = 0
@@ -70,37 +71,18 @@ def resolve_generator(generator: torch.Generator | None, info: dict) -> torch.Ge
 def merge(updates: ModuleUpdates, cfg: Family, generator: torch.Generator | None = None) -> MergeResult:
     """Dense ``Δ`` (d_out × d_in, float32).  ``info``: ``seed`` when DARE drew from the default seed;
     for the magnitude trim the result's ``nonzero_fraction`` and, with sign consensus, the trimmed
-    stack's ``kept_fraction``."""
+    stack's ``kept_fraction``.  Computed in cache-sized row blocks (``ties_blocks``) except DARE
+    without consensus, which needs no T-stack: Δ = λ Σ_t w_t drop(τ_t), one τ_t at a time."""
     info: dict = {}
     gen = resolve_generator(generator, info) if cfg.sparsify == "dare" else None
-
-    scratch = torch.empty(updates.shape, dtype=torch.float32, device=updates.A[0].device) if cfg.sparsify == "magnitude" else None
-
-    def sparsify_(tau: torch.Tensor) -> torch.Tensor:
-        if cfg.sparsify == "magnitude":
-            return magnitude_trim_(tau, cfg.density, scratch)
-        if cfg.sparsify == "dare":
-            return random_drop_(tau, cfg.density, gen, cfg.rescale)
-        return tau
-
     w = updates.task_weights(cfg.weights)
-    if cfg.consensus == "none":  # Δ = λ Σ_t w_t sparsify(τ_t), one τ_t at a time (no T-stack)
+    if cfg.sparsify == "dare" and cfg.consensus == "none":
         delta = torch.zeros(updates.shape, dtype=torch.float32, device=updates.A[0].device)
         for t in range(updates.num_tasks):
-            delta.add_(sparsify_(updates.delta(t)), alpha=cfg.lambda_ * w[t])
-    else:
-        stack = updates.stacked_deltas()  # T × d_out × d_in
-        if cfg.sparsify == "magnitude":  # trim each τ_t; its nonzero count comes with the trim
-            kept = sum(trim_count_(stack[t], cfg.density, scratch) for t in range(updates.num_tasks))
-            info["kept_fraction"] = kept / stack.numel()
-        else:
-            for t in range(updates.num_tasks):
-                sparsify_(stack[t])
-        del scratch
-        delta = ties_combine(stack, w, cfg.election, cfg.variant).mul_(cfg.lambda_)
-    if cfg.sparsify == "magnitude":
-        info["nonzero_fraction"] = int(torch.count_nonzero(delta)) / delta.numel()
-    return MergeResult(delta=delta, info=info)
+            delta.add_(random_drop_(updates.delta(t), cfg.density, gen, cfg.rescale), alpha=cfg.lambda_ * w[t])
+        return MergeResult(delta=delta, info=info)
+    delta, block_info = merge_blocks(updates, cfg, w, gen)
+    return MergeResult(delta=delta, info={**info, **block_info})
 
 
 def preset(name: str, params: type[BaseModel], sparsify: Sparsify, consensus: Consensus, paper: str) -> MergeMethod:

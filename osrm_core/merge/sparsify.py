@@ -4,12 +4,12 @@ Trim (keep the top-density magnitudes of one tensor), random drop (DARE), sign e
 disjoint mean.  Semantics follow ``peft.utils.merge_utils`` (PEFT ≥ 0.10) unless a ``variant``
 says ``mergekit``; every function works on one module's tensors, so trimming is per tensor.
 
-Speed (docs/benchmarks.md, "TIES at Llama-3-8B shapes"): at 4096×4096 every pass is memory bound and
-a fresh 64 MiB temporary costs more in page faults than the pass itself, so the trim works in one
-caller-provided scratch tensor and keeps entries with one in-place ``hardshrink``; the election and
-disjoint mean stream over the tasks with three d_out×d_in buffers and float 1/0 agreement masks
-(multiplying by them is exact and faster than by a bool mask).
-Finite inputs are assumed.
+Speed (docs/benchmarks.md, "TIES at Llama-3-8B shapes"): the family merge applies these to row blocks
+that stay in cache (``ties_blocks``); on whole tensors (KnOTS, EMR) a fresh 64 MiB temporary costs
+more in page faults than a pass over it, so the trim works in one caller-provided scratch tensor and
+keeps entries with one in-place ``hardshrink``; the election and disjoint mean stream over the tasks
+with three buffers (optionally the caller's) and float 1/0 agreement masks (multiplying by them is
+exact).  Finite inputs are assumed.
 """
 
 from __future__ import annotations
@@ -93,39 +93,51 @@ def random_drop_(tau: Tensor, density: float, generator: torch.Generator | None,
     if density >= 1:
         return tau
     mask = torch.bernoulli(torch.full_like(tau, density), generator=generator)
+    return drop_with_mask_(tau, mask, density, rescale)
+
+
+def drop_with_mask_(tau: Tensor, mask: Tensor, density: float, rescale: bool = True) -> Tensor:
+    """DARE's ``τ ⊙ m / density`` in place with a drawn keep mask ``m`` (float 1/0 or bool, tau's
+    shape); ``rescale: false`` skips the division.  A bool mask multiplies as 1.0/0.0 (same bits)."""
     tau.mul_(mask)
     if rescale and density > 0:
         tau.div_(density)
     return tau
 
 
-def elect_sign(stack: Tensor, election: Election, tmp: Tensor | None = None) -> Tensor:
+def elect_sign(stack: Tensor, election: Election, tmp: Tensor | None = None, votes: Tensor | None = None) -> Tensor:
     """Majority sign per entry of a ``T × …`` stack: ``total`` = sign of Σ_t τ_t, ``frequency`` =
     sign of Σ_t sign(τ_t); a tie (0) elects +1 (PEFT and mergekit).  Returns a float ±1 tensor of
-    shape …; sums run over t in order from 0 (bitwise what ``stack.sum(0)`` gives)."""
-    votes = torch.zeros_like(stack[0])
+    shape … (written into ``votes`` when given); sums run over t in order from 0 (bitwise what
+    ``stack.sum(0)`` gives)."""
+    votes = torch.zeros_like(stack[0]) if votes is None else votes.zero_()
     tmp = torch.empty_like(votes) if tmp is None and election != "total" else tmp
     for t in range(stack.shape[0]):
         votes.add_(stack[t] if election == "total" else torch.sign(stack[t], out=tmp))
     return votes.ge_(0).mul_(2).sub_(1)  # 1/0 → ±1, exact
 
 
-def ties_combine(stack: Tensor, weights: Sequence[float], election: Election, variant: Variant) -> Tensor:
+def ties_combine(
+    stack: Tensor, weights: Sequence[float], election: Election, variant: Variant,
+    work: Tensor | None = None, out: Tensor | None = None,
+) -> Tensor:
     """Elect + disjoint merge of already sparsified task tensors ``stack`` (T × …), ``w`` = weights.
 
     peft:     σ = elect(τ);      agree_t = [sign τ_t = σ];  out = Σ_t w_t τ_t agree_t / max(1, Σ_t agree_t)
     mergekit: σ = elect(w ⊙ τ);  agree_t = [sign w_t τ_t = σ];
               out = Σ_t w_t τ_t agree_t / (Σ_t w_t agree_t, or 1 where that is 0)
     Zeros (trimmed or dropped entries) never agree.  ``stack`` is overwritten.  Streams over t with
-    three buffers of shape …; every sum runs over t in order, as ``stack.sum(0)`` does.
+    three buffers of shape … (``work``: optional 3 × … float32 scratch) into ``out`` (optional, shape
+    …, overwritten and returned); every sum runs over t in order, as ``stack.sum(0)`` does.
     """
     w = torch.tensor(list(weights), dtype=stack.dtype, device=stack.device)
     if variant == "mergekit":
         for t in range(stack.shape[0]):
             stack[t].mul_(w[t])
-    agree = torch.empty_like(stack[0])
-    sigma = elect_sign(stack, election, tmp=agree)
-    norm, out = torch.zeros_like(sigma), torch.zeros_like(sigma)
+    agree = torch.empty_like(stack[0]) if work is None else work[0]
+    sigma = elect_sign(stack, election, tmp=agree, votes=None if work is None else work[1])
+    norm = torch.zeros_like(sigma) if work is None else work[2].zero_()
+    out = torch.zeros_like(sigma) if out is None else out.zero_()
     for t in range(stack.shape[0]):
         agree = torch.mul(stack[t], sigma, out=agree).gt_(0)  # [sign τ_t = σ] as float 1/0
         if variant == "mergekit":
