@@ -4,14 +4,15 @@
 
 All three score the same rows (a default-suite task's test split) with the same classifier object:
 the packaged MiniLM with a rank-8 update on q+v put in by osrm_core.scoring.ClassifierPool (what
-`osrm evaluate` scores for '<init>/individual') and a seeded random head; max_length 64, batch 64.
+`osrm evaluate` scores for '<init>/individual') and a seeded random head; max_length 64, the same batch
+size on every side (evaluate.batch_size's default, 32).
 
-- **ours**: as stages/evaluate.py: ClassifierPool.get (W = W0 + delta, head copied), length-sorted
-  rows (osrm_core.batching.length_sorted), batches tokenised with `iterate`, osrm_core.train.predict,
+- **ours**: as stages/evaluate.py: ClassifierPool.get (W = W0 + delta, head copied), rows sorted by
+  token count (osrm_core.batching.length_sorted), batches tokenised with `iterate`, osrm_core.train.predict,
   logits put back into dataset order.
-- **plain loop**: tokenise 64 rows at a time in dataset order (pad to longest), `model(**x)` under
+- **plain loop**: tokenise a batch of rows at a time in dataset order (pad to longest), `model(**x)` under
   torch.no_grad.
-- **pipeline**: `transformers.pipeline("text-classification", model=..., tokenizer=..., batch_size=64)`
+- **pipeline**: `transformers.pipeline("text-classification", model=..., tokenizer=..., batch_size=32)`
   called on the list of texts with truncation at 64 tokens (the pipeline is built outside the timing).
 
 Tokenisation is inside the timing on every side; the model load is not (the pool keeps the model, as
@@ -28,6 +29,10 @@ import argparse
 import torch
 
 from bench_finetune import machine, median, setup, timed, write_json
+
+from osrm_core.config import EvaluateConfig
+
+BATCH = EvaluateConfig.model_fields["batch_size"].default  # what `osrm evaluate` uses unless told otherwise
 
 
 def random_update(model, suffixes: list[str], rank: int, seed: int) -> dict[str, torch.Tensor]:
@@ -48,8 +53,8 @@ def ours(ctx) -> torch.Tensor:
     from osrm_core.train import predict
 
     model = ctx["pool"].get(ctx["spec"].num_labels, ctx["delta"], ctx["head"])
-    order = length_sorted(ctx["tok"], ctx["ds"], ctx["spec"].text_fields)
-    logits = predict(model, iterate(ctx["tok"], ctx["ds"], ctx["spec"].text_fields, 64, ctx["max_length"], order))
+    order = length_sorted(ctx["tok"], ctx["ds"], ctx["spec"].text_fields, ctx["max_length"])
+    logits = predict(model, iterate(ctx["tok"], ctx["ds"], ctx["spec"].text_fields, BATCH, ctx["max_length"], order))
     restore = torch.empty_like(logits)
     restore[torch.as_tensor(order)] = logits  # back to dataset order
     return restore.argmax(-1)
@@ -58,8 +63,8 @@ def ours(ctx) -> torch.Tensor:
 @torch.no_grad()
 def plain(ctx) -> torch.Tensor:
     texts, model, out = ctx["texts"], ctx["model"], []
-    for i in range(0, len(texts), 64):
-        x = ctx["tok"](texts[i:i + 64], truncation=True, max_length=ctx["max_length"], padding=True, return_tensors="pt")
+    for i in range(0, len(texts), BATCH):
+        x = ctx["tok"](texts[i:i + BATCH], truncation=True, max_length=ctx["max_length"], padding=True, return_tensors="pt")
         out.append(model(**x).logits)
     return torch.cat(out).argmax(-1)
 
@@ -95,7 +100,7 @@ def context(a) -> dict:
     model = pool.get(spec.num_labels, delta, head)
     return {"pool": pool, "spec": spec, "delta": delta, "head": head, "tok": tok, "ds": ds, "max_length": a.max_length,
             "texts": list(ds[spec.text_fields[0]]), "model": model,
-            "pipe": pipeline("text-classification", model=model, tokenizer=tok, batch_size=64, device="cpu")}
+            "pipe": pipeline("text-classification", model=model, tokenizer=tok, batch_size=BATCH, device="cpu")}
 
 
 def main(argv=None) -> None:
@@ -123,7 +128,7 @@ def main(argv=None) -> None:
     rows = [{"side": n, "wall_s": round(m["wall"], 4), "cpu_s": round(m["cpu"], 4), "rows_per_cpu_s": round(len(ctx["texts"]) / m["cpu"], 1),
              "ours_speedup_cpu": round(m["cpu"] / med["ours"]["cpu"], 3), "ours_speedup_wall": round(m["wall"] / med["ours"]["wall"], 3),
              "argmax_agreement_with_ours": agree[n]} for n, m in med.items()]
-    print(f"{a.task}/{a.split}: {len(ctx['texts'])} rows, batch 64, max_length {a.max_length}, threads {a.threads}")
+    print(f"{a.task}/{a.split}: {len(ctx['texts'])} rows, batch {BATCH}, max_length {a.max_length}, threads {a.threads}")
     print("| side | median wall s | median CPU s | rows per CPU s | ours faster by (CPU) | (wall) | argmax agreement |\n|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['side']} | {r['wall_s']} | {r['cpu_s']} | {r['rows_per_cpu_s']} | {r['ours_speedup_cpu']}x | "
