@@ -19,7 +19,7 @@ from osrm_core.diagnose_summary import one_thread, pool, scalars, summary_md
 from osrm_core.errors import OsrmError
 from osrm_core.subspace import random_orthonormal
 from stages.io.artifacts import Diagnostics, DiagnosticsSummary, Features, Subspace, TaskAdapter
-from stages.io.atomic import atomic_dir
+from stages.io.atomic import atomic_dir, write_json_atomic
 from stages.io.guard import guarded, progress
 from stages.io.adapters import individual_delta
 from stages.io.options import ARM, CONFIG, SEED, WORKDIR, expand_all, run_overrides
@@ -150,5 +150,5 @@ def ablate(config: Path = CONFIG, arm: str = ARM, seed: int = SEED, workdir: Pat
             rows.append({"task": t, "lambda": x, "individual": individual,
                          **{v: score_task(run, t, updates[v], heads[t], split, cache=cache)[0]["score"] for v in VARIANTS}})
     if out is not None:
-        out.write_text(json.dumps({"arm": arm, "seed": run.cfg.seed, "split": split, "rows": rows}, indent=1) + "\n")
+        write_json_atomic(out, {"arm": arm, "seed": run.cfg.seed, "split": split, "rows": rows})
     print(f"ablation {arm} (seed {run.cfg.seed}, {split}):\n" + ablation_table(rows))

@@ -153,7 +153,7 @@ def test_installed_wheel_runs_a_starter_project(wheel, tmp_path):
     dvc = [venv / "bin" / "python", "-m", "dvc"]
     subprocess.run([*dvc, "init", "--no-scm", "-q"], cwd=work / "proj", env=env, check=True)
     stages = subprocess.run([*dvc, "stage", "list"], cwd=work / "proj", env=env, capture_output=True, text=True)
-    assert "finetune@42-osrm-tickets" in stages.stdout and "report" in stages.stdout, stages.stderr
+    assert "finetune@42-osrm" in stages.stdout and "report" in stages.stdout, stages.stderr
     _shrink(work / "proj", Path(save_tiny(tmp_path / "tiny-bert")["source"]))
     result = run("run", "-c", "pipeline.yaml")
     assert result.returncode == 0, result.stderr[-3000:]
