@@ -5,11 +5,9 @@ disjoint mean.  Semantics follow ``peft.utils.merge_utils`` (PEFT ≥ 0.10) unle
 says ``mergekit``; every function works on one module's tensors, so trimming is per tensor.
 
 Speed (docs/benchmarks.md, "TIES at Llama-3-8B shapes"): the family merge applies these to row blocks
-that stay in cache (``ties_blocks``); on whole tensors (KnOTS, EMR) a fresh 64 MiB temporary costs
-more in page faults than a pass over it, so the trim works in one caller-provided scratch tensor and
-keeps entries with one in-place ``hardshrink``; the election and disjoint mean stream over the tasks
-with three buffers (optionally the caller's) and float 1/0 agreement masks (multiplying by them is
-exact).  Finite inputs are assumed.
+that stay in cache (``ties_blocks``); the trim keeps entries with one in-place ``hardshrink``; the
+election and disjoint mean stream over the tasks with three buffers (optionally the caller's) and
+float 1/0 agreement masks (multiplying by them is exact).  Finite inputs are assumed.
 """
 
 from __future__ import annotations
@@ -23,12 +21,23 @@ Election = Literal["total", "frequency"]
 Variant = Literal["peft", "mergekit"]
 
 
-def kth_largest(a: Tensor, k: int, sample: int = 65536) -> Tensor:
+SAMPLE = 65536  # entries sampled to bracket a k-th value (kth_largest_count, ties_blocks.bracket)
+
+
+def bracket_sample(n: int, k: int, sample: int = SAMPLE) -> tuple[Tensor, tuple[int, int]]:
+    """(idx (sample,), (i_lo, i_hi)): seeded positions among n entries and the 0-based ascending ranks of
+    their values that bracket the k-th largest of all n with high probability (q = 1 − k/n, ± 4 sd + 16)."""
+    idx = torch.randint(n, (sample,), generator=torch.Generator().manual_seed(n + k))
+    q, margin = 1 - k / n, 4 * (sample * (k / n) * (1 - k / n)) ** 0.5 + 16
+    return idx, (max(0, int(q * sample - margin)), min(sample - 1, int(q * sample + margin)))
+
+
+def kth_largest(a: Tensor, k: int, sample: int = SAMPLE) -> Tensor:
     """Exact k-th largest value of a flat tensor ``a`` (n,), 1 <= k <= n, as a 0-d tensor."""
     return kth_largest_count(a, k, sample)[0]
 
 
-def kth_largest_count(a: Tensor, k: int, sample: int = 65536) -> tuple[Tensor, int]:
+def kth_largest_count(a: Tensor, k: int, sample: int = SAMPLE) -> tuple[Tensor, int]:
     """``(v, #{a >= v})``: the exact k-th largest value of a flat tensor ``a`` (n,), 1 <= k <= n.
 
     A seeded random sample brackets the target rank; one exact ``kthvalue`` runs on the (small)
@@ -37,11 +46,9 @@ def kth_largest_count(a: Tensor, k: int, sample: int = 65536) -> tuple[Tensor, i
     misses (never wrong, only slower)."""
     n = a.numel()
     if n > 4 * sample:
-        idx = torch.randint(n, (sample,), generator=torch.Generator().manual_seed(n + k))
+        idx, (i_lo, i_hi) = bracket_sample(n, k, sample)
         probe = a[idx].sort().values
-        q, margin = 1 - k / n, 4 * (sample * (k / n) * (1 - k / n)) ** 0.5 + 16
-        lo = probe[max(0, int(q * sample - margin))]
-        hi = probe[min(sample - 1, int(q * sample + margin))]
+        lo, hi = probe[i_lo], probe[i_hi]
         cand = a[a >= lo]  # one pass; the top ≈ k + bracket entries
         band = cand[cand <= hi]
         above = cand.numel() - band.numel()  # #{a > hi}
@@ -52,20 +59,18 @@ def kth_largest_count(a: Tensor, k: int, sample: int = 65536) -> tuple[Tensor, i
     return v, int(torch.count_nonzero(a >= v))
 
 
-def trim_count_(tau: Tensor, density: float, scratch: Tensor | None = None) -> int:
+def magnitude_trim_(tau: Tensor, density: float) -> Tensor:
     """Zero, in place, all but the ``k = int(density · numel)`` largest-|·| entries of ``tau`` (any
-    shape; ``density >= 1`` keeps everything) and return how many nonzeros are left.  Same top-k
-    rule as PEFT's ``magnitude_based_pruning``; entries tied with the k-th largest magnitude are kept
-    in index order until k are kept.  ``scratch``: optional float32 tensor of tau's numel, overwritten
-    (saves a fresh temporary per call)."""
+    shape; ``density >= 1`` keeps everything) and return ``tau``.  Same top-k rule as PEFT's
+    ``magnitude_based_pruning``; entries tied with the k-th largest magnitude are kept in index order
+    until k are kept."""
     flat = tau.view(-1)
     k = int(density * flat.numel())
     if density >= 1:
-        return int(torch.count_nonzero(flat))
+        return tau
     if k <= 0:
-        tau.zero_()
-        return 0
-    mag = torch.abs(flat, out=scratch.view(-1)) if scratch is not None else flat.abs()
+        return tau.zero_()
+    mag = flat.abs()
     thr, at_least = kth_largest_count(mag, k)
     extra = at_least - k
     if extra > 0:  # several entries equal the threshold: drop the highest indices among them
@@ -76,13 +81,6 @@ def trim_count_(tau: Tensor, density: float, scratch: Tensor | None = None) -> i
     torch.hardshrink(flat, below, out=flat)
     if extra > 0:
         flat[drop] = 0
-    # after the tie fix exactly k entries are kept; all nonzero unless the threshold is 0
-    return k if float(thr) > 0 else int(torch.count_nonzero(flat))
-
-
-def magnitude_trim_(tau: Tensor, density: float, scratch: Tensor | None = None) -> Tensor:
-    """``trim_count_`` returning ``tau`` (trimmed in place)."""
-    trim_count_(tau, density, scratch)
     return tau
 
 

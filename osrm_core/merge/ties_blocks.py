@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import Tensor
 
-from osrm_core.merge.sparsify import drop_with_mask_, kth_largest_count, ties_combine
+from osrm_core.merge.sparsify import SAMPLE, bracket_sample, drop_with_mask_, kth_largest_count, ties_combine
 from osrm_core.merge.types import ModuleUpdates
 
 if TYPE_CHECKING:
@@ -39,7 +39,6 @@ if TYPE_CHECKING:
 
 BLOCK_ELEMS = 1 << 16  # floats per task block (256 KiB at 16 × 4096): T = 8 blocks + 4 buffers stay in L2/L3
 ROW_ALIGN = 16  # block starts: multiples of MKL's 16-row panel (see the module docstring)
-SAMPLE = 65536  # bracket sample of the k-th value, as sparsify.kth_largest_count
 
 
 def row_blocks(d_out: int, d_in: int, block_elems: int = BLOCK_ELEMS) -> list[tuple[int, int]]:
@@ -86,7 +85,7 @@ class TaskTrim:
 
 def trim_plan(u: ModuleUpdates, A: list[Tensor], t: int, density: float, blocks, buf: Tensor) -> TaskTrim:
     """Pass 1 of the magnitude trim for τ_t (``buf``: rows_max × d_in scratch): exact threshold,
-    tie budget and kept count, the same top-k rule as ``sparsify.trim_count_``."""
+    tie budget and kept count, the same top-k rule as ``sparsify.magnitude_trim_``."""
     n = u.shape[0] * u.shape[1]
     k = int(density * n)
     if density >= 1:
@@ -118,11 +117,9 @@ def bracket(u: ModuleUpdates, A: list[Tensor], t: int, k: int) -> tuple[float, f
     n = d_out * d_in
     if n <= 4 * SAMPLE:
         return float("-inf"), float("inf")
-    idx = torch.randint(n, (SAMPLE,), generator=torch.Generator().manual_seed(n + k))
+    idx, ranks = bracket_sample(n, k)
     rows, cols = idx // d_in, idx % d_in
     probe = ((u.B[t][rows].float() * A[t].T.contiguous()[cols]).sum(1) * float(u.scale[t])).abs_()
-    q, margin = 1 - k / n, 4 * (SAMPLE * (k / n) * (1 - k / n)) ** 0.5 + 16
-    ranks = max(0, int(q * SAMPLE - margin)), min(SAMPLE - 1, int(q * SAMPLE + margin))  # 0-based, ascending
     return tuple(float(torch.kthvalue(probe, i + 1).values) for i in ranks)  # = sorted probe[i], O(SAMPLE)
 
 
