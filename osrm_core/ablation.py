@@ -21,14 +21,17 @@ VARIANTS = ("own_scaled", "merge", "own_plus_others")
 Updates = Mapping[str, Mapping[str, torch.Tensor]]  # task -> module -> τ (d_out × d_in)
 
 
-def ablation_updates(deltas: Updates, task: str, lam: float) -> dict[str, dict[str, torch.Tensor]]:
-    """variant -> {module: update (d_out × d_in)} for `task` at scale `lam` (the three lines of the module doc)."""
-    modules = deltas[task].keys()
-    others = {m: sum(deltas[j][m] for j in deltas if j != task) for m in modules}
-    own = deltas[task]
-    return {"own_scaled": {m: lam * own[m] for m in modules},
-            "merge": {m: lam * (own[m] + others[m]) for m in modules},
-            "own_plus_others": {m: own[m] + lam * others[m] for m in modules}}
+def others_sum(deltas: Updates, task: str) -> dict[str, torch.Tensor]:
+    """{module: Σ_{j≠task} τ_j (d_out × d_in)}: formed once per task, shared by every λ."""
+    return {m: sum(deltas[j][m] for j in deltas if j != task) for m in deltas[task]}
+
+
+def ablation_updates(own: Mapping[str, torch.Tensor], others: Mapping[str, torch.Tensor], lam: float) -> dict[str, dict[str, torch.Tensor]]:
+    """variant -> {module: update (d_out × d_in)} at scale `lam` from the task's own τ_t and `others_sum`
+    (the three lines of the module doc)."""
+    return {"own_scaled": {m: lam * own[m] for m in own},
+            "merge": {m: lam * (own[m] + others[m]) for m in own},
+            "own_plus_others": {m: own[m] + lam * others[m] for m in own}}
 
 
 def ablation_table(rows: list[dict]) -> str:

@@ -14,7 +14,7 @@ import torch
 import typer
 
 from osrm_core import diagnose, diagnose_plots
-from osrm_core.ablation import VARIANTS, ablation_table, ablation_updates
+from osrm_core.ablation import VARIANTS, ablation_table, ablation_updates, others_sum
 from osrm_core.diagnose_summary import one_thread, pool, scalars, summary_md
 from osrm_core.errors import OsrmError
 from osrm_core.subspace import random_orthonormal
@@ -145,8 +145,9 @@ def ablate(config: Path = CONFIG, arm: str = ARM, seed: int = SEED, workdir: Pat
     heads, cache, rows = {t: a.peft.head() for t, a in adapters.items()}, {}, []
     for t in progress(tasks, f"ablate {arm}"):
         individual = score_task(run, t, deltas[t], heads[t], split, cache=cache)[0]["score"]
+        others = others_sum(deltas, t)
         for x in lam:
-            updates = ablation_updates(deltas, t, x)
+            updates = ablation_updates(deltas[t], others, x)
             rows.append({"task": t, "lambda": x, "individual": individual,
                          **{v: score_task(run, t, updates[v], heads[t], split, cache=cache)[0]["score"] for v in VARIANTS}})
     if out is not None:

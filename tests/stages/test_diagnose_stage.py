@@ -141,7 +141,7 @@ def test_summary_pools_every_arm(pipeline, tmp_path):
 def test_ablate_variants_by_hand_and_against_evaluate(pipeline, tmp_path):
     """`osrm diagnose ablate`: own·λ at λ=1 and own + λ·others at λ=0 score as the individual adapter, and at λ=1
     own + λ·others is the merge; the three updates against a hand computation."""
-    from osrm_core.ablation import ablation_updates
+    from osrm_core.ablation import ablation_updates, others_sum
 
     cli, config, _ = pipeline
     out = tmp_path / "ablation.json"
@@ -153,7 +153,7 @@ def test_ablate_variants_by_hand_and_against_evaluate(pipeline, tmp_path):
         assert rows[t, 1.0]["own_plus_others"] == pytest.approx(rows[t, 1.0]["merge"], abs=1e-9)
         assert rows[t, 0.0]["own_plus_others"] == pytest.approx(rows[t, 0.0]["individual"], abs=1e-9)
     deltas = {t: {m: torch.randn(2, 3) for m in ("q", "v")} for t in TINY_TASKS}
-    u = ablation_updates(deltas, ONE, 0.5)
+    u = ablation_updates(deltas[ONE], others_sum(deltas, ONE), 0.5)
     others = [t for t in TINY_TASKS if t != ONE]
     for m in ("q", "v"):
         torch.testing.assert_close(u["own_scaled"][m], 0.5 * deltas[ONE][m])
