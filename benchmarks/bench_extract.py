@@ -10,10 +10,8 @@ k training rows that `osrm extract-features` samples (stages.extract_features.sa
 - **capture**: osrm_core.features.capture on the q+v inputs, `new_batch(attention_mask)` then the
   forward — what stages/extract_features.py `collect` does (per-sample masked means, float64 token
   Gram, token count; q and v of one block read the same tensor and are computed once).
-- **capture, keep_gram=False**: the same without storing the Gram; FeatureCapture still computes it
-  per batch (batch_stats always does), so this side shows that the flag saves no time.
-- **capture, float32 batch Gram (proposal)**: the capture with `batch_stats` patched to multiply each
-  batch's Gram in float32 before widening it to float64 (not in osrm_core; measured for the report).
+- **capture, float32 batch Gram (proposal)**: the capture with `batch_stats(gram_dtype=float32)`:
+  each batch's Gram multiplied in float32 before it is widened to float64 (not what the stage does).
 
 Reported: median wall and process-CPU seconds of a full pass per side over alternating repeats (one
 warm-up pass each excluded); "vs bare" = bare seconds / side seconds (the goal: capture >= 0.9). With
@@ -28,6 +26,8 @@ import torch
 
 from bench_finetune import machine, median, setup, timed, write_json
 
+from osrm_core.features import batch_stats  # bound here: `proposed` swaps the module attribute
+
 
 def batches(tok, ds, fields, idx, batch: int, max_length: int) -> list[dict]:
     from osrm_core.batching import iterate
@@ -41,37 +41,21 @@ def bare(model, bs: list[dict], names: list[str]) -> None:
         model(**inputs)
 
 
-def capturing(keep_gram: bool):
-    @torch.no_grad()
-    def run(model, bs: list[dict], names: list[str]):
-        from osrm_core.features import capture
+@torch.no_grad()
+def capturing(model, bs: list[dict], names: list[str]):
+    from osrm_core.features import capture
 
-        with capture(model, names, include_padding=False, keep_gram=keep_gram) as cap:
-            for inputs in bs:
-                cap.new_batch(inputs["attention_mask"])
-                model(**inputs)
-        return cap
-
-    return run
+    with capture(model, names, include_padding=False) as cap:
+        for inputs in bs:
+            cap.new_batch(inputs["attention_mask"])
+            model(**inputs)
+    return cap
 
 
 def batch_stats_fp32_gram(x: torch.Tensor, mask: torch.Tensor | None, include_padding: bool):
-    """osrm_core.features.batch_stats with one change (a proposal, measured here): the batch's Gram is
-    multiplied in float32 and only then widened to float64 (the running sum over batches stays float64)."""
-    x = x.detach()
-    if x.dim() == 2:
-        x = x.unsqueeze(1)
-    if mask is None or mask.shape != x.shape[:2]:
-        mask = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
-    m = mask.to(torch.bool)
-    xf = x.float()
-    if include_padding:
-        rows = xf.mean(dim=1)
-    else:
-        w = m.unsqueeze(-1).float()
-        rows = (xf * w).sum(1) / w.sum(1).clamp_min(1.0)
-    tokens = xf[m]  # N x d_in float32
-    return rows.cpu(), (tokens.T @ tokens).double().cpu(), int(m.sum())
+    """osrm_core.features.batch_stats with the proposal measured here: the batch's Gram multiplied in float32,
+    then widened to float64 (the running sum over batches stays float64)."""
+    return batch_stats(x, mask, include_padding, gram_dtype=torch.float32)
 
 
 def proposed(model, bs: list[dict], names: list[str]):
@@ -79,13 +63,12 @@ def proposed(model, bs: list[dict], names: list[str]):
 
     original, features.batch_stats = features.batch_stats, batch_stats_fp32_gram
     try:
-        return capturing(True)(model, bs, names)
+        return capturing(model, bs, names)
     finally:
         features.batch_stats = original
 
 
-SIDES = {"bare": bare, "capture": capturing(True), "capture, keep_gram=False": capturing(False),
-         "capture, float32 batch Gram (proposal)": proposed}
+SIDES = {"bare": bare, "capture": capturing, "capture, float32 batch Gram (proposal)": proposed}
 
 
 def gram_difference(ref, new) -> float:

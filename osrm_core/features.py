@@ -39,8 +39,10 @@ class LayerStats:
         return torch.cat(self.rows) if self.rows else torch.empty(0)
 
 
-def batch_stats(x: torch.Tensor, mask: torch.Tensor | None, include_padding: bool):
-    """Per-batch (rows B x d_in float32, gram d_in x d_in float64, count) for a module input x (B x L x d_in)."""
+def batch_stats(x: torch.Tensor, mask: torch.Tensor | None, include_padding: bool, gram_dtype: torch.dtype = torch.float64):
+    """Per-batch (rows B x d_in float32, gram d_in x d_in float64, count) for a module input x (B x L x d_in).
+    gram_dtype: the dtype the batch's Gram is multiplied in before it is widened to float64 (the running sum
+    over batches is float64 either way; benchmarks/bench_extract.py measures float32 here)."""
     x = x.detach()
     if x.dim() == 2:  # a module applied to pooled vectors: each row is one sample
         x = x.unsqueeze(1)
@@ -53,8 +55,8 @@ def batch_stats(x: torch.Tensor, mask: torch.Tensor | None, include_padding: boo
     else:
         w = m.unsqueeze(-1).float()
         rows = (xf * w).sum(1) / w.sum(1).clamp_min(1.0)
-    tokens = xf[m].double()  # N x d_in, only real tokens
-    return rows.cpu(), (tokens.T @ tokens).cpu(), int(m.sum())
+    tokens = xf[m].to(gram_dtype)  # N x d_in, only real tokens
+    return rows.cpu(), (tokens.T @ tokens).double().cpu(), int(m.sum())
 
 
 class FeatureCapture:
