@@ -8,16 +8,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo, field_validator, model_validator
 
 from osrm_core.errors import OsrmError
 from osrm_core.tasks.own import SuiteField
 
-Init = Literal["gaussian", "osrm", "orthonormal"]
+Init = Literal["gaussian", "kaiming", "osrm", "orthonormal"]  # osrm_core.lora.INITS: how each one starts A
 Freeze = Literal["N", "A", "B"]
 Estimator = Literal["sample-mean", "task-mean", "token"]
 
@@ -37,16 +38,55 @@ class DataConfig(Strict):
                             "`seeds`, so test rows pair across seeds and arms.")
 
 
+class NormOfArm(Strict):
+    match: str = Field(..., description="An arm's name: A_0 gets the Frobenius norm that arm's A_0 has for the module's "
+                       "shape (its a_norm number, else the expected norm of its init). Resolved by PipelineConfig.for_arm.")
+
+
+class NormOfInit(Strict):
+    init: Init = Field(..., description="The expected Frobenius norm of this init's A_0 (r x d_in), sqrt(E||A_0||_F^2): "
+                       "gaussian sqrt(d_in/r), kaiming sqrt(r/3), osrm and orthonormal sqrt(r) (docs/study.md). "
+                       "What {match: <arm>} becomes in that arm's view of the config.")
+
+
+ANorm = Literal["as_init"] | float | NormOfArm | NormOfInit
+A_NORM_FORMS = "'as_init', a positive number (the Frobenius norm of each module's A_0) or {match: <arm name>}"
+
+
 class LoraConfig(Strict):
     rank: int = Field(8, ge=1, description="LoRA rank r.")
     alpha: float = Field(16.0, gt=0, description="LoRA alpha; scale s = alpha/r (alpha/sqrt(r) with rslora).")
     dropout: float = Field(0.0, ge=0, lt=1, description="LoRA dropout.")
     blocks: str = Field("qv", description="Target blocks by letter: any of q, k, v, o (e.g. 'qv', 'qkv').")
     rslora: bool = Field(False, description="Rank-stabilised scale alpha/sqrt(r).")
-    init: Init = Field("osrm", description="A initialisation, set by each arm's `init`: 'gaussian' (PEFT's plain LoRA), "
+    init: Init = Field("osrm", description="A initialisation, set by each arm's `init`: 'gaussian' (PEFT's plain LoRA, "
+                       "A ~ N(0, 1/r^2)), 'kaiming' (PEFT's default init_lora_weights=True: kaiming-uniform A), "
                        "'osrm' (the task's orthogonal subspace) or 'orthonormal' (a seeded random A with orthonormal rows: the control).")
+    a_norm: ANorm = Field(
+        "as_init", description="Frobenius norm of each LoRA module's initial A, applied after `init` (A_0 <- A_0 * "
+        "a_norm / ||A_0||_F, lora_B stays 0): 'as_init' keeps the init's own norm (gaussian ~sqrt(d_in/r), kaiming "
+        "~sqrt(r/3), osrm / orthonormal sqrt(r)); a number sets it; {match: <arm>} uses the norm that arm's A_0 has "
+        "for the module's shape (its number, else its init's expected norm), so A's direction is compared at equal "
+        "scale (docs/study.md, \"The scale confound\").")
     freeze: Freeze = Field("N", description="During fine-tuning freeze: N nothing, A the down-projection, B the up-projection.")
     procrustes: bool = Field(False, description="After each step project A back to orthonormal rows (polar factor U V^T).")
+
+    @field_validator("a_norm", mode="before")
+    @classmethod
+    def _a_norm(cls, v: Any) -> Any:
+        if isinstance(v, (NormOfArm, NormOfInit)) or (isinstance(v, str) and v == "as_init"):
+            return v
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            if not (math.isfinite(v) and v > 0):
+                raise ValueError(f"{v} is not a positive number: give {A_NORM_FORMS}")
+            return float(v)
+        if isinstance(v, dict) and set(v) in ({"match"}, {"init"}):
+            model = NormOfArm if "match" in v else NormOfInit
+            try:
+                return model.model_validate(v)
+            except ValidationError as err:
+                raise ValueError(f"{v}: {err.errors()[0]['msg']} — give {A_NORM_FORMS}") from None
+        raise ValueError(f"{v!r} is not {A_NORM_FORMS}")
 
     @field_validator("blocks")
     @classmethod
@@ -67,7 +107,7 @@ class OsrmConfig(Strict):
     batch_size: int = Field(32, ge=1, description="Batch size of the feature-extraction forward passes.")
     objective: Literal["contrast"] | None = Field(
         None, description="Subspace objective: null = the paper's (least other-task energy); 'contrast' = this project's "
-        "extension, most own-task over other-task energy (docs/osrm.md). contrast needs estimator sample-mean or token.")
+        "extension, the top generalised eigenvectors of own- vs other-task energy, which maximise their ratio trace (docs/osrm.md). contrast needs estimator sample-mean or token.")
     contrast_ridge: float = Field(
         1e-2, gt=0, description="contrast only: ridge rho, eps = rho * tr(S_not_t) / d_in added to the other tasks' "
         "second moment so directions they barely use cannot win by division by ~0 (docs/osrm.md).")
@@ -118,7 +158,8 @@ class MergeConfig(Strict):
 
 
 class ArmConfig(Strict):
-    init: Init = Field(..., description="How A starts: gaussian (plain LoRA), osrm (the subspace), orthonormal (control).")
+    init: Init = Field(..., description="How A starts: gaussian (plain LoRA), kaiming (PEFT's default LoRA init), osrm "
+                       "(the subspace), orthonormal (control); its scale: lora.a_norm.")
     lora: dict[str, Any] = Field(default_factory=dict, description="Overrides of the lora section for this arm, e.g. {freeze: A}.")
     osrm: dict[str, Any] = Field(default_factory=dict, description="Overrides of the osrm section, e.g. {objective: contrast}.")
 
@@ -126,6 +167,15 @@ class ArmConfig(Strict):
 class EvaluateConfig(Strict):
     split: Literal["validation", "test"] = Field("test", description="Split that is scored (model selection uses validation).")
     batch_size: int = Field(32, ge=1, description="Evaluation batch size (rows are sorted by token count, so smaller batches pad less).")
+
+
+class StudyConfig(Strict):
+    primary: list[str] = Field(
+        default_factory=lambda: ["task_arithmetic", "ties"],
+        description="The comparisons decided in advance: each method's validation-chosen merge, every arm vs the "
+                    "reference, Holm-adjusted together; every other row of the report is exploratory (docs/statistics.md). "
+                    "Methods not in merge.methods are ignored.")
+    level: float = Field(0.95, gt=0.5, lt=1, description="Confidence level of every interval; verdicts test at 1 − level.")
 
 
 class PipelineConfig(Strict):
@@ -147,6 +197,8 @@ class PipelineConfig(Strict):
     finetune: FinetuneConfig = Field(default_factory=FinetuneConfig)
     merge: MergeConfig = Field(default_factory=MergeConfig)
     evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)
+    study: StudyConfig = Field(default_factory=StudyConfig)
+    _feature_k: int | None = PrivateAttr(None)  # set on an arm's view (for_arm): the base config's feature_k
 
     @field_validator("tasks")
     @classmethod
@@ -180,16 +232,74 @@ class PipelineConfig(Strict):
                 except ValidationError as err:
                     first = err.errors()[0]
                     field = ".".join(str(p) for p in first["loc"])
-                    raise ValueError(f"arms.{name}.{section}.{field}: {first['msg']}") from None
+                    raise ValueError(f"arms.{name}.{section}.{field}: {str(first['msg']).removeprefix('Value error, ')}") from None
         return self
 
+    @model_validator(mode="after")
+    def _arm_k_honoured(self, info: ValidationInfo) -> "PipelineConfig":
+        """Features are extracted once, at feature_k; an arm with a smaller osrm.k uses a prefix of their seeded
+        sample (docs/regimes.md). The token estimator's Grams are summed over every sampled row, so it cannot."""
+        if info.context and "feature_k" in info.context:  # an arm's view (for_arm): the base config was checked
+            self._feature_k = info.context["feature_k"]
+            return self
+        for name, arm in self.arms.items():
+            merged = {**self.osrm.model_dump(), **arm.osrm}
+            if arm.init == "osrm" and merged["estimator"] == "token" and merged["k"] != self.feature_k:
+                raise ValueError(f"arms.{name}.osrm.k={merged['k']} with estimator token: features are extracted at the "
+                                 f"largest osrm.k of the config and its arms ({self.feature_k}) and the token Grams sum over "
+                                 "all of those rows, so a smaller k cannot be honoured — give this arm "
+                                 f"k={self.feature_k} or estimator sample-mean / task-mean")
+        return self
+
+    @property
+    def feature_k(self) -> int:
+        """The k that `osrm extract-features` samples: the largest osrm.k of the config and of any arm's override
+        (an arm's view keeps its base config's value). Arms with a smaller k use the first k of that seeded draw."""
+        if self._feature_k is not None:
+            return self._feature_k
+        return max([self.osrm.k] + [int(a.osrm["k"]) for a in self.arms.values() if "k" in a.osrm])
+
     def for_arm(self, arm: str) -> "PipelineConfig":
-        """This config as arm `arm` runs it: its lora / osrm overrides applied, lora.init = the arm's init."""
+        """This config as arm `arm` runs it: its lora / osrm overrides applied, lora.init = the arm's init.
+        feature_k stays the base config's (the features are shared by every arm)."""
         a = self.arms[arm]
         data = self.model_dump()
-        data["lora"] = {**data["lora"], **a.lora, "init": a.init}
+        norm = self.a_norm_of(arm)
+        data["lora"] = {**data["lora"], **a.lora, "init": a.init, "a_norm": norm.model_dump() if isinstance(norm, BaseModel) else norm}
         data["osrm"] = {**data["osrm"], **a.osrm}
-        return PipelineConfig.model_validate(data)
+        return PipelineConfig.model_validate(data, context={"feature_k": self.feature_k})
+
+    def _arm_a_norm(self, arm: str) -> tuple[ANorm, str]:
+        """(arm's lora.a_norm as written, the field it comes from)."""
+        if "a_norm" in self.arms[arm].lora:
+            return LoraConfig(a_norm=self.arms[arm].lora["a_norm"]).a_norm, f"arms.{arm}.lora.a_norm"
+        return self.lora.a_norm, "lora.a_norm"
+
+    def a_norm_of(self, arm: str) -> "ANorm":
+        """arms.<arm>'s lora.a_norm with {match: other} resolved along the chain of matches: 'as_init', a number, or
+        {init: X} = the expected norm of X's A_0 (X the init of the arm the chain ends at: one whose a_norm is
+        'as_init', or that matches itself). Deterministic per module shape, not the realised norm of another
+        arm's seeded draw (docs/study.md). Call it on the base config, not on an arm's view."""
+        name, seen = arm, []
+        while True:
+            value, field = self._arm_a_norm(name)
+            if not isinstance(value, NormOfArm):
+                return NormOfInit(init=self.arms[name].init) if value == "as_init" and name != arm else value
+            if value.match not in self.arms:
+                raise ValueError(f"{field}: match {value.match!r} is not one of arms {sorted(self.arms)} — name one of them")
+            if value.match == name:
+                return NormOfInit(init=self.arms[name].init)
+            seen.append(name)
+            if value.match in seen:
+                raise ValueError(f"{field}: match {value.match!r} closes a cycle of matches ({' -> '.join(seen + [value.match])}) "
+                                 "— let one of them keep its init's norm or give it a number")
+            name = value.match
+
+    @model_validator(mode="after")
+    def _a_norm_matches(self) -> "PipelineConfig":
+        for name in self.arms:
+            self.a_norm_of(name)
+        return self
 
     @model_validator(mode="after")
     def _rank_vs_k(self) -> "PipelineConfig":

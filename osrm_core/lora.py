@@ -1,6 +1,11 @@
-"""LoRA adapters through PEFT: build, OSRM-initialise (A <- A_t, B <- 0), freeze, project, measure."""
+"""LoRA adapters through PEFT: build, initialise (INITS: gaussian, kaiming, osrm A <- A_t, orthonormal; B <- 0;
+then lora.a_norm's scale), freeze, project, measure."""
 
 from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -17,7 +22,7 @@ def attach_lora(model: nn.Module, suffixes: list[str], cfg: LoraCfg, heads: list
     from peft import LoraConfig, get_peft_model
 
     pcfg = LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout, target_modules=suffixes,
-                      use_rslora=cfg.rslora, init_lora_weights="gaussian", modules_to_save=heads, bias="none")
+                      use_rslora=cfg.rslora, init_lora_weights=INITS[cfg.init].peft, modules_to_save=heads, bias="none")
     return get_peft_model(model, pcfg)
 
 
@@ -55,6 +60,79 @@ def orthonormal_init(peft_model: nn.Module, seed: int, adapter: str = "default")
         a = layer.lora_A[adapter].weight
         a.copy_(random_orthonormal(a.shape[0], a.shape[1], seed + i).to(a.dtype))
         layer.lora_B[adapter].weight.zero_()
+
+
+@dataclass(frozen=True)
+class InitMethod:
+    """How one `init` starts each lora_A (lora_B = 0 for all). `peft`: PEFT's init_lora_weights when the adapter
+    is attached (attach_lora; PEFT draws A from torch's global RNG then); `set_a(model, seed, subspace)`: what
+    overwrites A after attaching (None = keep PEFT's draw); `norm(r, d_in)`: the expected Frobenius norm of A_0,
+    sqrt(E||A_0||_F^2), for an r x d_in A (what lora.a_norm {match: <arm>} gives)."""
+
+    peft: bool | str
+    norm: Callable[[int, int], float]
+    set_a: Callable[[nn.Module, int, dict | None], None] | None = None
+    needs_subspace: bool = False
+
+
+def _set_osrm(model: nn.Module, seed: int, subspace: dict | None) -> None:
+    if subspace is None:
+        raise OsrmError("init osrm needs the task's subspace — run `osrm build-subspace` for this arm first")
+    osrm_init(model, subspace)
+
+
+INITS: dict[str, InitMethod] = {
+    # PEFT: nn.init.normal_(A, std=1/r) -> E||A||_F^2 = r * d_in / r^2 = d_in / r
+    "gaussian": InitMethod("gaussian", lambda r, d: math.sqrt(d / r)),
+    # PEFT's default (True): kaiming_uniform_(A, a=sqrt(5)) -> U(-1/sqrt(d_in), 1/sqrt(d_in)), var 1/(3 d_in): r/3
+    "kaiming": InitMethod(True, lambda r, d: math.sqrt(r / 3)),
+    # both overwrite PEFT's gaussian draw (kept: the RNG stream after attaching is what it always was); rows orthonormal
+    "osrm": InitMethod("gaussian", lambda r, d: math.sqrt(r), _set_osrm, needs_subspace=True),
+    "orthonormal": InitMethod("gaussian", lambda r, d: math.sqrt(r), lambda m, seed, sub: orthonormal_init(m, seed)),
+}
+
+
+def target_norm(a_norm, rank: int, d_in: int) -> float | None:
+    """The Frobenius norm lora.a_norm asks of an r x d_in A_0: None for 'as_init' (keep it), the number, or
+    the expected norm of {init: X} (what an arm's view of the config has for {match: <arm>})."""
+    if isinstance(a_norm, str) and a_norm == "as_init":
+        return None
+    if isinstance(a_norm, (int, float)):
+        return float(a_norm)
+    init = getattr(a_norm, "init", None)
+    if init is None:
+        raise OsrmError(f"lora.a_norm {a_norm} is unresolved: {{match: <arm>}} is resolved in an arm's view of the config "
+                        "(PipelineConfig.for_arm) — build the model from that view")
+    return INITS[init].norm(rank, d_in)
+
+
+def scale_to_norm(a: torch.Tensor, target: float | None) -> torch.Tensor:
+    """A * target / ||A||_F (in float64, back in A's dtype); A itself when target is None. finetune and
+    diagnose both rescale with this, so their A_0 agree exactly."""
+    if target is None:
+        return a
+    a64 = a.double()
+    return (a64 * (target / float(torch.linalg.matrix_norm(a64)))).to(a.dtype)
+
+
+@torch.no_grad()
+def initialise(peft_model: nn.Module, cfg: LoraCfg, seed: int, subspace: dict[str, torch.Tensor] | None = None,
+               adapter: str = "default") -> None:
+    """Start every lora_A as cfg.init says (INITS; PEFT already drew it in attach_lora), then rescale each
+    module's A_0 to the Frobenius norm cfg.a_norm asks (target_norm; 'as_init' touches nothing)."""
+    method = INITS[cfg.init]
+    if method.set_a is not None:
+        method.set_a(peft_model, seed, subspace)
+    if isinstance(cfg.a_norm, str) and cfg.a_norm == "as_init":
+        return
+    for layer in lora_layers(peft_model).values():
+        a = layer.lora_A[adapter].weight
+        a.copy_(scale_to_norm(a, target_norm(cfg.a_norm, *a.shape)))
+
+
+def a_norms(a: dict[str, torch.Tensor]) -> dict[str, float]:
+    """||A||_F per module."""
+    return {n: float(torch.linalg.matrix_norm(t.double())) for n, t in a.items()}
 
 
 def set_freeze(peft_model: nn.Module, freeze: str, adapter: str = "default") -> None:

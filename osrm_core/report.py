@@ -4,7 +4,6 @@ adapters and the per-task scores."""
 
 from __future__ import annotations
 
-from osrm_core.stats import verdict
 
 LABEL = {"lora": "LoRA", "osrm": "LoRA+OSRM"}  # display names of the default arms; others show their own name
 
@@ -28,7 +27,7 @@ def _pm(entry: dict, key: str) -> str:
 
 
 def _delta(entry: dict, prefix: str = "") -> str:
-    """'+1.2 [−0.4, 2.8]' (bootstrap) or '–' for the reference arm."""
+    """'+1.2 [−0.4, 2.8]' (the seed-level interval, osrm_core.inference) or '–' for the reference arm."""
     diff = entry.get(f"{prefix}diff")
     if diff is None:
         return "–"
@@ -40,10 +39,18 @@ def _t(entry: dict) -> str:
 
 
 def verdict_of(entry: dict, prefix: str = "") -> str:
-    """The headline verdict (stats.verdict of the bootstrap interval); '–' for the reference arm."""
+    """The verdict of the seed-level interval ('–' for the reference arm). A primary comparison (entry primary = 1)
+    shows its Holm-adjusted verdict and p, in bold when better / worse; every other row is marked exploratory and
+    never bold (docs/statistics.md)."""
     if f"{prefix}ci_low" not in entry:
         return "–"
-    return verdict(entry[f"{prefix}ci_low"], entry[f"{prefix}ci_high"], entry["n_seeds"])
+    if entry["n_seeds"] == 1:
+        return "inconclusive (1 seed)"
+    word = {1: "better", -1: "worse"}.get(entry[f"{prefix}verdict_code"], "inconclusive")
+    if entry.get("primary") and not prefix:
+        p = f" (p_Holm {entry['p_holm']:.3f})" if "p_holm" in entry else ""
+        return (f"**{word}**" if word != "inconclusive" else word) + p + " · primary"
+    return f"{word} · exploratory"
 
 
 def format_params(per_seed: dict[str, dict]) -> str:
@@ -55,8 +62,8 @@ def format_params(per_seed: dict[str, dict]) -> str:
     return "; ".join(f"seed {s}: {t}" for s, t in texts.items())
 
 
-HEAD = ("| method | arm | chosen params | test avg (mean ± sd) | normalised | Δ avg vs {ref} [95% bootstrap CI] | "
-        "t-interval (seeds) | Δ normalised [95% CI] | verdict |")
+HEAD = ("| method | arm | chosen params | test avg (mean ± sd) | normalised | Δ avg vs {ref} [95% seed-level CI] | "
+        "t-interval (seeds only) | Δ normalised [95% CI] | verdict |")
 
 
 def headline_table(numbers: dict, arms: list[str], reference: str, methods: list[str], params: dict) -> str:
@@ -72,7 +79,7 @@ def headline_table(numbers: dict, arms: list[str], reference: str, methods: list
 
 def variants_table(numbers: dict, arms: list[str], methods: list[str], defaults: dict) -> str:
     """The paper-default and λ = 1 rows. defaults: method -> merge.methods parameters."""
-    lines = ["| method | variant | arm | test avg (mean ± sd) | normalised | Δ avg [95% bootstrap CI] | t-interval | verdict |",
+    lines = ["| method | variant | arm | test avg (mean ± sd) | normalised | Δ avg [95% seed-level CI] | t-interval | verdict |",
              "|" + "---|" * 8]
     for m in methods:
         for variant in ("default", "lambda1"):
@@ -86,11 +93,14 @@ def variants_table(numbers: dict, arms: list[str], methods: list[str], defaults:
 
 
 def individual_table(numbers: dict, arms: list[str]) -> str:
-    lines = ["| model | test avg (mean ± sd) | Δ avg [95% bootstrap CI] | t-interval | verdict |", "|---|---|---|---|---|",
-             f"| pretrained (task head only) | {_pm(numbers['base'], 'average')} | – | – | – |"]
+    """Individual adapters vs the reference; ‖A₀‖_F = numbers[arm]['a0_norm'] (the initial A's Frobenius norm,
+    mean over seeds, tasks and modules: lora.a_norm, docs/study.md), '–' where adapters did not record it."""
+    lines = ["| model | test avg (mean ± sd) | Δ avg [95% seed-level CI] | t-interval | verdict | ‖A₀‖_F |", "|---|---|---|---|---|---|",
+             f"| pretrained (task head only) | {_pm(numbers['base'], 'average')} | – | – | – | – |"]
     for a in arms:
-        e = numbers[a]["individual"]
-        lines.append(f"| {label(a)} · individual | {_pm(e, 'average')} | {_delta(e)} | {_t(e)} | {verdict_of(e)} |")
+        e, norm = numbers[a]["individual"], numbers[a].get("a0_norm")
+        lines.append(f"| {label(a)} · individual | {_pm(e, 'average')} | {_delta(e)} | {_t(e)} | {verdict_of(e)} | "
+                     + ("–" if norm is None else f"{norm:.2f}") + " |")
     return "\n".join(lines)
 
 

@@ -62,14 +62,14 @@ def _solve_betainc(a: float, b: float, target: float) -> float:
     return 0.5 * (lo + hi)
 
 
-def t_ppf(p: float, df: int) -> float:
+def t_ppf(p: float, df: float) -> float:
     """Student-t quantile: the t with P(T_df <= t) = p, for 0 < p < 1 and df >= 1.
 
     For t > 0: P(|T| < t) = I_y(1/2, df/2) with y = t² / (df + t²), and P(T > t) = I_x(df/2, 1/2) / 2 with
     x = 1 − y. Near the centre (tail > 1/4) solve for y, in the tail for x, so that the small one of y, x is the
     one found to full relative precision."""
-    if not 0.0 < p < 1.0 or df < 1:
-        raise OsrmError(f"t_ppf: need 0 < p < 1 and df >= 1, got p={p}, df={df}")
+    if not 0.0 < p < 1.0 or df <= 0:
+        raise OsrmError(f"t_ppf: need 0 < p < 1 and df > 0, got p={p}, df={df}")
     q = min(p, 1.0 - p)  # the tail probability, exact for p < 0.5 (no 1 − p rounding) and for p >= 0.5 (Sterbenz)
     if q > 0.25:
         y = _solve_betainc(0.5, df / 2.0, 1.0 - 2.0 * q)
@@ -78,6 +78,14 @@ def t_ppf(p: float, df: int) -> float:
         x = _solve_betainc(df / 2.0, 0.5, 2.0 * q)
         t = math.sqrt(df * (1.0 - x) / x)
     return t if p >= 0.5 else -t
+
+
+def t_sf2(t: float, df: float) -> float:
+    """Two-sided tail P(|T_df| >= |t|) = I_x(df/2, 1/2) with x = df / (df + t²), for df > 0 (non-integer df from
+    Satterthwaite's formula is fine)."""
+    if df <= 0:
+        raise OsrmError(f"t_sf2: need df > 0, got {df}")
+    return _betainc(df / 2.0, 0.5, df / (df + t * t)) if t != 0 else 1.0
 
 
 def t_interval(diffs: Sequence[float], level: float = 0.95) -> tuple[float, float]:
@@ -241,7 +249,8 @@ def _statistic(scores: list[np.ndarray], weights: np.ndarray, normalised: bool) 
 
 def paired_bootstrap(arm: Runs, ref: Runs, score_fns: Mapping[str, ScoreFn | str], *, n_boot: int = 1000,
                      level: float = 0.95, seed: int = 0, statistic: Literal["average", "normalised"] = "average",
-                     arm_individual: Runs | None = None, ref_individual: Runs | None = None) -> Bootstrap:
+                     arm_individual: Runs | None = None, ref_individual: Runs | None = None,
+                     resample_seeds: bool = True) -> Bootstrap:
     """Paired bootstrap over seeds × test rows of arm − reference in the mean over tasks of the task score.
 
     arm, ref (and the individuals for statistic="normalised"): seed -> task -> (preds (n_task,), labels (n_task,)),
@@ -252,7 +261,8 @@ def paired_bootstrap(arm: Runs, ref: Runs, score_fns: Mapping[str, ScoreFn | str
     indices rng.integers(0, n_task, (B, n_task)), then the seeds rng.integers(0, S, (B, S)); both arms (and all
     seeds) use those rows, and both arms those seeds. Each replicate's value is the mean over the drawn seeds of
     (statistic of arm − statistic of ref); the interval is its (1 ± level)/2 quantiles (linear interpolation,
-    as scipy.stats.bootstrap's percentile method)."""
+    as scipy.stats.bootstrap's percentile method). resample_seeds=False keeps every seed in every replicate (weight
+    1/S; no seed draws are made): the rows-only bootstrap that osrm_core.inference adds to the seed-level variance."""
     if n_boot < 1 or not 0.0 < level < 1.0:
         raise OsrmError(f"paired_bootstrap: need n_boot >= 1 and 0 < level < 1, got {n_boot}, {level}")
     named = {"arm": arm, "ref": ref}
@@ -270,8 +280,11 @@ def paired_bootstrap(arm: Runs, ref: Runs, score_fns: Mapping[str, ScoreFn | str
     k = len(seeds)
     rng = np.random.default_rng(seed)
     rows = {t: rng.integers(0, len(data[t][1]), (n_boot, len(data[t][1]))) for t in tasks}
-    draws = rng.integers(0, k, (n_boot, k))
-    weights = np.stack([np.sum(draws == s, axis=1) for s in range(k)]) / k  # (S, B)
+    if resample_seeds:
+        draws = rng.integers(0, k, (n_boot, k))
+        weights = np.stack([np.sum(draws == s, axis=1) for s in range(k)]) / k  # (S, B)
+    else:
+        weights = np.full((k, n_boot), 1.0 / k)
     normalised = statistic == "normalised"
     reps = _statistic([_task_scores(*data[t], score_fns[t], rows[t], weights > 0) for t in tasks], weights, normalised)
     ident = np.full((k, 1), 1.0 / k)

@@ -18,6 +18,7 @@ from osrm_core.merge import get_method, parse_params
 from osrm_core.metrics import compute
 from osrm_core.report import normalised_score
 from osrm_core.selection import params_key
+from osrm_core.inference import adjusted_verdict, holm, seed_interval
 from osrm_core.stats import mean_sd, paired_bootstrap, t_interval, verdict
 
 SCALE = {"tsv_m": "alpha", "iso_c": "alpha"}  # their α scales the merged update as λ does elsewhere
@@ -108,25 +109,48 @@ def _runs(preds: Preds, rows: Mapping[str, Rows]):
     return {s: {t: (p[t], rows[t].labels) for t in rows} for s, p in preds.items()}
 
 
+def _interval(prefix: str, diffs: list[float], reps: np.ndarray, k: int, level: float) -> dict:
+    si = seed_interval(diffs, reps, level)
+    return {f"{prefix}diff": si.estimate, f"{prefix}ci_low": si.low, f"{prefix}ci_high": si.high, f"{prefix}se": si.se,
+            f"{prefix}df": si.df, f"{prefix}p": si.p, f"{prefix}verdict_code": _code(si.low, si.high, k)}
+
+
 def compare(arm: Preds, ref: Preds, rows: Mapping[str, Rows], arm_ind: Preds | None = None, ref_ind: Preds | None = None,
-            n_boot: int = 1000, seed: int = 0) -> dict:
-    """arm − reference: the paired bootstrap over seeds × test rows of the average (diff, ci_low, ci_high) and,
-    with the individuals, of the normalised score (norm_diff, norm_ci_low, norm_ci_high); the t-interval over
-    seeds of the average (t_low, t_high; absent with one seed); verdict_code 1 better, -1 worse, 0 inconclusive
-    (always 0 with one seed) from the bootstrap interval."""
+            n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> dict:
+    """arm − reference with the seed-level interval (osrm_core.inference; docs/statistics.md) of the average
+    (diff, ci_low, ci_high, se, df, p, verdict_code) and, with the individuals, of the normalised score (norm_*):
+    per-seed differences plus a rows-only paired bootstrap (n_boot replicates, seeded). t_low, t_high: the plain
+    t-interval over seeds (seed variation only), shown beside it. verdict_code 1 better, -1 worse, 0 inconclusive
+    (always 0 with one seed); NaNs (one seed) are left out."""
     fns = {t: r.metric for t, r in rows.items()}
     k = len(arm)
-    boot = paired_bootstrap(_runs(arm, rows), _runs(ref, rows), fns, n_boot=n_boot, seed=seed)
-    out = {"diff": boot.estimate, "ci_low": boot.low, "ci_high": boot.high, "verdict_code": _code(boot.low, boot.high, k)}
     a, r = seed_scores(arm, rows), seed_scores(ref, rows)
     diffs = [float(np.mean(list(a[s].values())) - np.mean(list(r[s].values()))) for s in a]
-    out["t_low"], out["t_high"] = t_interval(diffs)
+    boot = paired_bootstrap(_runs(arm, rows), _runs(ref, rows), fns, n_boot=n_boot, seed=seed, resample_seeds=False)
+    out = _interval("", diffs, boot.replicates, k, level)
+    out["t_low"], out["t_high"] = t_interval(diffs, level)
     if arm_ind is not None and ref_ind is not None:
+        ai, ri = seed_scores(arm_ind, rows), seed_scores(ref_ind, rows)
+        norm = [normalised_score(a[s], ai[s]) - normalised_score(r[s], ri[s]) for s in a]
         nb = paired_bootstrap(_runs(arm, rows), _runs(ref, rows), fns, n_boot=n_boot, seed=seed, statistic="normalised",
-                              arm_individual=_runs(arm_ind, rows), ref_individual=_runs(ref_ind, rows))
-        out |= {"norm_diff": nb.estimate, "norm_ci_low": nb.low, "norm_ci_high": nb.high,
-                "norm_verdict_code": _code(nb.low, nb.high, k)}
+                              arm_individual=_runs(arm_ind, rows), ref_individual=_runs(ref_ind, rows),
+                              resample_seeds=False)
+        out |= _interval("norm_", norm, nb.replicates, k, level)
     return {k_: v for k_, v in out.items() if not math.isnan(v)}
+
+
+def adjust_primary(numbers: dict, reference: str, primary: list[str], alpha: float = 0.05) -> None:
+    """Holm-adjust the primary family in place: for every arm but the reference and every method in `primary`, the
+    validation-chosen comparison gets p_holm, primary = 1 and the verdict of the adjusted p-value. Every other
+    comparison (paper-default, λ = 1, individual adapters, normalised scores, other methods) keeps primary = 0 and
+    the verdict of its own unadjusted interval: exploratory (docs/statistics.md)."""
+    family = [numbers[a][m] for a in numbers if a not in (reference, "base", "task_check")
+              for m in primary if "diff" in numbers[a].get(m, {})]
+    for entry, p in zip(family, holm([e.get("p", math.nan) for e in family])):
+        entry["primary"] = 1
+        if not math.isnan(p):
+            entry["p_holm"] = p
+        entry["verdict_code"] = {"better": 1, "worse": -1}.get(adjusted_verdict(entry["diff"], p, alpha), 0)
 
 
 def chance_score(rows: Rows) -> float:
@@ -155,9 +179,10 @@ def _code(low: float, high: float, n_seeds: int) -> int:
 
 
 def study(models: Mapping[str, Mapping[str, Preds]], base: Preds, rows: Mapping[str, Rows], reference: str,
-          n_boot: int = 1000, seed: int = 0) -> dict:
+          n_boot: int = 1000, seed: int = 0, primary: tuple[str, ...] = (), level: float = 0.95) -> dict:
     """The report's numbers: {"base": summary, arm: {"individual": summary (+ comparison), method: summary of the
-    chosen variant + comparison, with "default" / "lambda1" sub-dicts alike}}.
+    chosen variant + comparison, with "default" / "lambda1" sub-dicts alike}}. Every comparison carries primary = 0
+    except the validation-chosen rows of the `primary` methods, which are Holm-adjusted together (adjust_primary).
 
     models: arm -> model key -> Preds, keys 'individual' and '<method>@<variant>' (variant in VARIANTS)."""
     if reference not in models:
@@ -168,7 +193,8 @@ def study(models: Mapping[str, Mapping[str, Preds]], base: Preds, rows: Mapping[
         ind = scores[arm]["individual"]
         node = out[arm] = {"individual": summary(ind, None)}
         if arm != reference:
-            node["individual"] |= compare(ms["individual"], models[reference]["individual"], rows, n_boot=n_boot, seed=seed)
+            node["individual"] |= compare(ms["individual"], models[reference]["individual"], rows, n_boot=n_boot,
+                                          seed=seed, level=level) | {"primary": 0}
         for key in ms:
             if key == "individual":
                 continue
@@ -176,10 +202,11 @@ def study(models: Mapping[str, Mapping[str, Preds]], base: Preds, rows: Mapping[
             entry = summary(scores[arm][key], ind)
             if arm != reference:
                 entry |= compare(ms[key], models[reference][key], rows, ms["individual"],
-                                 models[reference]["individual"], n_boot, seed)
+                                 models[reference]["individual"], n_boot, seed, level) | {"primary": 0}
             target = node.setdefault(method, {})
             if variant == "chosen":
                 target.update(entry)
             else:
                 target[variant] = entry
+    adjust_primary(out, reference, list(primary), 1.0 - level)
     return out

@@ -4,9 +4,12 @@ Paper (``osrm.objective: null``): A_t = argmin ||A H_{¬t}^T||_F^2 s.t. A A^T = 
 (d_in x d_in), ||A H^T||_F^2 = tr(A G A^T), so by Ky Fan the optimum is the r eigenvectors of G with the
 smallest eigenvalues, as rows of A.
 
-Contrast (``osrm.objective: contrast``, this project's extension): A_t maximises
-tr(A S_t A^T) / tr(A S_¬t A^T), the top-r generalised eigenvectors of S_t v = mu (S_¬t + eps I) v, with
-S_j = G_j / n_j (every task weighs the same) and eps = rho tr(S_¬t) / d_in.
+Contrast (``osrm.objective: contrast``, this project's extension): A_t's rows span the top-r generalised
+eigenvectors of S_t v = mu (S_¬t + eps I) v, with S_j = G_j / n_j (every task weighs the same) and
+eps = rho tr(S_¬t) / d_in. With B = S_¬t + eps I they maximise the ratio trace tr((A B A^T)^{-1} A S_t A^T),
+whose maximum is the sum of the r largest mu (invariant to A -> M A, so the orthonormalised rows attain
+it); they do not maximise the trace ratio tr(A S_t A^T) / tr(A B A^T), whose optimum for r > 1 needs an
+iteration (docs/osrm.md, "The contrastive objective").
 
 Everything is solved in float64. Degenerate eigenvalues (e.g. the null space of a rank-deficient G)
 leave the basis inside that eigenspace arbitrary; LAPACK's choice is not stable across builds. We fix it
@@ -24,6 +27,7 @@ from typing import Iterable, Protocol
 
 import torch
 
+from osrm_core import regime
 from osrm_core.config import OsrmConfig
 from osrm_core.errors import OsrmError
 
@@ -120,6 +124,9 @@ def smallest_subspace(gram: torch.Tensor, rank: int, seed: int = 42, rel_tol: fl
 
 def contrast_subspace(s_own: torch.Tensor, s_other: torch.Tensor, rank: int, ridge: float, seed: int = 42):
     """Rows spanning the top-`rank` generalised eigenvectors of S_own v = mu (S_other + eps I) v (d x d each).
+
+    They maximise the ratio trace tr((A B A^T)^{-1} A S_own A^T), B = S_other + eps I, at sum(mu) — not the
+    trace ratio tr(A S_own A^T) / tr(A B A^T) (module docstring).
 
     eps = ridge * tr(S_other) / d. Whitened with the Cholesky factor L of B = S_other + eps I:
     C = L^{-1} S_own L^{-T}, top eigenvectors u of C (ties picked as in smallest_subspace), v = L^{-T} u.
@@ -229,6 +236,7 @@ def _solve_target(layer: _Layer, task: str, cfg: OsrmConfig, rank: int, seed: in
     row["rows"] = n
     row["own_energy_ratio"] = energy_ratio(a, s_own)
     row["other_energy_ratio"] = energy_ratio(a, s_other)
+    row["regime"] = regime.layer_regime(a, g, n)  # null space of G_¬t, captured energy (docs/regimes.md)
     return a, row
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from osrm_core import subspace
+from osrm_core import regime, subspace
 from osrm_core.errors import OsrmError
 from stages.io.artifacts import Features, Subspace
 from stages.io.atomic import atomic_dir
@@ -21,6 +21,7 @@ TASKS = typer.Option(["all"], "--task", "-t", help="Task name (one of the config
 ARMS = typer.Option(["all"], "--arm", "-a", help="Arm whose init is osrm (repeatable); 'all' = every arm of the config, "
                     "those that do not start from a subspace get a folder that says so (a stable DVC dependency).")
 UNUSED = "no_subspace.json"
+REGIME = "regime.json"  # per task: the regime of its layers (osrm_core/regime.py)
 
 
 @guarded
@@ -29,16 +30,16 @@ def main(config: Path = CONFIG, task: list[str] = TASKS, arm: list[str] = ARMS, 
 
     Reads <workdir>/seed<seed>/features/<every task> (never recomputes them), writes for each ARM and TASK
     subspaces/<arm>/<task>/subspace.safetensors (one rank x d_in A per module), report.json (objective per
-    layer vs a random orthonormal A, own/other-task energy ratios) and a manifest. Each task's Gram is formed
-    once per layer and shared by every requested subspace (G_not_t = sum_j G_j - G_t).
-    """
+    layer vs a random orthonormal A, own/other-task energy ratios, the layer's regime: rows, d_in, rank, null dim,
+    captured other-task energy), regime.json (the task's layers summarised) and a manifest; prints each arm's
+    regime (docs/regimes.md). An arm with a smaller osrm.k than the features uses their first k sampled rows.
+    Each task's Gram is formed once per layer and shared by every requested subspace (G_not_t = sum_j G_j - G_t)."""
     base = open_run(config, run_overrides(workdir, seed))
     arms = expand_all(arm, list(base.cfg.arms), lambda a: check_arm(base.cfg, a, config))
     targets = expand_all(task, base.tasks, base.check_task)
     if len(base.tasks) < 2:
         raise OsrmError("tasks: OSRM needs at least 2 tasks (the subspace avoids the OTHER tasks' features) — add tasks")
     features = Features.open_all(base, base.tasks, rank=base.cfg.lora.rank)
-    caches = {t: f.cache for t, f in features.items()}
     for name in arms:
         run = open_run(config, run_overrides(workdir, seed), arm=name)
         if run.cfg.lora.init != "osrm":
@@ -46,6 +47,7 @@ def main(config: Path = CONFIG, task: list[str] = TASKS, arm: list[str] = ARMS, 
             continue
         for f in features.values():  # an arm may override lora.rank
             f.check_rank(run.cfg.lora.rank)
+        caches = {t: f.sample(run.cfg.osrm.k) for t, f in features.items()}  # an arm may override osrm.k
         first = next(iter(features.values())).manifest
         suffixes = tuple(run.spec.target_suffixes(run.cfg.lora.blocks))
         modules = [m for m in first.modules if m.endswith(suffixes)]
@@ -55,6 +57,14 @@ def main(config: Path = CONFIG, task: list[str] = TASKS, arm: list[str] = ARMS, 
         upstream = {t: f.content_hash for t, f in features.items()}
         for t in targets:
             _write(run, name, t, tensors[t], report[t], upstream, first, modules)
+        print(f"{name}: {regime_of(report, targets, run.cfg.lora.rank)}")
+
+
+def regime_of(report: dict, targets: list[str], rank: int) -> str:
+    """The arm's regime line over every target's layers (osrm_core/regime.py; docs/regimes.md)."""
+    rows = [r["regime"] for t in targets for r in report[t].values()]
+    where = "layers" if len(targets) == 1 else f"layers × tasks ({len(targets)} tasks)"
+    return regime.regime_line(regime.summarise(rows, rank), where)
 
 
 def _write_unused(run: Run, arm: str) -> None:
@@ -64,12 +74,20 @@ def _write_unused(run: Run, arm: str) -> None:
         (tmp / UNUSED).write_text(json.dumps({"arm": arm, "init": run.cfg.lora.init, "subspace": None}) + "\n")
 
 
+def _regime_summary(report: dict, cfg) -> dict:
+    """regime.json: the task's layers summarised (regime.summarise), the tolerance and the line (docs/regimes.md)."""
+    summary = regime.summarise([r["regime"] for r in report.values()], cfg.lora.rank)
+    return {**summary, "estimator": cfg.osrm.estimator, "k": cfg.osrm.k, "rel_tol": regime.REL_TOL,
+            "tolerance": regime.TOLERANCE, "line": regime.regime_line(summary)}
+
+
 def _write(run: Run, arm: str, task: str, tensors: dict, report: dict, upstream: dict, first, modules: list[str]) -> None:
     cfg, out = run.cfg, run.layout.subspace(arm, task)
     meta = {"estimator": cfg.osrm.estimator, "rank": str(cfg.lora.rank), "task": task, "seed": str(cfg.seed)}
     with atomic_dir(out) as tmp:
         save_file(tensors, Subspace.file(tmp), metadata=meta)
         (tmp / "report.json").write_text(json.dumps(report, indent=1, sort_keys=True) + "\n")
+        (tmp / REGIME).write_text(json.dumps(_regime_summary(report, cfg), indent=1, sort_keys=True) + "\n")
         Subspace.seal(tmp, {"osrm": cfg.osrm.model_dump(), "lora.rank": cfg.lora.rank, "lora.blocks": cfg.lora.blocks,
                             "tasks": run.tasks, "task": task, "arm": arm},
                       upstream=upstream, seed=cfg.seed, backbone=first.backbone, arm=arm, task=task, modules=modules,

@@ -21,6 +21,7 @@ COMMANDS = {
     "export": ("stages.export", "main"),
     "predict": ("stages.predict", "main"),
     "report": ("stages.report", "main"),
+    "calibrate": ("stages.calibrate", "main"),
     "submit": ("stages.submit", "app"),
     "run": ("stages.run_all", "main"),
     "init": ("stages.init", "main"),

@@ -1,7 +1,8 @@
 """`osrm diagnose`: why a merge works or not, from token Grams and adapter factors alone (docs/diagnostics.md).
 
 `run` diagnoses one arm of one seed (interference E, own/other energy of A at init and after training, A
-drift); `summary` pools every arm over seeds into one table and two figures; `ablate` scores tasks under their
+drift), headline on held-out Grams (validation rows that built no subspace), in-sample (the training sample's
+Grams, which built the subspaces) beside them (docs/diagnostics.md, "Held-out and in-sample"); `summary` pools every arm over seeds into one table and two figures; `ablate` scores tasks under their
 own scaled update vs the other tasks' interference (forward passes, validation split by default).
 """
 
@@ -13,7 +14,7 @@ from pathlib import Path
 import torch
 import typer
 
-from osrm_core import diagnose, diagnose_plots
+from osrm_core import diagnose, diagnose_plots, lora
 from osrm_core.ablation import VARIANTS, ablation_table, ablation_updates, others_sum
 from osrm_core.diagnose_summary import one_thread, pool, scalars, summary_md
 from osrm_core.errors import OsrmError
@@ -32,12 +33,12 @@ SEEDS = typer.Option(None, "--seed", help="Seeds to pool (repeatable); default: 
 Nested = dict[str, dict[str, torch.Tensor]]
 
 
-def read_grams(features: dict[str, Features], modules: list[str]) -> tuple[Nested, dict[str, dict[str, int]]]:
-    """({task: {module: G (d_in x d_in) float64}}, {task: {module: token count}}); modules sharing an input
-    (q/v of one block) share one tensor."""
+def read_grams(features: dict[str, Features], modules: list[str], heldout: bool = False) -> tuple[Nested, dict[str, dict[str, int]]]:
+    """({task: {module: G (d_in x d_in) float64}}, {task: {module: token count}}) of the training sample (in-sample),
+    or with `heldout` of the held-out validation rows; modules sharing an input (q/v of one block) share one tensor."""
     grams, counts = {}, {}
     for t, f in features.items():
-        cache, seen = f.cache, {}
+        cache, seen = (f.heldout if heldout else f.cache), {}
         for m in modules:
             key = cache.aliases.get(m, m)
             if key not in seen:
@@ -49,15 +50,18 @@ def read_grams(features: dict[str, Features], modules: list[str]) -> tuple[Neste
 
 def initial_a(run: Run, arm: str, trained: Nested) -> Nested | None:
     """{task: {module: A_0 (r x d_in) float32}} as finetune started it: the subspace file (init osrm), the
-    seeded orthonormal draw (module i in name order from seed + i, osrm_core.lora.orthonormal_init), or None
-    (gaussian: PEFT's draw is not saved)."""
+    seeded orthonormal draw (module i in name order from seed + i, osrm_core.lora.orthonormal_init), each
+    rescaled to lora.a_norm as finetune does (lora.initialise), or None (gaussian, kaiming: PEFT's draw is not saved)."""
     init = run.cfg.lora.init
     if init == "osrm":
-        return {t: {m: a for m, a in Subspace.open(run, arm, t).tensors().items() if m in mods} for t, mods in trained.items()}
-    if init == "orthonormal":
-        return {t: {m: random_orthonormal(*a.shape, run.cfg.seed + i).float() for i, (m, a) in enumerate(sorted(mods.items()))}
-                for t, mods in trained.items()}
-    return None
+        raw = {t: {m: a for m, a in Subspace.open(run, arm, t).tensors().items() if m in mods} for t, mods in trained.items()}
+    elif init == "orthonormal":
+        raw = {t: {m: random_orthonormal(*a.shape, run.cfg.seed + i).float() for i, (m, a) in enumerate(sorted(mods.items()))}
+               for t, mods in trained.items()}
+    else:
+        return None
+    norm = run.cfg.lora.a_norm
+    return {t: {m: lora.scale_to_norm(a.float(), lora.target_norm(norm, *a.shape)) for m, a in mods.items()} for t, mods in raw.items()}
 
 
 def diagnose_arm(run: Run, arm: str) -> tuple[dict, list[str], dict[str, str]]:
@@ -67,13 +71,20 @@ def diagnose_arm(run: Run, arm: str) -> tuple[dict, list[str], dict[str, str]]:
     modules = next(iter(adapters.values())).peft.modules
     factors = {t: {m: (*a.peft.factors(m), a.peft.scale) for m in modules} for t, a in adapters.items()}
     trained = {t: {m: f[0] for m, f in fs.items()} for t, fs in factors.items()}
-    grams, counts = read_grams(features, modules)
     init = initial_a(run, arm, trained)
+
+    def on(grams: Nested, counts: dict[str, dict[str, int]]) -> dict:
+        return {"interference": diagnose.interference(grams, factors).as_dict(),
+                "energy": {"trained": diagnose.energy_shares(grams, counts, trained).as_dict(),
+                           "init": None if init is None else diagnose.energy_shares(grams, counts, init).as_dict()}}
+
+    held = {t: f.heldout for t, f in features.items()}
     with one_thread():
         result = {"arm": arm, "init": run.cfg.lora.init, "seed": run.cfg.seed,
-                  "interference": diagnose.interference(grams, factors).as_dict(),
-                  "energy": {"trained": diagnose.energy_shares(grams, counts, trained).as_dict(),
-                             "init": None if init is None else diagnose.energy_shares(grams, counts, init).as_dict()},
+                  "grams": {"heldout": {"split": next(iter(held.values())).split, "rows": {t: h.n_rows for t, h in held.items()}},
+                            "in_sample": {"split": "train", "rows": {t: f.manifest.k for t, f in features.items()}}},
+                  **on(*read_grams(features, modules, heldout=True)),  # the headline: held-out Grams
+                  "in_sample": on(*read_grams(features, modules)),
                   "drift": None if init is None else diagnose.drift(trained, init).as_dict()}
     upstream = {f"features/{t}": f.content_hash for t, f in features.items()}
     upstream |= {f"adapters/{t}": a.content_hash for t, a in adapters.items()}
@@ -86,7 +97,8 @@ def run_arm(config: Path = CONFIG, arm: str = ARM, seed: int = SEED, workdir: Pa
     """Diagnose ARM's adapters of one seed from the cached token Grams (no forward pass).
 
     Writes <workdir>/diagnostics/seed<seed>/<arm>/: diagnostics.json (E per module, energy shares at init and
-    after training, A drift), summary.json (scalars: DVC metrics), heatmap.png and a manifest.
+    after training on held-out Grams; the same on in-sample Grams under `in_sample`; A drift), summary.json (scalars:
+    DVC metrics; in-sample ones prefixed in_sample_), heatmap.png (held-out E) and a manifest.
     """
     run = open_run(config, run_overrides(workdir, seed), arm=arm)
     result, modules, upstream = diagnose_arm(run, arm)

@@ -24,19 +24,16 @@ from stages.io.run import Run, open_run, seed_everything
 
 
 def build_model(run: Run, task: str, num_labels: int):
-    """Base classifier + LoRA as the run's arm starts it: PEFT's gaussian A, the task's OSRM subspace, or a
-    seeded orthonormal A; lora_B = 0 for the last two. Returns (model, upstream)."""
-    init = run.cfg.lora.init
-    sub = Subspace.open(run, run.arm, task) if init == "osrm" else None  # checked before the slow load
-    seed_everything(run.cfg.seed)  # the same head and gaussian A for the same seed
+    """Base classifier + LoRA as the run's arm starts it (osrm_core.lora.INITS): PEFT's gaussian or kaiming A,
+    the task's OSRM subspace, or a seeded orthonormal A, then rescaled to lora.a_norm; lora_B = 0.
+    Returns (model, upstream)."""
+    method = lora.INITS[run.cfg.lora.init]
+    sub = Subspace.open(run, run.arm, task) if method.needs_subspace else None  # checked before the slow load
+    seed_everything(run.cfg.seed)  # the same head and PEFT A for the same seed
     model = load_classifier(run.spec, num_labels)
     model = lora.attach_lora(model, run.spec.target_suffixes(run.cfg.lora.blocks), run.cfg.lora, head_module_names(model))
-    upstream = {}
-    if sub is not None:
-        lora.osrm_init(model, sub.tensors())
-        upstream["subspace"] = sub.content_hash
-    elif init == "orthonormal":
-        lora.orthonormal_init(model, run.cfg.seed)
+    lora.initialise(model, run.cfg.lora, run.cfg.seed, None if sub is None else sub.tensors())
+    upstream = {} if sub is None else {"subspace": sub.content_hash}
     lora.set_freeze(model, run.cfg.lora.freeze)
     return model, upstream
 
@@ -106,10 +103,13 @@ def _write(run: Run, job: Job, model, final: dict, a0: dict, state: LoopState, e
     """Write the adapter folder (PEFT format + head, training.json, manifest) from the `final` tensors."""
     cfg, task, arm = job.cfg, job.task, job.arm
     drift = lora.a_drift({n: final[f"{lora.PEFT_PREFIX}{n}.lora_A.default.weight"] for n in a0}, a0)
+    a0_norm = lora.a_norms(a0)
+    a0_norm_mean = sum(a0_norm.values()) / len(a0_norm)
     n_train = len(job.data["train"])
     summary = {"task": task, "arm": arm, "init": job.init, "hparams": job.hp, "history": state.history, "best_epoch": state.best_epoch,
                "best_validation_score": state.best_score, "a_drift": drift,
-               "a_drift_mean": sum(drift.values()) / len(drift), "train_seconds": round(elapsed, 2),
+               "a_drift_mean": sum(drift.values()) / len(drift), "a0_norm": a0_norm, "a0_norm_mean": a0_norm_mean,
+               "train_seconds": round(elapsed, 2),
                "examples_per_second": round(n_train * job.epochs / max(elapsed, 1e-9), 1), "bf16": job.bf16,
                "device": job.device, "world_size": job.world.size, "deepspeed": cfg.finetune.deepspeed, "zero_stage": job.zero_stage}
     out = run.layout.adapter(arm, task)
@@ -121,7 +121,7 @@ def _write(run: Run, job: Job, model, final: dict, a0: dict, state: LoopState, e
                                "task": task, "arm": arm, "seed": cfg.seed, "data": cfg.data.model_dump()},
                          upstream=upstream, seed=cfg.seed, backbone=run.backbone_identity(), arm=arm, task=task, init=job.init,
                          num_labels=job.spec.num_labels, rank=cfg.lora.rank, blocks=cfg.lora.blocks,
-                         targets=sorted(a0), scale=cfg.lora.scale)
+                         targets=sorted(a0), scale=cfg.lora.scale, a0_norm=a0_norm_mean)
     shutil.rmtree(run.layout.checkpoints(arm, task), ignore_errors=True)
     print(f"adapter: {out} (best validation score {state.best_score:.2f} at epoch {state.best_epoch}; "
           f"mean A drift {summary['a_drift_mean']:.3f}; {summary['examples_per_second']} ex/s)")

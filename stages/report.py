@@ -19,17 +19,22 @@ from osrm_core.metrics import predictions
 from osrm_core.report import check_table, headline_table, individual_table, markdown_table, task_rows, variants_table
 from osrm_core.study import LEARNT_MARGIN, Rows, study, task_check
 from osrm_core.sweep_plots import lambda_rows, plot_lambda, plot_normalised, plot_tasks, tasks_rows
-from stages.io.artifacts import DiagnosticsSummary, Evaluation, Report, Selection
+from stages.io.artifacts import DiagnosticsSummary, Evaluation, Report, Selection, TaskAdapter
 from stages.io.atomic import atomic_dir
 from stages.io.guard import guarded
 from stages.io.layout import Layout, ModelRef
 from stages.io.options import CONFIG, WORKDIR, run_overrides
 from stages.io.run import Run, open_run
+from stages.report_regime import regime_section
 
 N_BOOT = typer.Option(1000, "--n-boot", min=1, help="Bootstrap replicates of every paired interval (seeded: reproducible).")
-NOTE = ("The headline interval is the 95% paired bootstrap over seeds × test rows (docs/statistics.md); the t-interval "
-        "over seeds is shown beside it. A difference whose interval contains 0 is not a finding. With one seed no "
-        "verdict is given. metrics.json: verdict_code 1 = better, −1 = worse, 0 = inconclusive.")
+NOTE = ("Every interval and verdict rests on the seed-level interval (`seed-t+rows`, docs/statistics.md): per-seed "
+        "differences with Student-t quantiles (Satterthwaite df) plus the test rows' sampling variance (a paired "
+        "bootstrap over rows); its false-verdict rate under the null is ≤ 5% in simulation (docs/statistics.md, Calibration). The "
+        "t-interval over seeds alone is shown beside it. **Primary** comparisons (study.primary: the validation-chosen "
+        "merges of {primary}, every arm vs the reference) are Holm-adjusted and the only verdicts in bold; every other "
+        "row is exploratory. A difference whose interval contains 0 is not a finding. With one seed no verdict is "
+        "given. metrics.json: verdict_code 1 = better, −1 = worse, 0 = inconclusive; primary 1/0; p, p_holm.")
 
 
 def _preds(logits, regression: bool) -> np.ndarray:
@@ -66,6 +71,23 @@ def load(run: Run) -> tuple[dict, dict, dict, dict, dict]:
     return models, base, selections, _rows(run), upstream
 
 
+def a0_norms(run: Run) -> dict[str, float | None]:
+    """arm -> ||A_0||_F of its adapters (finetune's manifest a0_norm: mean over modules), mean over seeds and
+    tasks; None where no adapter recorded it (adapters from before lora.a_norm, or absent)."""
+    out = {}
+    for arm in run.cfg.arms:
+        vals = []
+        for seed in run.cfg.seeds:
+            layout = Layout(run.layout.workdir, seed)
+            for t in run.tasks:
+                folder = layout.adapter(arm, t)
+                if folder.is_dir():
+                    v = TaskAdapter.read(folder, TaskAdapter.hint(arm, t, seed=seed), seed).manifest.a0_norm
+                    vals += [] if v is None else [v]
+        out[arm] = sum(vals) / len(vals) if vals else None
+    return out
+
+
 def _rows(run: Run) -> dict[str, Rows]:
     out = {}
     for t in run.tasks:
@@ -98,7 +120,8 @@ def markdown(run: Run, numbers: dict, params: dict, diag: str) -> str:
     head = (f"# OSRM study report\n\nBackbone `{run.spec.name}`, suite `{run.suite.suite}` ({len(run.tasks)} tasks), "
             f"test split, seeds {cfg.seeds}, reference arm `{cfg.reference}`; arms: "
             + ", ".join(f"`{a}` (init {cfg.arms[a].init}{', ' + str(cfg.arms[a].lora | cfg.arms[a].osrm) if cfg.arms[a].lora or cfg.arms[a].osrm else ''})" for a in arms)
-            + f". Merge parameters chosen on validation (`osrm select`).\n\n{NOTE}\n\n")
+            + f". Merge parameters chosen on validation (`osrm select`).\n\n"
+            + NOTE.format(primary=", ".join(m for m in cfg.study.primary if m in methods) or "no method") + "\n\n")
     return (head + "## Merges, validation-chosen parameters (headline)\n\n" + headline_table(numbers, arms, cfg.reference, methods, params)
             + "\n\n## Paper-default and λ = 1 parameters\n\n" + variants_table(numbers, arms, methods, cfg.merge.methods)
             + "\n\n## Individual adapters\n\n" + individual_table(numbers, arms)
@@ -116,17 +139,22 @@ def main(config: Path = CONFIG, workdir: Path = WORKDIR, n_boot: int = N_BOOT) -
         raise OsrmError(f"{config}: evaluate.split is '{run.cfg.evaluate.split}': the report pairs eval/ with the test "
                         "scores of `osrm select` — set evaluate.split: test and rerun `osrm evaluate`")
     models, base, selections, rows, upstream = load(run)
-    numbers = study(models, base, rows, run.cfg.reference, n_boot=n_boot)
+    primary = tuple(m for m in run.cfg.study.primary if m in run.cfg.merge.methods)
+    numbers = study(models, base, rows, run.cfg.reference, n_boot=n_boot, primary=primary, level=run.cfg.study.level)
     numbers["task_check"] = task_check(numbers, rows, run.cfg.reference)
     params = _chosen_params(selections, run.cfg.seeds)
     for arm, per in params.items():
         for m, by_seed in per.items():
             numbers[arm][m]["params"] = {f"seed{s}": {k: v for k, v in p.items() if isinstance(v, (int, float))}
                                          for s, p in by_seed.items()}
+    for arm, norm in a0_norms(run).items():
+        if norm is not None:  # metrics.json leaves are numbers (DVC metrics)
+            numbers[arm]["a0_norm"] = norm  # the individual table's ‖A₀‖_F (lora.a_norm, docs/study.md)
     diag, diag_numbers = diagnostics(run.layout.diagnostics_summary())
     for arm, d in diag_numbers.items():
         numbers.setdefault(arm, {})["diagnostics"] = d
-    _write(run, numbers, selections, markdown(run, numbers, params, diag), upstream)
+    regime_md, numbers["regime"] = regime_section(run)  # docs/regimes.md
+    _write(run, numbers, selections, markdown(run, numbers, params, diag + regime_md), upstream)
 
 
 def _write(run: Run, numbers: dict, selections: dict, text: str, upstream: dict) -> None:

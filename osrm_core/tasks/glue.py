@@ -5,10 +5,15 @@ pass ``data_dir``: a folder holding ``<task>/train.<ext>`` and ``<task>/validati
 name it ``validation_matched``) in GLUE's schema, with ``ext`` one of jsonl, json, csv, tsv, parquet;
 they are read with ``load_dataset(<format>, data_files=...)``.
 
-Splits: ``train`` = GLUE train (first ``caps.train`` rows, 105,000 by default as in the paper);
-``validation`` = GLUE validation (MNLI: validation_matched; first ``caps.validation`` rows, 15,000);
-``test`` = the same rows as ``validation``, because GLUE's test labels are hidden (-1) and the paper
-reports validation scores. The seed does not change GLUE's fixed splits.
+Splits (docs/evaluation.md, "Splits"): ``train`` = GLUE train (first ``caps.train`` rows, 105,000 by
+default as in the paper). GLUE's test labels are hidden (-1), so GLUE's validation split (MNLI:
+validation_matched; its first ``caps.validation`` rows, 15,000) is the labelled held-out pool, and it
+is divided once into two disjoint halves by :func:`osrm_core.tasks.splits.halve`: ``validation`` (merge
+parameters, epochs, every choice) and ``test`` (the reported scores). The halving is stratified (by
+label; STS-B by label quantile bin), keeps copies of one text in one half, and is seeded by the
+loader's ``seed`` (the stages pass ``data.split_seed``); ``max_eval`` then keeps the first rows of
+each half, so a cap never moves a row from one half to the other. Reported GLUE numbers are therefore
+on half of GLUE's validation rows, not on all of them as in the paper.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from osrm_core.errors import OsrmError
 from osrm_core.tasks.config import SuiteConfig, TaskEntry
 from osrm_core.tasks.schema import features_for
 from osrm_core.tasks.spec import TaskSpec
+from osrm_core.tasks.splits import halve
 
 GLUE_HUB = "nyu-mll/glue"
 
@@ -115,20 +121,32 @@ def load_glue_task(
     max_train: int | None,
     max_eval: int | None,
 ) -> datasets.DatasetDict:
-    """A GLUE task as train/validation/test (test = validation, see the module docstring)."""
+    """A GLUE task as train/validation/test (validation and test: disjoint halves of GLUE's validation)."""
     raw = _load_local(data_dir, entry) if data_dir is not None else _load_hub(suite, entry)
     where = f"{data_dir}/{entry.name}" if data_dir is not None else f"{suite.hub_dataset or GLUE_HUB}/{entry.name}"
     spec = entry.spec()
     train_cap = max_train if max_train is not None else suite.caps.get("train")
-    eval_cap = max_eval if max_eval is not None else suite.caps.get("validation")
     train = conform(spec, _first(raw["train"], train_cap), where)
-    validation = conform(spec, _first(raw["validation"], eval_cap), where)
-    return datasets.DatasetDict({"train": train, "validation": validation, "test": validation})
+    pool = conform(spec, _first(raw["validation"], suite.caps.get("validation")), where)
+    halves = held_out_halves(spec, pool, seed)
+    out = {"train": train}
+    for split in ("validation", "test"):
+        out[split] = _first(pool.select(halves[split]), max_eval)
+    return datasets.DatasetDict(out)
+
+
+def held_out_halves(spec: TaskSpec, pool: datasets.Dataset, seed: int) -> dict[str, list[int]]:
+    """Row indices of ``pool`` (GLUE's validation rows) in the validation and the test half."""
+    fields = list(spec.text_fields)
+    columns = pool.select_columns([*fields, "label"]).to_dict()
+    rows = [dict(zip(columns, values)) for values in zip(*columns.values())]
+    return halve(rows, fields, seed, f"glue:{spec.name}", regression=spec.is_regression)
 
 
 def glue_files(suite: SuiteConfig, entry: TaskEntry, data_dir: str | None) -> list[Path]:
     """Files that define a GLUE task's data: this loader, plus the local files when ``data_dir`` is set."""
-    files = [Path(__file__).resolve(), Path(__file__).resolve().parent / "schema.py"]
+    here = Path(__file__).resolve().parent
+    files = [Path(__file__).resolve(), here / "schema.py", here / "splits.py"]
     if data_dir is not None:
         files += [p for split in ("train", "validation") if (p := local_file(data_dir, entry, split))]
     return files

@@ -14,10 +14,10 @@ import datasets
 
 from osrm_core.errors import OsrmError
 from osrm_core.tasks.own import DatasetsTask, FilesTask, OwnSuite
-from osrm_core.tasks.own_read import RawSplit, dataset_splits, file_splits, local_files
+from osrm_core.tasks.own_read import RawSplit, dataset_splits, file_splits, local_files, resolve
 from osrm_core.tasks.schema import features_for
 from osrm_core.tasks.spec import TaskSpec
-from osrm_core.tasks.splits import SPLITS, stable_rng
+from osrm_core.tasks.splits import SPLITS, halve, stable_rng, text_key
 
 OwnTask = FilesTask | DatasetsTask
 
@@ -123,6 +123,42 @@ def read_raw(suite: OwnSuite, entry: OwnTask, data_dir: str | None) -> tuple[dic
     return raws, class_names
 
 
+def shared_held_out(suite: OwnSuite, entry: OwnTask, data_dir: str | None) -> bool:
+    """Whether validation and test name the same rows (one file, one split value or one dataset split)."""
+    if isinstance(entry, DatasetsTask):
+        return entry.source_split("validation") == entry.source_split("test")
+    if entry.path is not None:
+        return entry.split_values.get("validation", "validation") == entry.split_values.get("test", "test")
+    base = suite.base(data_dir)
+    return resolve(base, entry.validation).resolve() == resolve(base, entry.test).resolve()
+
+
+def _rows(ds: datasets.Dataset, fields: list[str]) -> list[dict]:
+    columns = ds.select_columns([*fields, "label"]).to_dict()
+    return [dict(zip(columns, values)) for values in zip(*columns.values())]
+
+
+def _raw_keys(raw: RawSplit, fields: tuple[str, ...]) -> list[tuple[str, ...]]:
+    """:func:`text_key` of every row of a raw split."""
+    columns = [raw.values(f) for f in fields]
+    return [text_key(dict(zip(fields, values)), fields) for values in zip(*columns)]
+
+
+def _validation_order(spec: TaskSpec, entry: OwnTask, raws: dict[str, RawSplit], seed: int, cap: int | None) -> list[int]:
+    """Validation rows kept: those whose texts (case/space-insensitive) are in no test row, then the cap.
+
+    The test rows are yours and are reported as given; validation, which every choice is made on,
+    loses what it shares with all of test (docs/own_tasks.md, "Validation and test").
+    """
+    in_test = set(_raw_keys(raws["test"], spec.text_fields))
+    keys = _raw_keys(raws["validation"], spec.text_fields)
+    order = [i for i in _order(len(keys), None, entry.shuffle, seed, entry.name, "validation") if keys[i] not in in_test]
+    if not order:
+        raise OsrmError(f"{raws['validation'].where}: every validation row of task '{entry.name}' has its text in test too; "
+                        "give validation other rows, or name the same file/split for both to have it halved")
+    return order if cap is None else order[:cap]
+
+
 def load_own_task(
     suite: OwnSuite,
     entry: OwnTask,
@@ -132,13 +168,34 @@ def load_own_task(
     max_train: int | None,
     max_eval: int | None,
 ) -> tuple[TaskSpec, datasets.DatasetDict]:
-    """Spec and train/validation/test data of an own task (caps keep the first rows, after any shuffle)."""
+    """Spec and train/validation/test data of an own task (caps keep the first rows, after any shuffle).
+
+    Validation and test never share a text (docs/own_tasks.md, "Validation and test"): when both name
+    the same rows, those rows are halved (:func:`osrm_core.tasks.splits.halve`, seeded by ``seed``,
+    before the caps); otherwise validation rows whose texts are also in test are dropped.
+    """
     raws, class_names = read_raw(suite, entry, data_dir)
     spec = task_spec_for(entry, raws, class_names)
     caps = {"train": max_train, "validation": max_eval, "test": max_eval}
     out = {}
+    if shared_held_out(suite, entry, data_dir):
+        raw = raws["validation"]
+        pool = _conform(spec, entry, raw, list(range(len(raw))), class_names)
+        halves = halve(_rows(pool, list(spec.text_fields)), spec.text_fields, seed, f"own:{entry.name}", spec.is_regression)
+        for split in ("validation", "test"):
+            if not halves[split]:
+                raise OsrmError(f"{raw.where}: task '{entry.name}': validation and test share these rows, which are "
+                                "too few to halve; give at least two distinct texts")
+            picked = halves[split] if caps[split] is None else halves[split][: caps[split]]
+            out[split] = pool.select(picked)
+        order = _order(len(raws["train"]), caps["train"], entry.shuffle, seed, entry.name, "train")
+        out["train"] = _conform(spec, entry, raws["train"], order, class_names)
+        return spec, datasets.DatasetDict({split: out[split] for split in SPLITS})
     for split in SPLITS:
-        order = _order(len(raws[split]), caps[split], entry.shuffle, seed, entry.name, split)
+        if split == "validation":
+            order = _validation_order(spec, entry, raws, seed, caps[split])
+        else:
+            order = _order(len(raws[split]), caps[split], entry.shuffle, seed, entry.name, split)
         out[split] = _conform(spec, entry, raws[split], order, class_names)
     return spec, datasets.DatasetDict(out)
 
@@ -153,5 +210,5 @@ def own_spec(suite: OwnSuite, entry: OwnTask, data_dir: str | None = None) -> Ta
 def own_files(suite: OwnSuite, entry: OwnTask, data_dir: str | None) -> list[Path]:
     """Files that define an own task's data: its data files and the code that reads them."""
     here = Path(__file__).resolve().parent
-    code = [here / f for f in ("own.py", "own_read.py", "own_load.py", "schema.py")]
+    code = [here / f for f in ("own.py", "own_read.py", "own_load.py", "schema.py", "splits.py")]
     return code + local_files(entry, suite.base(data_dir))

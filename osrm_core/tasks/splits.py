@@ -103,3 +103,42 @@ def split_groups(groups: Sequence[str], counts: dict[str, int], seed: int, salt:
         "test": ordered[n_val : n_val + n_test],
         "train": ordered[n_val + n_test :],
     }
+
+
+def halve(
+    rows: Sequence[Row], fields: Sequence[str], seed: int, salt: str, regression: bool = False
+) -> dict[str, list[int]]:
+    """Indices of ``rows`` in two disjoint halves, ``validation`` and ``test`` (docs/evaluation.md, "Splits").
+
+    Used where a source has one labelled held-out split (GLUE's validation; an own task whose
+    validation and test name the same data). Rows with the same texts (:func:`text_key`) form one
+    unit and go to the same half, so no text is in both. Units are stratified by label (regression:
+    the label's quantile bin, :func:`quantile_strata`), shuffled per stratum by
+    ``stable_rng(salt, "halve", seed)`` and dealt alternately to validation and test (the turn runs on
+    across strata, so the halves differ by at most one unit). Each half lists its units in
+    :func:`stratified_order` (every prefix, i.e. every row cap, stays stratified) and a unit's rows in
+    their source order. The result depends only on the rows, ``seed`` and ``salt``, never on caps.
+    """
+    units: dict[tuple[str, ...], list[int]] = defaultdict(list)
+    for i, row in enumerate(rows):
+        units[text_key(row, fields)].append(i)
+    members = list(units.values())
+    heads = [{"label": rows[m[0]]["label"]} for m in members]
+    keys = quantile_strata(heads) if regression else [h["label"] for h in heads]
+    rng = stable_rng(salt, "halve", seed)
+    by_stratum: dict[Hashable, list[int]] = defaultdict(list)
+    for k, key in enumerate(keys):
+        by_stratum[key].append(k)
+    dealt: dict[str, list[int]] = {"validation": [], "test": []}
+    turn = 0
+    for stratum in sorted(by_stratum, key=str):
+        group = by_stratum[stratum]
+        rng.shuffle(group)
+        for k in group:
+            dealt[("validation", "test")[turn % 2]].append(k)
+            turn += 1
+    out = {}
+    for half, picked in dealt.items():
+        ordered = stratified_order(picked, [keys[k] for k in picked], rng)
+        out[half] = [i for k in ordered for i in members[k]]
+    return out

@@ -143,3 +143,38 @@ def test_contrast_too_few_own_rows_is_one_line_error():
               for i, (t, n) in enumerate({"a": 2, "b": 9, "c": 9}.items())}
     with pytest.raises(OsrmError, match=r"^osrm.k: task 'a' has only 2 feature rows, fewer than lora.rank=3.*raise osrm.k$"):
         subspace.solve_subspaces(caches, ["m"], ["a"], OsrmConfig(k=2, objective="contrast"), 3, 42)
+
+
+def _ratio_trace(a, s, b):
+    return float(torch.trace(torch.linalg.solve(a @ b @ a.T, a @ s @ a.T)))
+
+
+def _trace_ratio(a, s, b):
+    return float(torch.trace(a @ s @ a.T) / torch.trace(a @ b @ a.T))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_contrast_maximises_the_ratio_trace_not_the_trace_ratio(seed):
+    """docs/osrm.md, "What it maximises": A attains tr((A B A^T)^-1 A S A^T) = sum of the top-r mu, random
+    orthonormal A do not exceed it, and the trace ratio tr(A S A^T)/tr(A B A^T) is a different objective
+    (its iterative optimum beats the contrast rows on it)."""
+    d, r, ridge = 16, 4, 1e-2
+    s_own, s_other = _psd(40, d, 10 + seed), _psd(60, d, 20 + seed)
+    s_own = s_own + torch.diag(torch.linspace(0, 3, d, dtype=torch.float64))  # anisotropic, unlike S_other
+    a, mu, _, eps = subspace.contrast_subspace(s_own, s_other, r, ridge, seed=0)
+    b = s_other + eps * torch.eye(d, dtype=torch.float64)
+    best = _ratio_trace(a, s_own, b)
+    vals = scipy.linalg.eigh(s_own.numpy(), b.numpy(), eigvals_only=True)
+    assert best == pytest.approx(float(mu.sum()), rel=1e-9)
+    assert best == pytest.approx(float(vals[-r:].sum()), rel=1e-9)
+    gen = _gen(100 + seed)
+    for _ in range(200):
+        q, _ = torch.linalg.qr(torch.randn(d, r, generator=gen, dtype=torch.float64))
+        assert _ratio_trace(q.T, s_own, b) <= best * (1 + 1e-12)
+    # the trace ratio over orthonormal A: fixed-point iteration lam <- tr(ASA^T)/tr(ABA^T), A = top-r of S - lam B
+    lam = _trace_ratio(a, s_own, b)
+    for _ in range(100):
+        _, vecs = torch.linalg.eigh(s_own - lam * b)
+        top = vecs[:, -r:].T
+        lam = _trace_ratio(top, s_own, b)
+    assert lam > _trace_ratio(a, s_own, b) * (1 + 1e-6)

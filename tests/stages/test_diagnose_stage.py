@@ -133,7 +133,8 @@ def test_summary_pools_every_arm(pipeline, tmp_path):
         assert pooled[arm] == pytest.approx(json.loads((layout.diagnostics(arm) / "summary.json").read_text()))
     assert "drift" not in pooled["lora"] and pooled["frozen"]["drift"] == 0.0
     md = (out / "summary.md").read_text()
-    assert "docs/diagnostics.md" in md and all(f"| {a} |" in md for a in DIAGNOSED)
+    assert "docs/diagnostics.md" in md and all(md.count(f"| {a} |") == 2 for a in DIAGNOSED)  # held-out and in-sample tables
+    assert md.index("Held-out Grams") < md.index("In-sample Grams") and "median E (held-out)" in md
     res = cli("diagnose", "summary", "-c", config, ok=False)  # an arm never diagnosed: one-line error naming the command
     assert res.exit_code != 0 and "osrm diagnose run --arm" in res.output
 
@@ -159,3 +160,51 @@ def test_ablate_variants_by_hand_and_against_evaluate(pipeline, tmp_path):
         torch.testing.assert_close(u["own_scaled"][m], 0.5 * deltas[ONE][m])
         torch.testing.assert_close(u["merge"][m], 0.5 * sum(deltas[t][m] for t in TINY_TASKS))
         torch.testing.assert_close(u["own_plus_others"][m], deltas[ONE][m] + 0.5 * sum(deltas[t][m] for t in others))
+
+
+def test_heldout_grams_come_from_validation_rows_only_and_differ_from_in_sample(pipeline):
+    """extract-features stores the Grams of validation rows (none of them built a subspace) beside the training
+    sample's: recomputed here from exactly those rows with the same capture code, and unlike the in-sample ones."""
+    from stages.extract_features import HELDOUT_SPLIT, _capture_grams, _load, heldout_indices
+
+    _, config, _ = pipeline
+    run = _run(config)
+    feats = Features.open_all(run, TINY_TASKS)
+    for t in TINY_TASKS:
+        spec, data = run.load_task(t)
+        held = heldout_indices(len(data[HELDOUT_SPLIT]), run.cfg.feature_k, run.cfg.seed)
+        art = feats[t]
+        assert HELDOUT_SPLIT == "validation" and art.manifest.heldout.split == "validation"
+        assert art.manifest.heldout.rows == len(held) == art.heldout.n_rows
+        model, tokenizer, names = _load(run, spec)
+        grams, counts = _capture_grams(run, t, spec, data["validation"].select(held), model, tokenizer, names)
+        for mod in art.manifest.modules:
+            key = art.cache.aliases[mod]
+            torch.testing.assert_close(art.heldout.gram(mod), grams[key], rtol=1e-9, atol=1e-9)
+            assert art.heldout.count(mod) == counts[key]
+            assert not torch.allclose(art.heldout.gram(mod), art.cache.gram(mod))  # not the in-sample Gram
+        train = {tuple(r[f] for f in spec.text_fields) for r in data["train"]}
+        assert not any(tuple(r[f] for f in spec.text_fields) in train for r in data["validation"].select(held))
+
+
+def test_summary_headline_is_heldout_with_in_sample_beside(pipeline):
+    from osrm_core import diagnose
+    from stages.diagnose import read_grams
+
+    _, config, layout = pipeline
+    run = _run(config, "ortho")
+    art = Diagnostics.open(run, "ortho")
+    res, summary = art.results(), art.summary()
+    assert res["grams"]["heldout"]["split"] == "validation" and res["grams"]["in_sample"]["split"] == "train"
+    feats = Features.open_all(_run(config), TINY_TASKS)
+    adapters = TaskAdapter.open_all(run, "ortho")
+    modules = next(iter(adapters.values())).peft.modules
+    factors = {t: {m: (*a.peft.factors(m), a.peft.scale) for m in modules} for t, a in adapters.items()}
+    held = diagnose.interference(read_grams(feats, modules, heldout=True)[0], factors).summary()
+    in_sample = diagnose.interference(read_grams(feats, modules)[0], factors).summary()
+    assert summary["median_offdiag"] == pytest.approx(held["median_offdiag"], rel=1e-12)
+    assert summary["in_sample_median_offdiag"] == pytest.approx(in_sample["median_offdiag"], rel=1e-12)
+    assert summary["median_offdiag"] != summary["in_sample_median_offdiag"]
+    for key in ("mean_offdiag", "max_offdiag", "own_energy", "other_energy", "own_energy_init", "other_energy_init"):
+        assert key in summary and "in_sample_" + key in summary
+    assert res["in_sample"]["energy"]["trained"]["own_mean"] == pytest.approx(summary["in_sample_own_energy"])

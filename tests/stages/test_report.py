@@ -11,6 +11,7 @@ import pytest
 from safetensors.torch import load_file
 
 from osrm_core.metrics import predictions
+from osrm_core.inference import seed_interval
 from osrm_core.stats import paired_bootstrap, t_interval
 from tests.conftest import TINY_TASKS
 from tests.stages.test_sweep import select_config
@@ -74,8 +75,9 @@ def test_report_metrics_are_nested_numbers(study_run):
     assert "## Is every task learnt?" in report
 
 
-def test_report_numbers_equal_a_direct_bootstrap(study_run):
-    """diff / CI of osrm − lora (ties, chosen) equal paired_bootstrap on the stored logits; t-interval and mean too."""
+def test_report_numbers_equal_a_direct_seed_interval(study_run):
+    """diff / CI of osrm − lora (ties, chosen) equal the seed-level interval (per-seed differences + the rows-only
+    paired bootstrap) on the stored logits; t-interval and mean too; ties is primary and Holm-adjusted."""
     from stages.io.run import open_run
 
     config, root, _ = study_run
@@ -84,13 +86,17 @@ def test_report_numbers_equal_a_direct_bootstrap(study_run):
     metric = {t: run.load_task(t)[0].metric for t in TINY_TASKS}
     runs = {a: {str(s): {t: (p, labels[t]) for t, p in _preds(root, s, a, "chosen", "ties").items()} for s in SEEDS}
             for a in ("osrm", "lora")}
-    boot = paired_bootstrap(runs["osrm"], runs["lora"], metric, n_boot=200, seed=0)
+    boot = paired_bootstrap(runs["osrm"], runs["lora"], metric, n_boot=200, seed=0, resample_seeds=False)
     got = json.loads((root / "report/metrics.json").read_text())["osrm"]["ties"]
-    assert (got["diff"], got["ci_low"], got["ci_high"]) == pytest.approx((boot.estimate, boot.low, boot.high), abs=1e-9)
     per_seed = {a: [np.mean([json.loads((root / f"selection/seed{s}/{a}/results.json").read_text())["methods"]["ties"]
                              ["variants"]["chosen"]["scores"][t] for t in TINY_TASKS]) for s in SEEDS] for a in runs}
     assert got["average"] == pytest.approx(np.mean(per_seed["osrm"]), abs=1e-9)
-    assert (got["t_low"], got["t_high"]) == pytest.approx(t_interval(np.subtract(per_seed["osrm"], per_seed["lora"])), abs=1e-9)
+    diffs = np.subtract(per_seed["osrm"], per_seed["lora"])
+    assert (got["t_low"], got["t_high"]) == pytest.approx(t_interval(diffs), abs=1e-9)
+    si = seed_interval(diffs, boot.replicates)
+    assert (got["diff"], got["ci_low"], got["ci_high"], got["p"]) == pytest.approx((si.estimate, si.low, si.high, si.p), abs=1e-9)
+    assert got["primary"] == 1 and got["p_holm"] >= got["p"]  # primary: task_arithmetic and ties, Holm over the family
+    assert got["lambda1"]["primary"] == 0 and "p_holm" not in got["lambda1"]
 
 
 def test_report_needs_the_test_split(cli, study_run):

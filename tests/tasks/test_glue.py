@@ -24,13 +24,40 @@ def test_glue_task_loads_from_local_files(name, glue_dir):
         assert len(ds) >= 3
         if not spec.is_regression:
             assert set(ds["label"][:]) <= set(range(spec.num_labels))
-    assert dd["test"].to_dict() == dd["validation"].to_dict()  # GLUE hides test labels
+    # GLUE hides test labels: validation and test are two disjoint halves of GLUE's validation split
+    assert not set(_keys(spec, dd["validation"])) & set(_keys(spec, dd["test"]))
+
+
+def _keys(spec, ds) -> list[tuple]:
+    return [tuple(row[f] for f in spec.text_fields) for row in ds]
 
 
 def test_mnli_validation_is_validation_matched(glue_dir):
-    _, dd = load_task("glue", "mnli", data_dir=str(glue_dir))
+    spec, dd = load_task("glue", "mnli", data_dir=str(glue_dir))
     rows = [json.loads(line) for line in (glue_dir / "mnli" / "validation_matched.jsonl").read_text().splitlines()]
-    assert dd["validation"]["premise"][:] == [r["premise"] for r in rows]
+    halves = sorted(_keys(spec, dd["validation"]) + _keys(spec, dd["test"]))
+    assert halves == sorted((r["premise"], r["hypothesis"]) for r in rows)
+
+
+def test_halves_are_stratified_seeded_and_independent_of_caps(glue_dir):
+    spec, dd = load_task("glue", "sst2", data_dir=str(glue_dir), seed=42)
+    for split in ("validation", "test"):
+        assert set(dd[split]["label"][:]) == {0, 1}  # both classes in both halves
+    _, again = load_task("glue", "sst2", data_dir=str(glue_dir), seed=42)
+    assert again["test"].to_dict() == dd["test"].to_dict()
+    _, capped = load_task("glue", "sst2", data_dir=str(glue_dir), seed=42, max_eval=2)
+    assert capped["test"].to_dict() == dd["test"].select(range(2)).to_dict()  # a cap keeps a half's first rows
+    others = {tuple(sorted(_keys(spec, load_task("glue", "sst2", data_dir=str(glue_dir), seed=s)[1]["test"])))
+              for s in range(6)}
+    assert len(others) > 1  # the split seed picks the halves
+
+
+def test_copies_of_a_text_stay_in_one_half(glue_dir):
+    spec, dd = load_task("glue", "qqp", data_dir=str(glue_dir))
+    keys = {s: _keys(spec, dd[s]) for s in ("validation", "test")}
+    dup = ("How can I sleep better?", "What helps me sleep better?")  # twice in the stand-in
+    assert keys["validation"].count(dup) + keys["test"].count(dup) == 2
+    assert dup not in keys["validation"] or dup not in keys["test"]
 
 
 def test_caps_keep_first_rows(glue_dir):

@@ -12,7 +12,7 @@ from osrm_core.tasks import list_tasks, load_task, resolve_suite, suite_name, ta
 TASK = {"name": "mine", "loader": "files", "path": "data/all.csv", "text": ["premise", "hypothesis"], "label": "gold",
         "metric": "accuracy_f1"}
 CSV = "premise,hypothesis,gold,split\n" + "".join(
-    f"p{i},h{i},{'yes' if i % 2 else 'no'},{s}\n" for s, n in (("train", 6), ("validation", 2), ("test", 2)) for i in range(n))
+    f"p{s}{i},h{s}{i},{'yes' if i % 2 else 'no'},{s}\n" for s, n in (("train", 6), ("validation", 2), ("test", 2)) for i in range(n))
 
 
 @pytest.fixture()

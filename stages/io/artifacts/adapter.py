@@ -22,6 +22,7 @@ class AdapterManifest(Manifest):
     blocks: str
     targets: list[str] = []
     scale: float | None = None
+    a0_norm: float | None = None  # mean over modules of ||A_0||_F (lora.a_norm); absent before it was recorded
 
 
 class TaskAdapter(Artifact[AdapterManifest]):

@@ -1,4 +1,5 @@
-"""Feature cache artifact: `features/<task>/features.zarr` (per target layer sample-mean rows, token Gram, count)."""
+"""Feature cache artifact: `features/<task>/features.zarr` (per target layer sample-mean rows, token Gram, count; and
+the token Gram and count of held-out validation rows, for `osrm diagnose`)."""
 
 from __future__ import annotations
 
@@ -22,6 +23,14 @@ class Sampling(BaseModel):
     seed: int
 
 
+class HeldOut(BaseModel):
+    """Which held-out rows' token Grams the cache also holds: `rows` rows of `split` (docs/diagnostics.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+    split: str
+    rows: int
+
+
 class FeaturesManifest(Manifest):
     STAGE: ClassVar[str] = "extract-features"
     backbone: BackboneId
@@ -34,6 +43,7 @@ class FeaturesManifest(Manifest):
     dims: dict[str, int]
     k: int
     world: int
+    heldout: HeldOut | None = None  # None: written before held-out Grams existed (diagnose asks to re-extract)
 
 
 class Features(Artifact[FeaturesManifest]):
@@ -63,15 +73,16 @@ class Features(Artifact[FeaturesManifest]):
 
     def check(self, run, task: str) -> None:
         """The features must come from this backbone, cover lora.blocks, and use this config's sampling
-        (osrm.k, osrm.include_padding, the seed), data.* and suite: these change what is in the cache."""
+        (feature_k: the largest osrm.k of the config and its arms, osrm.include_padding, the seed), data.* and
+        suite: these change what is in the cache. An arm's own osrm.k picks a prefix of it (sample)."""
         m, cfg, fix = self.manifest, run.cfg, self.fix(task) + " with this config"
         require_same("backbone", run.backbone_identity()["weights"], m.backbone.weights, self.folder,
                      f"{fix} (features were taken on backbone {m.backbone.name!r})")
         if set(cfg.lora.blocks) - set(m.blocks):
             raise OsrmError(f"{self.folder}: features cover lora.blocks={m.blocks!r}, this run needs "
                             f"{cfg.lora.blocks!r} (layer set differs) — {fix}")
-        for key in ("k", "include_padding"):
-            require_same(f"osrm.{key}", getattr(cfg.osrm, key), getattr(m.sampling, key), self.folder, fix)
+        require_same("osrm.k (the largest of the config and its arms)", cfg.feature_k, m.sampling.k, self.folder, fix)
+        require_same("osrm.include_padding", cfg.osrm.include_padding, m.sampling.include_padding, self.folder, fix)
         require_same("seed", cfg.seed, m.sampling.seed, self.folder, fix)
         require_same("data", cfg.data.model_dump(), m.data, self.folder, fix)
         require_same("suite", cfg.model_dump(mode="json")["suite"], m.suite, self.folder, fix)
@@ -85,3 +96,17 @@ class Features(Artifact[FeaturesManifest]):
     @cached_property
     def cache(self) -> FeatureCache:
         return FeatureCache(self.folder)
+
+    @property
+    def heldout(self):
+        """Token Grams and counts of the held-out (validation) rows: feature_store.HeldOutGrams."""
+        if self.manifest.heldout is None:
+            raise OsrmError(f"{self.folder}: these features predate held-out Grams — {self.fix(self.manifest.task)}")
+        return self.cache.heldout
+
+    def sample(self, k: int):
+        """The features of the first k sampled rows (an arm's osrm.k; the whole cache when k is the extracted k)."""
+        if k > self.manifest.sampling.k:
+            raise OsrmError(f"{self.folder}: features were extracted at osrm.k={self.manifest.sampling.k}, this arm needs "
+                            f"k={k} — rerun `osrm extract-features` (it samples the largest osrm.k of the config and its arms)")
+        return self.cache.prefix(k)

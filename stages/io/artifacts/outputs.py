@@ -110,7 +110,8 @@ class Diagnostics(Artifact[DiagnosticsManifest]):
         return f"osrm diagnose run --arm {arm} --seed {seed}"
 
     def results(self) -> dict[str, Any]:
-        """diagnostics.json: {"interference": Interference.as_dict(), "energy": {"trained", "init"}, "drift", ...}."""
+        """diagnostics.json: {"interference": Interference.as_dict(), "energy": {"trained", "init"}} on held-out Grams,
+        "in_sample": the same two on the training sample's Grams, "grams": which rows each used, "drift", ...}."""
         return json.loads((self.folder / self.RESULTS).read_text())
 
     def summary(self) -> dict[str, float]:

@@ -1,0 +1,45 @@
+"""`osrm calibrate`: simulate studies with a known truth and print the false-verdict rate and the power of the
+report's seed-level verdicts (osrm_core/calibration.py; the figures in docs/statistics.md come from this command)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from osrm_core.calibration import rate
+from stages.io.guard import guarded, progress
+
+SEEDS = typer.Option([3, 5, 10], "--seeds", help="Seed counts to simulate (repeat the option).")
+SDS = typer.Option([0.0, 2.0, 4.0], "--seed-sd", help="Seed-to-seed sd of an arm's score, points (repeat the option).")
+
+
+@guarded
+def main(seeds: list[int] = SEEDS, seed_sd: list[float] = SDS,
+         studies: int = typer.Option(400, "--studies", min=10, help="Simulated studies per cell."),
+         delta: float = typer.Option(3.0, "--delta", help="True difference (points) of the power row (10 seeds, sd 2)."),
+         n_boot: int = typer.Option(100, "--n-boot", min=10, help="Row-bootstrap replicates per simulated comparison."),
+         n_rows: int = typer.Option(300, "--rows", min=10, help="Test rows per simulated task (2 tasks)."),
+         json_out: Path | None = typer.Option(None, "--json", help="Also write the table as JSON here.")) -> None:
+    """False-verdict rate under the null (true Δ = 0) per seed count × seed sd, for the seed-level interval and the
+    seeds × rows percentile bootstrap it replaced, and the power to detect a true +delta with 10 seeds, sd 2."""
+    rows = []
+    cells = [(k, sd) for k in seeds for sd in seed_sd]
+    for k, sd in progress(cells, "simulated cells"):
+        new = rate(k, sd, n_studies=studies, n_boot=n_boot, n_rows=n_rows, seed=100 * k + int(sd))
+        old = rate(k, sd, n_studies=studies, n_boot=n_boot, n_rows=n_rows, seed=100 * k + int(sd), method="seeds_x_rows")
+        rows.append({"seeds": k, "seed_sd": sd, "seed_level": new.any, "seed_level_normalised": new.norm_any,
+                     "seeds_x_rows_bootstrap": old.any})
+    power = rate(10, 2.0, delta=delta, n_studies=studies, n_boot=n_boot, n_rows=n_rows, seed=7)
+    print("| seeds | seed sd | false verdicts: seed-level (average) | seed-level (normalised) | seeds × rows bootstrap |")
+    print("|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['seeds']} | {r['seed_sd']:g} | {r['seed_level']:.3f} | {r['seed_level_normalised']:.3f} | "
+              f"{r['seeds_x_rows_bootstrap']:.3f} |")
+    print(f"\npower to detect +{delta:g} points, 10 seeds, sd 2: {power.better:.3f} (average), "
+          f"{power.norm_better:.3f} (normalised); {studies} studies per cell, {n_rows} rows × 2 tasks, {n_boot} row replicates")
+    if json_out is not None:
+        tmp = json_out.with_name(json_out.name + ".tmp")  # written whole, then renamed: never half a file
+        tmp.write_text(json.dumps({"null": rows, "power": power._asdict(), "delta": delta, "studies": studies}, indent=1) + "\n")
+        tmp.replace(json_out)
