@@ -3,12 +3,12 @@ report's seed-level verdicts (osrm_core/calibration.py; the figures in docs/stat
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
 
 from osrm_core.calibration import rate
+from stages.io.atomic import write_json_atomic
 from stages.io.guard import guarded, progress
 
 SEEDS = typer.Option([3, 5, 10], "--seeds", help="Seed counts to simulate (repeat the option).")
@@ -40,6 +40,4 @@ def main(seeds: list[int] = SEEDS, seed_sd: list[float] = SDS,
     print(f"\npower to detect +{delta:g} points, 10 seeds, sd 2: {power.better:.3f} (average), "
           f"{power.norm_better:.3f} (normalised); {studies} studies per cell, {n_rows} rows × 2 tasks, {n_boot} row replicates")
     if json_out is not None:
-        tmp = json_out.with_name(json_out.name + ".tmp")  # written whole, then renamed: never half a file
-        tmp.write_text(json.dumps({"null": rows, "power": power._asdict(), "delta": delta, "studies": studies}, indent=1) + "\n")
-        tmp.replace(json_out)
+        write_json_atomic(json_out, {"null": rows, "power": power._asdict(), "delta": delta, "studies": studies})
