@@ -148,8 +148,8 @@ class MergeConfig(Strict):
         "expected", description="Fisher over the model's own predictions: exact expectation over classes, one sampled label, or the argmax.")
     low_rank: int | None = Field(None, ge=1, description="Truncate every merged update (SVD) to one PEFT adapter of this rank; null = keep dense / sum(r).")
     sweep: dict[str, dict[str, list[float]]] = Field(
-        default_factory=lambda: {"task_arithmetic": {"lambda": [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]},
-                                 "ties": {"lambda": [0.5, 1.0], "density": [0.1, 0.2, 0.5]}},
+        default_factory=lambda: {"task_arithmetic": {"lambda": [0.2, 0.4, 0.6, 0.8, 1.0, 1.2, 1.4, 1.6, 1.8, 2.0]},
+                                 "ties": {"lambda": [0.5, 1.0, 1.5, 2.0], "density": [0.1, 0.2, 0.5]}},
         description="`osrm select`: method -> parameter -> grid values, chosen on the validation split (the product is "
                     "scored, the method's `methods` parameters first so that ties prefer them; docs/study.md).")
     sweep_tasks: list[str] = Field(default_factory=lambda: ["task_arithmetic"],

@@ -53,10 +53,17 @@ def verdict_of(entry: dict, prefix: str = "") -> str:
     return f"{word} · exploratory"
 
 
-def format_params(per_seed: dict[str, dict]) -> str:
-    """'lambda=0.3' when every seed chose the same parameters, else 'seed 1: lambda=0.3; seed 2: ...'."""
-    texts = {s: ", ".join(f"{k}={v:g}" if isinstance(v, (int, float)) else f"{k}={v}" for k, v in sorted(p.items())) or "–"
-             for s, p in per_seed.items()}
+def format_params(per_seed: dict[str, dict], edges: dict | None = None) -> str:
+    """'lambda=0.3' when every seed chose the same parameters, else 'seed 1: lambda=0.3; seed 2: ...'.
+    edges (metrics.json's "edge": "seed<s>" -> param -> osrm_core.selection.EDGE_CODE) marks a value on the
+    edge of its grid: 'lambda=2 (edge: max)' (docs/merging.md, "Edges of the grid")."""
+    from osrm_core.selection import EDGE_TEXT
+
+    def one(s: str, k: str, v) -> str:
+        code = (edges or {}).get(f"seed{s}", {}).get(k)
+        return (f"{k}={v:g}" if isinstance(v, (int, float)) else f"{k}={v}") + (f" ({EDGE_TEXT[code]})" if code else "")
+
+    texts = {s: ", ".join(one(s, k, v) for k, v in sorted(p.items())) or "–" for s, p in per_seed.items()}
     if len(set(texts.values())) == 1:
         return next(iter(texts.values()))
     return "; ".join(f"seed {s}: {t}" for s, t in texts.items())
@@ -72,7 +79,7 @@ def headline_table(numbers: dict, arms: list[str], reference: str, methods: list
     for m in methods:
         for a in arms:
             e = numbers[a][m]
-            lines.append(f"| {m} | {label(a)} | {format_params(params[a][m])} | {_pm(e, 'average')} | {_pm(e, 'normalised')} | "
+            lines.append(f"| {m} | {label(a)} | {format_params(params[a][m], e.get('edge'))} | {_pm(e, 'average')} | {_pm(e, 'normalised')} | "
                          f"{_delta(e)} | {_t(e)} | {_delta(e, 'norm_')} | {verdict_of(e)} |")
     return "\n".join(lines)
 

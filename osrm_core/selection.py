@@ -53,3 +53,73 @@ def chosen_test_result(validation: Sequence[Mapping[str, Any]], test: Mapping[st
         raise OsrmError(f"chosen_test_result: no test result for the chosen grid point {key} "
                         f"(evaluate that point on test; keys are params_key(params))")
     return {"params": chosen["params"], "validation_average": chosen["average"], "test": test[key]}
+
+
+EDGE_SIDES = ("min", "max", "min-bound", "max-bound")  # the values of grid_edges' answer
+
+
+def grid_edges(grid: Sequence[Mapping[str, Any]], chosen: Mapping[str, Any],
+               bounds: Mapping[str, tuple[float | None, float | None]] | None = None) -> dict[str, str]:
+    """Which swept parameters of the chosen point sit on the edge of their grid (docs/merging.md, "Edges").
+
+    grid: the points scored ([{"params": dict, ...}] or plain params dicts); chosen: the chosen params.
+    A parameter is swept when the grid holds more than one value of it; the chosen value is an edge when it
+    is that parameter's smallest ("min") or largest ("max") value in the grid — the optimum may lie beyond
+    it. Where that edge is also a natural bound of the parameter that no grid can pass (bounds: parameter
+    -> (lowest, highest) attainable value, None = open; e.g. density (None, 1.0), λ (0.0, None)) the
+    answer is "min-bound" / "max-bound": an edge, but not a grid to widen. Interior choices, single-value
+    parameters and non-numeric parameters are left out. Returns parameter -> side, sorted by parameter."""
+    bounds = bounds or {}
+    points = [g["params"] if "params" in g else g for g in grid]
+    out: dict[str, str] = {}
+    for key in sorted(chosen):
+        value = chosen[key]
+        if not _is_number(value):
+            continue
+        values = {float(p[key]) for p in points if key in p and _is_number(p[key])}
+        if len(values) < 2:
+            continue
+        lo, hi = bounds.get(key, (None, None))
+        if float(value) <= min(values):
+            out[key] = "min-bound" if lo is not None and float(value) <= lo else "min"
+        elif float(value) >= max(values):
+            out[key] = "max-bound" if hi is not None and float(value) >= hi else "max"
+    return out
+
+
+def param_bounds(model: type, scale: str | None = None) -> dict[str, tuple[float | None, float | None]]:
+    """parameter (alias) -> (lowest, highest) attainable value of a pydantic Params model: its inclusive
+    ge / le constraints (an exclusive gt / lt bound is never reached, so it is no bound here), and 0 as
+    the lowest value of the scale parameter `scale` (λ or α = 0: no update at all)."""
+    out: dict[str, tuple[float | None, float | None]] = {}
+    for name, field in model.model_fields.items():
+        lo = hi = None
+        for c in field.metadata:
+            lo = getattr(c, "ge", None) if getattr(c, "ge", None) is not None else lo
+            hi = getattr(c, "le", None) if getattr(c, "le", None) is not None else hi
+        key = field.alias or name
+        if key == scale:
+            lo = 0.0 if lo is None else max(lo, 0.0)
+        if lo is not None or hi is not None:
+            out[key] = (lo, hi)
+    return out
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(float(v))
+
+
+EDGE_CODE = {"min": -1, "max": 1, "min-bound": -2, "max-bound": 2}  # metrics.json is numbers only (DVC metrics)
+EDGE_TEXT = {-1: "edge: min", 1: "edge: max", -2: "edge: min, a natural bound", 2: "edge: max, a natural bound"}
+
+
+def edge_numbers(by_seed: Mapping[str, Mapping[str, str]]) -> dict:
+    """The report's numbers of grid_edges over seeds: {"seed<s>": {param: code}, "count": {param: seeds on an
+    edge of it}, "seeds": seeds on any edge}, code EDGE_CODE (±1 min / max of the grid, ±2 also a natural
+    bound). by_seed: "seed<s>" -> grid_edges' answer of that seed's choice."""
+    out: dict = {s: {k: EDGE_CODE[side] for k, side in e.items()} for s, e in by_seed.items()}
+    count: dict[str, int] = {}
+    for e in by_seed.values():
+        for k in e:
+            count[k] = count.get(k, 0) + 1
+    return out | {"count": dict(sorted(count.items())), "seeds": sum(1 for e in by_seed.values() if e)}

@@ -17,6 +17,7 @@ import typer
 from osrm_core.errors import OsrmError
 from osrm_core.metrics import predictions
 from osrm_core.report import check_table, headline_table, individual_table, markdown_table, task_rows, variants_table
+from osrm_core.selection import edge_numbers
 from osrm_core.study import LEARNT_MARGIN, Rows, study, task_check
 from osrm_core.sweep_plots import lambda_rows, plot_lambda, plot_normalised, plot_tasks, tasks_rows
 from stages.io.artifacts import DiagnosticsSummary, Evaluation, Report, Selection, TaskAdapter
@@ -147,6 +148,8 @@ def main(config: Path = CONFIG, workdir: Path = WORKDIR, n_boot: int = N_BOOT) -
         for m, by_seed in per.items():
             numbers[arm][m]["params"] = {f"seed{s}": {k: v for k, v in p.items() if isinstance(v, (int, float))}
                                          for s, p in by_seed.items()}
+            numbers[arm][m]["edge"] = edge_numbers({f"seed{s}": r["methods"][m].get("edge", {})  # docs/merging.md
+                                                    for s, r in zip(run.cfg.seeds, selections[arm])})
     for arm, norm in a0_norms(run).items():
         if norm is not None:  # metrics.json leaves are numbers (DVC metrics)
             numbers[arm]["a0_norm"] = norm  # the individual table's ‖A₀‖_F (lora.a_norm, docs/study.md)

@@ -6,6 +6,9 @@ in memory at each grid point (the same code as `osrm merge`) and scores every ta
 split; `choose_on_validation` picks the point (ties: the earlier point, the paper default is first). Only
 then the test split is scored, for the chosen, default (merge.methods) and λ = 1 parameters, keeping each
 task's test logits in dataset order (as `osrm evaluate`) so that the report can bootstrap over rows.
+A chosen value on the edge of its grid is recorded per parameter (`edge`, `osrm_core.selection.grid_edges`).
+Identical parameters are merged and scored once per split (the task-number curve's all-task point is the
+grid's default point; equal variants share one test scoring and are listed in `identical`): docs/merging.md.
 """
 
 from __future__ import annotations
@@ -20,8 +23,8 @@ import torch
 from osrm_core.merge import get_method, parse_params
 from osrm_core.merge.engine import CachedFactors, merged_deltas
 from osrm_core.report import normalised_score
-from osrm_core.selection import choose_on_validation, params_key
-from osrm_core.study import Plan, plan, variant_params
+from osrm_core.selection import choose_on_validation, grid_edges, param_bounds, params_key
+from osrm_core.study import Plan, plan, scale_param, variant_params
 from stages.io.adapters import individual_delta
 from stages.io.artifacts import Selection
 from stages.io.atomic import atomic_dir
@@ -31,6 +34,13 @@ from stages.io.options import ARM, CONFIG, SEED, WORKDIR, run_overrides
 from stages.io.run import Run, open_run
 from stages.io.served import score_task
 from stages.io.tensors import save_file
+
+
+# Methods whose merged update is exactly λ × their λ = 1 update, λ applied last (sign consensus:
+# `ties_blocks.merge_blocks` ends with .mul_(λ); DARE's masks do not depend on λ): each grid point is the
+# λ = 1 merge times λ, bit-identical to merging at λ (tests/stages/test_sweep.py), so a λ × density grid
+# merges once per density (docs/merging.md, "Identical variants").
+SCALED_LAST = frozenset({"ties", "dare_ties"})
 
 
 class Scorer:
@@ -88,18 +98,43 @@ def select_method(run: Run, p: Plan, inputs: MergeInputs, scorer: Scorer, indivi
         source.factors = {t: CachedFactors(a) for t, a in source.factors.items()}
         source.grams = functools.cache(source.grams) if source.grams else None
 
+        def canon(params: dict) -> str:  # equal after parsing = the same merge ({} and tsv_m's {"alpha": 1.0})
+            return params_key(parse_params(m, params, f"merge.sweep.{p.method}").model_dump(mode="json"))
+
+        def unit(params: dict) -> dict:  # the λ = 1 point whose update λ scales, where that is exact
+            return {**params, "lambda": 1.0} if p.method in SCALED_LAST else params
+
+        last: list = [None, None]  # (canon(unit), tasks) -> its merge: one held at a time (memory: one merge)
+
         def merge(params: dict, subset: list[str]) -> dict:
-            return merged_deltas(m, parse_params(m, params, f"merge.sweep.{p.method}"), source, inputs.modules, run.cfg.seed, subset)
+            key = (canon(unit(params)), tuple(subset))
+            if last[0] != key:
+                last[:] = [key, merged_deltas(m, parse_params(m, unit(params), f"merge.sweep.{p.method}"), source,
+                                              inputs.modules, run.cfg.seed, subset)]
+            if p.method not in SCALED_LAST:
+                return last[1]
+            lam = parse_params(m, params, f"merge.sweep.{p.method}").lambda_
+            shared = {k: d.mul(lam) for k, d in last[1][subset[0]].items()}  # ties: Δ(λ) = Δ(1).mul_(λ), bit-identical
+            return {t: shared for t in subset}
+
+        seen: dict[tuple, dict] = {}  # (parameters, tasks) -> validation result: equal merges scored once
 
         def validate(params: dict, subset: list[str]) -> dict:
-            res = scorer.average("validation", merge(params, subset), subset)
-            return res | {"normalised": normalised_score(res["scores"], individual)}
+            key = (canon(params), tuple(subset))
+            if key not in seen:
+                res = scorer.average("validation", merge(params, subset), subset)
+                seen[key] = res | {"normalised": normalised_score(res["scores"], individual)}
+            return dict(seen[key])
 
-        grid = [{"params": q, **validate(q, tasks)} for q in progress(p.grid, f"select {inputs.arm}/{p.method}")]
+        # scored grouped by their λ = 1 merge (each merged once), reported in grid order (ties prefer the earlier)
+        units = list(dict.fromkeys(canon(unit(q)) for q in p.grid))
+        order = sorted(range(len(p.grid)), key=lambda i: units.index(canon(unit(p.grid[i]))))
+        by_point = {i: validate(p.grid[i], tasks) for i in progress(order, f"select {inputs.arm}/{p.method}")}
+        grid = [{"params": q, **by_point[i]} for i, q in enumerate(p.grid)]
         chosen = choose_on_validation(grid)["params"] if grid else p.default  # test is never seen before this line
-        variants, logits, done = {}, {}, {}
+        variants, logits, done, groups = {}, {}, {}, {}
         for variant, params in variant_params(p, chosen).items():
-            key = params_key(params)
+            key = canon(params)
             if key not in done:  # equal parameters are scored once
                 deltas = merge(params, tasks)
                 done[key] = {t: scorer("test", t, deltas[t]) for t in tasks}
@@ -108,9 +143,13 @@ def select_method(run: Run, p: Plan, inputs: MergeInputs, scorer: Scorer, indivi
             variants[variant] = {"params": params, "metrics": {t: scored[t][0] for t in tasks}, "scores": scores,
                                  "average": sum(scores.values()) / len(scores)}
             logits[variant] = {t: scored[t][1] for t in tasks}
+            groups.setdefault(key, []).append(variant)
         curve = [{"n": n, "tasks": tasks[:n], **validate(p.default, tasks[:n])}
                  for n in range(2, len(tasks) + 1)] if p.method in run.cfg.merge.sweep_tasks else []
-    return {"default": p.default, "grid": grid, "chosen": chosen, "variants": variants, "tasks_curve": curve}, logits
+    edge = grid_edges(p.grid, chosen, param_bounds(m.params, scale_param(p.method)))
+    identical = [g for g in groups.values() if len(g) > 1]
+    return {"default": p.default, "grid": grid, "chosen": chosen, "edge": edge, "identical": identical,
+            "variants": variants, "tasks_curve": curve}, logits
 
 
 def _write(run: Run, arm: str, result: dict, logits: dict, upstream: dict) -> None:
@@ -127,6 +166,7 @@ def _write(run: Run, arm: str, result: dict, logits: dict, upstream: dict) -> No
                        upstream=upstream, seed=run.cfg.seed, arm=arm, methods=list(run.cfg.merge.methods), tasks=run.tasks,
                        variants=variants, validation_rows=rows["validation"], test_rows=rows["test"])
     for name, r in result["methods"].items():
-        print(f"select {arm}/{name}: chosen {r['chosen']} ({len(r['grid'])} points), test average "
+        edge = "".join(f", {k} on the grid's {side}" for k, side in r["edge"].items())
+        print(f"select {arm}/{name}: chosen {r['chosen']} ({len(r['grid'])} points{edge}), test average "
               f"{r['variants']['chosen']['average']:.2f} (default {r['variants']['default']['average']:.2f})")
     print(f"selection: {out / Selection.RESULTS}")

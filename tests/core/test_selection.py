@@ -64,3 +64,59 @@ def test_bad_grids_are_errors(grid, match):
 def test_missing_test_result_is_an_error():
     with pytest.raises(OsrmError, match="no test result"):
         chosen_test_result([{"params": {"lam": 0.5}, "average": 1.0}], {params_key({"lam": 1.0}): 2.0})
+
+
+# --- edges of the grid (osrm_core.selection.grid_edges; docs/merging.md, "Edges of the grid") ----------------
+
+from osrm_core.selection import EDGE_CODE, edge_numbers, grid_edges, param_bounds  # noqa: E402
+
+TA = [{"params": {"lambda": lam}, "average": 0.0} for lam in (0.3, 0.2, 0.4, 1.0, 2.0)]  # default first, unsorted
+TIES = [{"lambda": lam, "density": d} for d in (0.1, 0.2, 0.5) for lam in (0.5, 1.0, 2.0)]
+
+
+@pytest.mark.parametrize("lam, side", [(2.0, "max"), (0.2, "min"), (0.4, None), (0.3, None), (1.0, None)])
+def test_edge_of_a_one_parameter_grid(lam, side):
+    assert grid_edges(TA, {"lambda": lam}) == ({"lambda": side} if side else {})
+
+
+def test_a_single_value_grid_is_no_edge():
+    grid = [{"lambda": 1.0, "density": 0.2}, {"lambda": 0.5, "density": 0.2}]  # density not swept
+    assert grid_edges(grid, {"lambda": 1.0, "density": 0.2}) == {"lambda": "max"}
+    assert grid_edges([{"lambda": 1.0}], {"lambda": 1.0}) == {} and grid_edges([], {"lambda": 1.0}) == {}
+
+
+def test_edges_of_a_multi_parameter_grid():
+    assert grid_edges(TIES, {"lambda": 2.0, "density": 0.1}) == {"density": "min", "lambda": "max"}
+    assert grid_edges(TIES, {"lambda": 1.0, "density": 0.5}) == {"density": "max"}
+    assert grid_edges(TIES, {"lambda": 1.0, "density": 0.2}) == {}
+    # parameters the grid does not sweep (weights, strings) are never edges
+    assert grid_edges(TIES, {"lambda": 1.0, "density": 0.2, "variant": "peft", "weights": None}) == {}
+
+
+def test_edges_at_a_natural_bound_say_so():
+    from osrm_core.merge import get_method
+
+    bounds = param_bounds(get_method("ties").params, "lambda")
+    assert bounds == {"density": (None, 1), "lambda": (0.0, None)}  # density in (0, 1]; λ = 0 is no update
+    grid = [{"lambda": lam, "density": d} for d in (0.5, 1.0) for lam in (0.0, 1.0)]
+    assert grid_edges(grid, {"lambda": 0.0, "density": 1.0}, bounds) == {"density": "max-bound", "lambda": "min-bound"}
+    assert grid_edges(grid, {"lambda": 1.0, "density": 0.5}, bounds) == {"density": "min", "lambda": "max"}
+    assert param_bounds(get_method("tsv_m").params, "alpha")["alpha"] == (0.0, None)
+
+
+def test_edge_numbers_are_codes_per_seed_and_counts():
+    out = edge_numbers({"seed1": {"lambda": "max"}, "seed2": {}, "seed3": {"lambda": "max", "density": "min-bound"}})
+    assert out == {"seed1": {"lambda": 1}, "seed2": {}, "seed3": {"lambda": 1, "density": -2},
+                   "count": {"density": 1, "lambda": 2}, "seeds": 2}
+    assert set(EDGE_CODE) == {"min", "max", "min-bound", "max-bound"}
+
+
+def test_format_params_marks_edges():
+    from osrm_core.report import format_params
+
+    edges = edge_numbers({"seed1": {"lambda": "max"}, "seed2": {"lambda": "max"}})
+    assert format_params({"1": {"lambda": 2.0}, "2": {"lambda": 2.0}}, edges) == "lambda=2 (edge: max)"
+    assert format_params({"1": {"lambda": 0.4}}) == "lambda=0.4"
+    edges = edge_numbers({"seed1": {"density": "max-bound"}, "seed2": {}})
+    assert format_params({"1": {"density": 1.0, "lambda": 1.0}, "2": {"density": 0.5, "lambda": 1.0}}, edges) == \
+        "seed 1: density=1 (edge: max, a natural bound), lambda=1; seed 2: density=0.5, lambda=1"

@@ -126,3 +126,20 @@ def test_dare_is_deterministic_given_the_seed(key):
     assert torch.equal(a, b)
     assert not torch.equal(a, run(key, u, seed=6).delta)
     assert torch.equal(run(key, u).delta, run(key, u).delta)  # no generator: fixed default seed
+
+
+# ---------------------------------------------------------------- λ applied last (`osrm select` merges once per density)
+
+@pytest.mark.parametrize("key", ["ties", "dare_ties"])
+def test_scaled_last_methods_are_their_lambda1_merge_times_lambda_bit_identical(key):
+    """stages.select.SCALED_LAST: Δ(λ) == Δ(1).mul(λ) exactly (not approximately), so select's λ grid may scale."""
+    from stages.select import SCALED_LAST
+
+    assert key in SCALED_LAST
+    u = random_updates(T=4, d_out=200, d_in=384, ranks=[2, 3, 1, 2])  # 200 x 384: two row blocks
+    for density in (0.2, 1.0):
+        for variant in ("peft", "mergekit"):
+            base = run(key, u, seed=7, density=density, variant=variant, weights=[1.0, 0.5, 2.0, 1.0], **{"lambda": 1.0}).delta
+            for lam in (0.3, 1.1, 2.0):
+                res = run(key, u, seed=7, density=density, variant=variant, weights=[1.0, 0.5, 2.0, 1.0], **{"lambda": lam})
+                assert torch.equal(res.delta, base.mul(lam)), (density, variant, lam)

@@ -108,3 +108,22 @@ def test_report_needs_the_test_split(cli, study_run):
     bad.write_text(yaml.safe_dump({**cfg, "evaluate": {"split": "validation"}}))
     res = cli("report", "-c", bad, ok=False)
     assert res.exit_code != 0 and "evaluate.split" in res.output
+
+
+def test_report_marks_grid_edges(study_run):
+    """metrics.json's edge (docs/merging.md, "Edges of the grid") is select's per-seed edge as codes with counts, and
+    the headline's params column marks every edge choice."""
+    from osrm_core.report import format_params
+    from osrm_core.selection import edge_numbers
+
+    _, root, _ = study_run
+    metrics = json.loads((root / "report/metrics.json").read_text())
+    report = (root / "report/report.md").read_text()
+    for arm, name in (("lora", "LoRA"), ("osrm", "LoRA+OSRM")):
+        res = {s: json.loads((root / f"selection/seed{s}/{arm}/results.json").read_text())["methods"] for s in SEEDS}
+        for m in METHODS:
+            edge = metrics[arm][m]["edge"]
+            assert edge == edge_numbers({f"seed{s}": res[s][m]["edge"] for s in SEEDS})
+            cell = format_params({str(s): res[s][m]["chosen"] for s in SEEDS}, edge)
+            assert f"| {m} | {name} | {cell} |" in report and (("(edge: " in cell) == (edge["seeds"] > 0))
+        assert metrics[arm]["ties"]["edge"] == {f"seed{s}": {} for s in SEEDS} | {"count": {}, "seeds": 0}  # no grid

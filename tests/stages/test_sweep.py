@@ -77,9 +77,34 @@ def test_select_writes_the_choice_and_three_variants(cli, sweep_config):
     assert wa["variants"]["chosen"] == wa["variants"]["default"]
     assert [c["n"] for c in ta["tasks_curve"]] == [2, 3] and ties["tasks_curve"] == []
     assert res["rows"]["validation"] == {t: 24 for t in TINY_TASKS}
+    # edges (docs/merging.md): recorded per swept parameter; the curve's all-task point is the grid's default point
+    values = sorted(g["params"]["lambda"] for g in ta["grid"])
+    side = {values[0]: {"lambda": "min"}, values[-1]: {"lambda": "max"}}.get(ta["chosen"]["lambda"], {})
+    assert ta["edge"] == side and wa["edge"] == {}
+    assert {k: v for k, v in ta["tasks_curve"][-1].items() if k not in ("n", "tasks")} == \
+        {k: v for k, v in ta["grid"][0].items() if k != "params"}
+    assert wa["identical"] == [["chosen", "default"]]
     logits = load_file(sweep_config.parent / "runs/selection/seed42/lora/logits-lambda1.safetensors")
     assert set(logits) == {f"{m}::{t}" for m in ("task_arithmetic", "ties") for t in TINY_TASKS}
     assert logits[f"ties::{TINY_TASKS[1]}"].shape == (24, 6)  # question_type: 6 classes, every test row
+
+
+def test_select_records_edges_and_identical_variants(cli, tmp_path, tiny_backbone):
+    """Two λ values (the default 0.5 and 1): TA's choice is always an edge; ties' density ∈ {0.5, 1} is one too, at
+    1 the natural bound; ties' λ has one value (no edge). ties chosen = default = λ1 when density 0.5 wins."""
+    config = select_config(tmp_path, tiny_backbone, methods={"task_arithmetic": {"lambda": 0.5}, "ties": {"density": 0.5}},
+                           sweep={"task_arithmetic": {"lambda": [1.0]}, "ties": {"density": [1.0]}})
+    out = cli("select", "-c", config, "--arm", "lora").output
+    ta, ties = (_results(config)["methods"][m] for m in ("task_arithmetic", "ties"))
+    assert ta["edge"] == {"lambda": "min" if ta["chosen"]["lambda"] == 0.5 else "max"}
+    assert ties["edge"] == {"density": "max-bound" if ties["chosen"]["density"] == 1.0 else "min"}
+    assert "lambda on the grid's" in out and "density on the grid's" in out
+    if ties["chosen"]["density"] == 0.5:
+        assert ties["identical"] == [["chosen", "default", "lambda1"]]
+    else:
+        assert ties["identical"] == [["default", "lambda1"]]
+    for v in ties["identical"][0][1:]:  # scored once: the same numbers
+        assert ties["variants"][v]["scores"] == ties["variants"][ties["identical"][0][0]]["scores"]
 
 
 def test_scrambled_test_labels_do_not_change_the_choice(cli, sweep_config, monkeypatch):
