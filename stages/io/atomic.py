@@ -32,11 +32,29 @@ def _check_writable(parent: Path) -> None:
         raise OsrmError(f"output folder {parent} is not writable — fix its permissions or choose another `workdir` (or --out)")
 
 
+def _is_ours(final: Path, name) -> bool:
+    """Whether an OSError's file is the artifact's own: `final`, its temp or old siblings, or their folder.
+    No file name (a failed write() on an open file) counts as the artifact's: a failed open or read names its file."""
+    if not isinstance(name, (str, bytes, os.PathLike)):
+        return True
+    path, parent = Path(os.fsdecode(name)).absolute(), final.parent.absolute()
+    if path == parent:
+        return True
+    if not path.is_relative_to(parent):
+        return False
+    first = path.relative_to(parent).parts[0]
+    return first == final.name or first.startswith(f".{final.name}.")
+
+
 def write_error(final: Path, err: OSError) -> OsrmError:
-    """The one-line error for an OSError raised while an artifact was being written."""
+    """The one-line error for an OSError raised while an artifact was being written: a failed write of the
+    artifact, or a failed read of another file (an input), named as such."""
     if err.errno in (errno.ENOSPC, errno.EDQUOT):
         return OsrmError(f"disk full while writing {final} — free space and rerun; the previous artifact is untouched")
     what = err.strerror or type(err).__name__
+    if not _is_ours(final, err.filename):
+        return OsrmError(f"cannot read {os.fsdecode(err.filename)}: {what} (while making {final}) — check that file "
+                         "and its permissions, then rerun; the previous artifact is untouched")
     return OsrmError(f"cannot write {final}: {what} — check the folder's permissions and free space, then rerun; "
                      "the previous artifact is untouched")
 

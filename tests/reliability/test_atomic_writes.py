@@ -154,3 +154,22 @@ def test_every_stage_writes_through_atomic_dir(module):
     path = REPO / "stages" / module
     bad = sorted(set(_unguarded_writes(path)) - _helper_lines(path))
     assert bad == [], f"{module}: writes outside atomic_dir at lines {bad}"
+
+
+def test_failed_read_inside_atomic_dir_is_named_as_a_read(tmp_path):
+    """An input that cannot be read while the artifact is built is reported as that input, not as 'cannot write'."""
+    final = tmp_path / "out" / "artifact"
+    with pytest.raises(OsrmError) as exc:
+        with atomic_dir(final) as tmp:
+            (tmp / "part").write_text("1")
+            (tmp_path / "inputs" / "missing.json").read_text()
+    message = str(exc.value)
+    assert message.startswith(f"cannot read {tmp_path / 'inputs' / 'missing.json'}") and "cannot write" not in message
+    assert not final.exists() and leftovers(tmp_path) == []
+
+
+def test_failed_write_inside_atomic_dir_is_still_a_write_error(tmp_path):
+    final = tmp_path / "artifact"
+    with pytest.raises(OsrmError, match=f"cannot write {final}"):
+        with atomic_dir(final) as tmp:
+            (tmp / "sub" / "file").write_text("1")  # its folder does not exist
