@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 from osrm_core.errors import OsrmError
 from osrm_core.tasks.own import SuiteField
 
-Init = Literal["gaussian", "kaiming", "osrm", "orthonormal"]  # osrm_core.lora.INITS: how each one starts A
+Init = Literal["gaussian", "kaiming", "osrm", "orthonormal", "refit", "posthoc"]  # osrm_core.lora.INITS: how each one starts A
 Freeze = Literal["N", "A", "B"]
 Estimator = Literal["sample-mean", "task-mean", "token"]
 
@@ -158,8 +158,15 @@ class MergeConfig(Strict):
 
 
 class ArmConfig(Strict):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True)
     init: Init = Field(..., description="How A starts: gaussian (plain LoRA), kaiming (PEFT's default LoRA init), osrm "
-                       "(the subspace), orthonormal (control); its scale: lora.a_norm.")
+                       "(the subspace), orthonormal (control), its scale lora.a_norm; or from arm `from`'s adapters: "
+                       "refit (projected into the subspace, then fine-tuned) or posthoc (docs/osrm.md, \"Convert\").")
+    from_: str | None = Field(None, alias="from", description="init refit / posthoc: the arm whose adapters this arm starts from.")
+    refit_epochs: float = Field(1.0, ge=0, description="init refit: epochs of the re-fit (replace finetune.epochs and the "
+                                "hparams file's); 0 = the projected adapter as it is.")
+    keep_share: float = Field(0.9, gt=0, le=1, description="init posthoc: the share of each task's own output shift the "
+                              "post-hoc projection keeps (the fewest input directions that keep it).")
     lora: dict[str, Any] = Field(default_factory=dict, description="Overrides of the lora section for this arm, e.g. {freeze: A}.")
     osrm: dict[str, Any] = Field(default_factory=dict, description="Overrides of the osrm section, e.g. {objective: contrast}.")
 
@@ -294,6 +301,43 @@ class PipelineConfig(Strict):
                 raise ValueError(f"{field}: match {value.match!r} closes a cycle of matches ({' -> '.join(seen + [value.match])}) "
                                  "— let one of them keep its init's norm or give it a number")
             name = value.match
+
+    @model_validator(mode="after")
+    def _arm_sources(self) -> "PipelineConfig":
+        """Each arm sets only the fields its init reads (osrm_core.lora.INITS); `from` names an arm, without cycles."""
+        from osrm_core.lora import INITS  # the registry imports this module
+
+        for name, arm in self.arms.items():
+            method = INITS[arm.init]
+            given = {f.alias or n for n, f in ArmConfig.model_fields.items() if n not in ("init", "lora", "osrm")
+                     and getattr(arm, n) != f.default}  # by value: an arm's view (for_arm) dumps every field
+            if given - method.reads:
+                raise ValueError(f"arms.{name}.{sorted(given - method.reads)[0]}: init {arm.init} does not read it — remove it")
+            if method.start is not None and arm.from_ is None:
+                raise ValueError(f"arms.{name}.from: init {arm.init} starts from another arm's adapters — name that arm")
+            if method.start is not None and self.a_norm_of(name) != "as_init":
+                raise ValueError(f"arms.{name}.lora.a_norm: init {arm.init} starts at the converted update (A is not "
+                                 "rescaled) — set it to as_init for this arm")
+            chain = [name]
+            while self.arms[chain[-1]].from_ is not None:
+                source = self.arms[chain[-1]].from_
+                if source not in self.arms:
+                    raise ValueError(f"arms.{chain[-1]}.from: {source!r} is not one of arms {sorted(self.arms)} — name one of them")
+                if source in chain:
+                    raise ValueError(f"arms.{name}.from: {' -> '.join(chain + [source])} is a cycle — start one of them "
+                                     "from an arm that is fine-tuned")
+                chain.append(source)
+        return self
+
+    def arm_order(self) -> list[str]:
+        """The arms, each after the arm it starts from (`from`): the order their adapters can be made in."""
+        out: list[str] = []
+        for name in self.arms:
+            chain = [name]
+            while self.arms[chain[-1]].from_ is not None:
+                chain.append(self.arms[chain[-1]].from_)
+            out += [a for a in reversed(chain) if a not in out]
+        return out
 
     @model_validator(mode="after")
     def _a_norm_matches(self) -> "PipelineConfig":

@@ -1,5 +1,5 @@
 """LoRA adapters through PEFT: build, initialise (INITS: gaussian, kaiming, osrm A <- A_t, orthonormal; B <- 0;
-then lora.a_norm's scale), freeze, project, measure."""
+then lora.a_norm's scale; refit, posthoc: another arm's update converted, osrm_core/derive.py), freeze, project, measure."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from osrm_core import derive
 from osrm_core.config import LoraConfig as LoraCfg
 from osrm_core.errors import OsrmError
 from osrm_core.subspace import normalised_distance, polar, random_orthonormal
@@ -67,12 +68,18 @@ class InitMethod:
     """How one `init` starts each lora_A (lora_B = 0 for all). `peft`: PEFT's init_lora_weights when the adapter
     is attached (attach_lora; PEFT draws A from torch's global RNG then); `set_a(model, seed, subspace)`: what
     overwrites A after attaching (None = keep PEFT's draw); `norm(r, d_in)`: the expected Frobenius norm of A_0,
-    sqrt(E||A_0||_F^2), for an r x d_in A (what lora.a_norm {match: <arm>} gives)."""
+    sqrt(E||A_0||_F^2), for an r x d_in A (what lora.a_norm {match: <arm>} gives). An arm that starts from another
+    arm's adapters (`from`) has `start(derive.Source) -> {module: (A, B)}`, the converted update it starts at (A and
+    B set, no a_norm), and `trains`: False when that converted update is the adapter. `reads`: the arm's fields
+    besides `init` this init uses (any other one set on the arm is an error, PipelineConfig)."""
 
     peft: bool | str
     norm: Callable[[int, int], float]
     set_a: Callable[[nn.Module, int, dict | None], None] | None = None
     needs_subspace: bool = False
+    start: Callable[[derive.Source], derive.Factors] | None = None
+    trains: bool = True
+    reads: frozenset[str] = frozenset()
 
 
 def _set_osrm(model: nn.Module, seed: int, subspace: dict | None) -> None:
@@ -89,6 +96,12 @@ INITS: dict[str, InitMethod] = {
     # both overwrite PEFT's gaussian draw (kept: the RNG stream after attaching is what it always was); rows orthonormal
     "osrm": InitMethod("gaussian", lambda r, d: math.sqrt(r), _set_osrm, needs_subspace=True),
     "orthonormal": InitMethod("gaussian", lambda r, d: math.sqrt(r), lambda m, seed, sub: orthonormal_init(m, seed)),
+    # the paper's post mode: A = A_t (orthonormal rows), B from the projected update; then refit_epochs of fine-tuning
+    "refit": InitMethod("gaussian", lambda r, d: math.sqrt(r), needs_subspace=True, start=derive.project_start,
+                        reads=frozenset({"from", "refit_epochs"})),
+    # the post-hoc projection that keeps keep_share of the own output shift: A' orthonormal rows, no training
+    "posthoc": InitMethod("gaussian", lambda r, d: math.sqrt(r), start=derive.posthoc_start, trains=False,
+                          reads=frozenset({"from", "keep_share"})),
 }
 
 
@@ -123,11 +136,29 @@ def initialise(peft_model: nn.Module, cfg: LoraCfg, seed: int, subspace: dict[st
     method = INITS[cfg.init]
     if method.set_a is not None:
         method.set_a(peft_model, seed, subspace)
-    if isinstance(cfg.a_norm, str) and cfg.a_norm == "as_init":
-        return
+    if method.start is not None or (isinstance(cfg.a_norm, str) and cfg.a_norm == "as_init"):
+        return  # a derived arm's A and B are set from its converted update (set_factors), never rescaled
     for layer in lora_layers(peft_model).values():
         a = layer.lora_A[adapter].weight
         a.copy_(scale_to_norm(a, target_norm(cfg.a_norm, *a.shape)))
+
+
+@torch.no_grad()
+def set_factors(peft_model: nn.Module, factors: dict[str, tuple[torch.Tensor, torch.Tensor]], adapter: str = "default") -> None:
+    """lora_A <- A, lora_B <- B for every module (a derived arm's start: s B A is the converted update)."""
+    layers = lora_layers(peft_model)
+    if set(layers) != set(factors):
+        odd = sorted(set(layers) ^ set(factors))[0]
+        raise OsrmError(f"the source adapter and this arm target different modules (e.g. {odd}) — give the arm the "
+                        "source arm's lora.blocks")
+    for name, layer in layers.items():
+        a, b = factors[name]
+        wa, wb = layer.lora_A[adapter].weight, layer.lora_B[adapter].weight
+        if tuple(a.shape) != tuple(wa.shape) or tuple(b.shape) != tuple(wb.shape):
+            raise OsrmError(f"{name}: the converted A {tuple(a.shape)} / B {tuple(b.shape)} do not fit this arm's LoRA "
+                            f"{tuple(wa.shape)} / {tuple(wb.shape)} — set the arm's lora.rank to the subspace's rank")
+        wa.copy_(a.to(wa.dtype))
+        wb.copy_(b.to(wb.dtype))
 
 
 def a_norms(a: dict[str, torch.Tensor]) -> dict[str, float]:

@@ -6,15 +6,20 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import torch
 import typer
+from pydantic import ValidationError
 
 from osrm_core.apply import add_deltas, load_head
+from osrm_core.config import ArmConfig
 from osrm_core.convert import project_dense, projection_residual
+from osrm_core.derive import Source, posthoc_start
 from osrm_core.errors import OsrmError
 from osrm_core.models import load_classifier
 from stages.io.adapters import Adapter, head_num_labels, individual_delta, write_lora
 from stages.io.convert_inputs import Backbone, MapEntry, dense_updates, project_adapter, read_map, source_adapter
-from stages.io.artifacts import Converted, Folded, Subspace, TaskAdapter
+from stages.io.derived import Moments, announce, keep_report, shares, write_adapter
+from stages.io.artifacts import Converted, Folded, Subspace
 from stages.io.atomic import atomic_dir
 from stages.io.guard import guarded
 from stages.io.manifest import content_hash
@@ -75,6 +80,7 @@ def project_one(config: Path, workdir, seed, task: str, out: Path, arm: str | No
         if missing:
             raise OsrmError(f"{adapter}: module {missing[0]} has no subspace — build it with the adapter's lora.blocks")
         template = src.config
+        before = {m: (*src.factors(m), src.scale) for m in src.modules}
         factors, residual = project_adapter(src, subspace, lora.scale)
     else:
         deltas, head = dense_updates(run, dense, sorted(subspace))
@@ -82,63 +88,120 @@ def project_one(config: Path, workdir, seed, task: str, out: Path, arm: str | No
         template = {"peft_type": "LORA", "target_modules": run.spec.target_suffixes(lora.blocks),
                     "modules_to_save": sorted({k.split(".")[0] for k in head}), "bias": "none", "lora_dropout": 0.0,
                     "task_type": None, "inference_mode": True, "fan_in_fan_out": False, "init_lora_weights": True}
+        before = {m: (torch.eye(d.shape[1]), d, 1.0) for m, d in deltas.items()}  # dW = 1 · dW · I
         factors = {m: project_dense(d, subspace[m], lora.scale) for m, d in deltas.items()}
         residual = {m: projection_residual(d, subspace[m]) for m, d in deltas.items()}
+    report = keep_report(Moments.of_run(run), task, before, {m: (*f, lora.scale) for m, f in factors.items()})
     with atomic_dir(out) as tmp:
         write_lora(tmp, factors, head, template, lora.rank, lora.alpha, lora.rslora)
-        (tmp / "projection.json").write_text(json.dumps({"residual": residual}, indent=1, sort_keys=True) + "\n")
+        (tmp / "projection.json").write_text(json.dumps({"residual": residual, "kept": report}, indent=1, sort_keys=True) + "\n")
         Converted.seal(tmp, {"task": task, "lora": lora.model_dump()},
                        upstream={"subspace": sub.content_hash, "source": content_hash(adapter or dense)},
-                       backbone=sub.manifest.backbone, task=task, source=str(adapter or dense))
+                       backbone=sub.manifest.backbone, task=task, source=str(adapter or dense), kept=shares(report))
     mean_res = sum(residual.values()) / len(residual)
     print(f"converted: {out} (mean fraction of the update outside the subspace: {mean_res:.3f})")
+    announce(task, report)
+
+
+def checked_map(run: Run, map_file: Path) -> dict[str, tuple[MapEntry, Adapter, dict]]:
+    """{task: (entry, adapter, head)} of a --map file, every entry checked against the backbone and task first."""
+    entries, backbone, jobs = read_map(map_file, run.tasks), Backbone(run), {}
+    for task, e in entries.items():
+        src, head = source_adapter(e.adapter, e.head)
+        backbone.check(src, head, run.load_task(task)[0].num_labels, f"--map {map_file}: task {task!r}: {e.adapter}")
+        jobs[task] = (e, src, head)
+    return jobs
 
 
 def project_map(config: Path, workdir, seed, arm: str, map_file: Path, no_project: bool) -> None:
     """Bulk form: every mapped task's adapter, checked first (nothing is written on a bad entry), then
-    projected (or imported) and sealed as the arm's `TaskAdapter`."""
+    projected (or imported) and sealed as the arm's `TaskAdapter`; one line per task says what it keeps."""
     run = open_run(config, run_overrides(workdir, seed), arm=arm)
     if not no_project and run.cfg.lora.init != "osrm":
         raise OsrmError(f"--arm {arm} has init {run.cfg.lora.init}: no subspace to project into — use an arm with init "
                         "osrm, or --no-project to import the adapters as they are")
-    entries, backbone, jobs = read_map(map_file, run.tasks), Backbone(run), {}
-    for task, e in entries.items():
-        src, head = source_adapter(e.adapter, e.head)
-        num_labels = run.load_task(task)[0].num_labels
-        backbone.check(src, head, num_labels, f"--map {map_file}: task {task!r}: {e.adapter}")
-        sub = None if no_project else Subspace.open(run, arm, task)
-        jobs[task] = (e, src, head, num_labels, sub)
-    for task, job in jobs.items():
-        _write_task(run, arm, task, *job)
-    missing = [t for t in run.tasks if t not in entries]
-    note = f"; tasks without an adapter here: {missing}" if missing else ""
+    jobs = checked_map(run, map_file)
+    subs = {} if no_project else {t: Subspace.open(run, arm, t) for t in jobs}
+    moments = None if no_project else Moments.of_run(run)
+    for task, (e, src, head) in jobs.items():
+        _write_task(run, arm, task, e, src, head, subs.get(task), moments)
     print(f"{'imported' if no_project else 'converted'} {len(jobs)} adapters into arm '{arm}' "
-          f"({run.layout.adapter(arm, '<task>')}){note}")
+          f"({run.layout.adapter(arm, '<task>')}){_missing(run, jobs)}")
 
 
-def _write_task(run: Run, arm: str, task: str, e: MapEntry, src: Adapter, head: dict, num_labels: int, sub) -> None:
-    """One task's adapter -> Layout.adapter(arm, task), sealed as if `osrm finetune` had written it."""
+def _missing(run: Run, jobs: dict) -> str:
+    missing = [t for t in run.tasks if t not in jobs]
+    return f"; tasks without an adapter here: {missing}" if missing else ""
+
+
+def _upstream(e: MapEntry) -> dict[str, str]:
+    return {"source": content_hash(e.adapter), **({"head": content_hash(e.head)} if e.head else {})}
+
+
+def _template(src: Adapter, head: dict) -> dict:
     saved = set(src.config.get("modules_to_save") or []) | {k.split(".")[0] for k in head}  # a --head-from head too
-    lora, template = run.cfg.lora, {**src.config, "base_model_name_or_path": run.spec.source, "modules_to_save": sorted(saved)}
-    upstream = {"source": content_hash(e.adapter), **({"head": content_hash(e.head)} if e.head else {})}
+    return {**src.config, "modules_to_save": sorted(saved)}
+
+
+def _write_task(run: Run, arm: str, task: str, e: MapEntry, src: Adapter, head: dict, sub, moments) -> None:
+    """One task's adapter -> Layout.adapter(arm, task), sealed as if `osrm finetune` had written it."""
+    lora, upstream = run.cfg.lora, _upstream(e)
+    params = {"source": str(e.adapter), "head": str(e.head) if e.head else None, "projected": sub is not None}
     if sub is None:  # imported: the factors as read (per-module scales folded into B), at the adapter's own scale
-        factors, residual = {m: src.factors(m) for m in src.modules}, None
-        rank, alpha, rslora = src.rank, float(src.config["lora_alpha"]), bool(src.config.get("use_rslora"))
-    else:
-        factors, residual = project_adapter(src, sub.tensors(), lora.scale)
-        rank, alpha, rslora = lora.rank, lora.alpha, lora.rslora
-        upstream["subspace"] = sub.content_hash
-    scale = alpha / (rank**0.5 if rslora else rank)
-    with atomic_dir(run.layout.adapter(arm, task)) as tmp:
-        write_lora(tmp, factors, head, template, rank, alpha, rslora)
-        if residual is not None:
-            (tmp / "projection.json").write_text(json.dumps({"residual": residual}, indent=1, sort_keys=True) + "\n")
-        TaskAdapter.seal(tmp, {"source": str(e.adapter), "head": str(e.head) if e.head else None, "projected": sub is not None,
-                               "task": task, "arm": arm, "seed": run.cfg.seed,
-                               "lora": {"rank": rank, "alpha": alpha, "rslora": rslora, "blocks": lora.blocks}},
-                         upstream=upstream, seed=run.cfg.seed, backbone=run.backbone_identity(), arm=arm, task=task,
-                         init="imported" if sub is None else "converted", num_labels=num_labels, rank=rank,
-                         blocks=lora.blocks, targets=list(src.modules), scale=scale)
+        write_adapter(run, arm, task, {m: src.factors(m) for m in src.modules}, head, _template(src, head),
+                      (src.rank, float(src.config["lora_alpha"]), bool(src.config.get("use_rslora"))), params, upstream, "imported")
+        return
+    factors, residual = project_adapter(src, sub.tensors(), lora.scale)
+    report = keep_report(moments, task, {m: (*src.factors(m), src.scale) for m in src.modules},
+                         {m: (*f, lora.scale) for m, f in factors.items()})
+    write_adapter(run, arm, task, factors, head, _template(src, head), (lora.rank, lora.alpha, lora.rslora), params,
+                  {**upstream, "subspace": sub.content_hash, **moments.upstream}, "converted",
+                  {"residual": residual, "kept": report}, kept=shares(report))
+    announce(task, report)
+
+
+@app.command("posthoc")
+@guarded
+def posthoc(config: Path = CONFIG, workdir: Path = WORKDIR, seed: int = SEED,
+            arm: str = typer.Option(..., "--arm", help="The arm to write the adapters into (any arm of the config)."),
+            map_file: Path = typer.Option(..., "--map", help="JSON/YAML mapping task -> adapter folder (or -> {adapter, head}), "
+                                          "as for `convert project --map`."),
+            share: float = typer.Option(None, "--share", help=f"{ArmConfig.model_fields['keep_share'].description} "
+                                        "Default: the arm's keep_share.")) -> None:
+    """Convert one adapter per task post hoc, with no training and the cached features only: drop from each update the
+    input directions where the other tasks' tokens dominate the task's own, keeping SHARE of its own output shift
+    (docs/osrm.md, "Convert"); written as ARM's adapters, like `convert project --map`."""
+    run = open_run(config, run_overrides(workdir, seed), arm=arm)
+    share = _share(run, arm, share)
+    jobs = checked_map(run, map_file)
+    moments = Moments.of_run(run)
+    done = {}  # every task solved before any is written: a failing one leaves the arm as it was
+    for task, (e, src, head) in jobs.items():
+        source = Source({m: src.factors(m) for m in src.modules}, src.scale, src.scale, moments=lambda m, t=task: moments.of(t, m),
+                        share=share, ridge=run.cfg.osrm.contrast_ridge)
+        factors = posthoc_start(source)  # at the source's own scale: B' A' keeps its rank and alpha
+        done[task] = factors, keep_report(moments, task, {m: (*f, src.scale) for m, f in source.factors.items()},
+                                          {m: (*f, src.scale) for m, f in factors.items()})
+    for task, (factors, report) in done.items():
+        e, src, head = jobs[task]
+        write_adapter(run, arm, task, factors, head, _template(src, head),
+                      (src.rank, float(src.config["lora_alpha"]), bool(src.config.get("use_rslora"))),
+                      {"source": str(e.adapter), "head": str(e.head) if e.head else None, "keep_share": share,
+                       "contrast_ridge": run.cfg.osrm.contrast_ridge}, {**_upstream(e), **moments.upstream}, "posthoc",
+                      {"kept": report}, kept=shares(report))
+        announce(task, report)
+    print(f"converted {len(jobs)} adapters post hoc into arm '{arm}' (keep_share {share}){_missing(run, jobs)}")
+
+
+def _share(run: Run, arm: str, share: float | None) -> float:
+    """--share, checked against ArmConfig.keep_share's own bounds (validate_assignment); else the arm's keep_share."""
+    spec = run.cfg.arms[arm].model_copy()
+    if share is not None:
+        try:
+            spec.keep_share = share
+        except ValidationError:
+            raise OsrmError(f"--share {share}: give the share of the own output shift to keep, in (0, 1]") from None
+    return spec.keep_share
 
 
 @app.command("fold")

@@ -204,3 +204,54 @@ def test_bad_input(third, name, args, needles):
     for n in needles:
         assert n in err, (n, err)
     assert snapshot(root / "runs") == before
+
+
+def test_projection_says_what_it_keeps_and_warns(third):
+    """A projection that loses most of a task's own output shift prints one line per task and a warning with the
+    numbers; the same numbers are in projection.json (per module and aggregated) and in the manifest."""
+    cli, path, root, _ = third
+    res = cli("convert", "project", "-c", path, "--arm", "ext", "--map", root / "map.yaml")
+    for task in TINY_TASKS:
+        folder = root / "runs/adapters/seed42/ext" / task
+        kept = json.loads((folder / "manifest.json").read_text())["kept"]
+        proj = json.loads((folder / "projection.json").read_text())["kept"]
+        assert set(proj["modules"]) == set(Adapter(folder).modules)
+        assert kept == {q: proj[q] for q in ("update", "own", "others")}
+        assert f"{task}: keeps {kept['own']:.1%} of its output shift on its own tokens" in res.output
+        # a rank-4 subspace of a 32-wide layer keeps little of a random full-width update
+        assert kept["own"] < 0.5
+        warning = f"warning: {task} keeps only {kept['own']:.1%} of its own output shift (< 50%)"
+        assert warning in res.output and "init: refit" in res.output and "osrm convert posthoc" in res.output
+
+
+def test_posthoc_keeps_the_stated_share(third):
+    """`convert posthoc`: each adapter keeps >= keep_share of its own output shift (no warning), the other tasks'
+    shift drops, the update equals osrm_core.keep.keep_lora on the cached moments, and it merges like any adapter."""
+    from osrm_core.keep import keep_lora
+    from stages.io.derived import Moments
+    from stages.io.run import open_run
+
+    cli, path, root, _ = third
+    res = cli("convert", "posthoc", "-c", path, "--arm", "raw", "--map", root / "map.json", "--share", "0.8")
+    assert "warning" not in res.output
+    moments = Moments(open_run(path))
+    for task in TINY_TASKS:
+        folder = root / "runs/adapters/seed42/raw" / task
+        manifest = json.loads((folder / "manifest.json").read_text())
+        assert manifest["init"] == "posthoc" and manifest["kept"]["own"] >= 0.8 - 1e-6
+        assert manifest["kept"]["others"] < 1.0
+        src, out = Adapter(root / "peft" / task), Adapter(folder)
+        a, b = src.factors(Q0)
+        ref = keep_lora(a, b, src.scale, *moments.of(task, Q0), share=0.8)
+        torch.testing.assert_close(out.delta(Q0), src.scale * ref.b @ ref.a, atol=1e-5, rtol=0)
+    cli("merge", "-c", path, "--arm", "raw", "--method", "task_arithmetic")
+
+
+@pytest.mark.parametrize("share", ["0", "1.5"])
+def test_posthoc_bad_share(third, share):
+    cli, path, root, _ = third
+    before = snapshot(root / "runs")
+    res = cli("convert", "posthoc", "-c", path, "--arm", "raw", "--map", root / "map.json", "--share", share, ok=False)
+    err = res.output.strip()
+    assert res.exit_code == 2 and err.startswith("error:") and "--share" in err and "\n" not in err, err
+    assert snapshot(root / "runs") == before

@@ -23,6 +23,8 @@ class AdapterManifest(Manifest):
     targets: list[str] = []
     scale: float | None = None
     a0_norm: float | None = None  # mean over modules of ||A_0||_F (lora.a_norm); absent before it was recorded
+    source_arm: str | None = None  # the arm whose adapter it starts from (init refit / posthoc; upstream "from")
+    kept: dict[str, float] | None = None  # a conversion's shares kept: update, own, others (stages/io/derived.py)
 
 
 class TaskAdapter(Artifact[AdapterManifest]):
@@ -54,6 +56,9 @@ class TaskAdapter(Artifact[AdapterManifest]):
         sub = m.upstream.get("subspace")
         if sub is not None and recorded_hash(run.layout.subspace(arm, task)) not in (None, sub):
             raise OsrmError(f"{self.folder}: trained from an older subspace of '{task}' (it was rebuilt since) — {self.fix(arm, task)}")
+        if m.source_arm is not None and recorded_hash(run.layout.adapter(m.source_arm, task)) not in (None, m.upstream.get("from")):
+            raise OsrmError(f"{self.folder}: made from an older adapter of arm '{m.source_arm}' for '{task}' (it was "
+                            f"rebuilt since) — {self.fix(arm, task)}")
 
     @cached_property
     def peft(self) -> Adapter:

@@ -65,6 +65,7 @@ class ConvertManifest(Manifest):
     backbone: BackboneId
     task: str
     source: str
+    kept: dict[str, float] | None = None  # shares kept: update, own, others (stages/io/derived.py)
 
 
 class Converted(Artifact[ConvertManifest]):

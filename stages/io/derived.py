@@ -1,0 +1,116 @@
+"""Adapters made from other adapters (`osrm convert project` / `posthoc`, and arms with `from`: refit, posthoc):
+the task moments they are judged on, what a conversion keeps (printed, with a warning when a task loses most of
+itself), the source a derived arm starts from, and how such an adapter is written (docs/osrm.md, "Convert")."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+import typer
+
+from osrm_core import keep
+from osrm_core.derive import Source
+from osrm_core.lora import INITS
+from stages.io.adapters import write_lora
+from stages.io.artifacts import Features, Subspace, TaskAdapter
+from stages.io.artifacts.base import recorded_hash
+from stages.io.atomic import atomic_dir
+
+Update = dict[str, tuple[torch.Tensor, torch.Tensor, float]]  # {module: (A, B, scale)}: the update scale · B A
+WARN_BELOW = 0.5  # a task that keeps less than half of its own output shift is warned about
+
+
+class Moments:
+    """Per-token second moments S_j = G_j / n_j of every task's tokens at each module's input, from the cached
+    in-sample token Grams (features artifact); read once per module (modules sharing an input share it)."""
+
+    _open: dict = {}  # per process, by the features' recorded hashes: an arm's tasks read the Grams once, not per task
+
+    def __init__(self, run):
+        self.features = Features.open_all(run, run.tasks)
+        self._s: dict[str, dict[str, torch.Tensor]] = {}
+
+    @classmethod
+    def of_run(cls, run) -> "Moments":
+        key = tuple((t, recorded_hash(run.layout.features(t))) for t in run.tasks)
+        if key not in cls._open:
+            cls._open[key] = cls(run)
+        return cls._open[key]
+
+    @property
+    def upstream(self) -> dict[str, str]:
+        return {f"features/{t}": f.content_hash for t, f in self.features.items()}
+
+    def _of(self, module: str) -> dict[str, torch.Tensor]:
+        key = next(iter(self.features.values())).cache.aliases.get(module, module)
+        if key not in self._s:
+            self._s[key] = {t: f.cache.gram(module).double() / max(f.cache.count(module), 1) for t, f in self.features.items()}
+        return self._s[key]
+
+    def of(self, task: str, module: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """(S_t, S_¬t = mean of the other tasks' S_j), d_in x d_in float64."""
+        s = self._of(module)
+        return s[task], sum(v for t, v in s.items() if t != task) / (len(s) - 1)
+
+
+def keep_report(moments: Moments, task: str, before: Update, after: Update) -> dict:
+    """{"modules": {module: shares and energies}, "update", "own", "others": token-energy-weighted shares}."""
+    per_module = {}
+    for m, (a, b, s) in before.items():
+        s_own, s_others = moments.of(task, m)
+        per_module[m] = keep.kept(keep.energies(a, b, s, s_own, s_others), keep.energies(*after[m], s_own, s_others))
+    return {**keep.aggregate(per_module), "modules": per_module}
+
+
+def announce(task: str, report: dict) -> None:
+    """One line per task: what the conversion kept; a warning line, saying what to do, below WARN_BELOW."""
+    typer.echo(f"  {task}: keeps {report['own']:.1%} of its output shift on its own tokens, {report['update']:.1%} of "
+               f"the update; shift on the other tasks' tokens {report['others']:.1%} of before")
+    if report["own"] < WARN_BELOW:
+        typer.echo(f"warning: {task} keeps only {report['own']:.1%} of its own output shift (< {WARN_BELOW:.0%}) — re-fit "
+                   "it (an arm with init: refit, from: <this arm>) or convert it post hoc (`osrm convert posthoc`, "
+                   "keep_share of the own shift kept)", err=True)
+
+
+def start_of(run, arm: str, task: str) -> tuple[TaskAdapter, Source, Subspace | None]:
+    """(the source arm's adapter, the derive.Source a derived arm of init `run.cfg.lora.init` starts from, its subspace)."""
+    spec, method = run.cfg.arms[arm], INITS[run.cfg.lora.init]
+    src = TaskAdapter.open(run, spec.from_, task)
+    sub = Subspace.open(run, arm, task) if method.needs_subspace else None
+    moments = Moments.of_run(run)
+    source = Source({m: src.peft.factors(m) for m in src.peft.modules}, src.peft.scale, run.cfg.lora.scale,
+                    None if sub is None else sub.tensors(), lambda m: moments.of(task, m), spec.keep_share,
+                    run.cfg.osrm.contrast_ridge)
+    return src, source, sub
+
+
+def kept_of(run, task: str, source: Source, factors: dict, scale: float) -> dict:
+    """keep_report of a conversion: source.factors (at source.scale_in) -> factors (at scale)."""
+    return keep_report(Moments.of_run(run), task, {m: (*f, source.scale_in) for m, f in source.factors.items()},
+                       {m: (*f, scale) for m, f in factors.items()})
+
+
+def write_adapter(run, arm: str, task: str, factors: dict, head: dict, template: dict, lora: tuple[int, float, bool],
+                  params: dict, upstream: dict, init: str, projection: dict | None = None, **fields) -> Path:
+    """A converted / imported / derived adapter -> Layout.adapter(arm, task), sealed as if `osrm finetune` had written
+    it; lora = (rank, alpha, rslora) it declares; projection: what projection.json records (kept shares, residuals)."""
+    rank, alpha, rslora = lora
+    num_labels = run.load_task(task)[0].num_labels
+    with atomic_dir(run.layout.adapter(arm, task)) as tmp:
+        write_lora(tmp, factors, head, {**template, "base_model_name_or_path": run.spec.source}, rank, alpha, rslora)
+        if projection is not None:
+            (tmp / "projection.json").write_text(json.dumps(projection, indent=1, sort_keys=True) + "\n")
+        TaskAdapter.seal(tmp, {**params, "task": task, "arm": arm, "seed": run.cfg.seed,
+                               "lora": {"rank": rank, "alpha": alpha, "rslora": rslora, "blocks": run.cfg.lora.blocks}},
+                         upstream=upstream, seed=run.cfg.seed, backbone=run.backbone_identity(), arm=arm, task=task,
+                         init=init, num_labels=num_labels, rank=rank, blocks=run.cfg.lora.blocks, targets=sorted(factors),
+                         scale=alpha / (rank**0.5 if rslora else rank), **fields)
+    return run.layout.adapter(arm, task)
+
+
+def shares(report: dict) -> dict[str, float]:
+    """The task-level shares of a keep_report (what the adapter's manifest records as `kept`)."""
+    return {q: report[q] for q in keep.SHARES}
+
