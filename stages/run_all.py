@@ -16,6 +16,7 @@ import typer
 
 from osrm_core.config import load_config
 from osrm_core.errors import OsrmError
+from stages.build_subspace import UNUSED
 from stages.io.guard import guarded
 from stages.io.layout import Layout, ModelRef
 from stages.io.options import CONFIG
@@ -42,7 +43,11 @@ def plan(config: Path, cfg) -> list[tuple[str, list[str], Path | None]]:
 
 
 def _done(folder: Path | None) -> bool:
-    return folder is not None and folder.is_dir() and any(folder.rglob("manifest.json"))
+    """Whether a step's artifact exists: a manifest, or build-subspace's folder for an arm without a subspace
+    (the plan checks the last arm's, which build-subspace writes last)."""
+    if folder is None or not folder.is_dir():
+        return False
+    return (folder / UNUSED).is_file() or any(folder.rglob("manifest.json"))
 
 
 @guarded
