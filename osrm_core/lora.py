@@ -191,11 +191,15 @@ def a_drift(a_end: dict[str, torch.Tensor], a_start: dict[str, torch.Tensor]) ->
     return {n: normalised_distance(a_end[n], a_start[n]) for n in a_start}
 
 
+def adapter_parameters(peft_model: nn.Module) -> list[tuple[str, nn.Parameter]]:
+    """(name, parameter) of what an adapter holds: every LoRA factor (a frozen A or B too, so the saved adapter
+    always has both) and the other trainable tensors (the head)."""
+    return [(n, p) for n, p in peft_model.named_parameters() if p.requires_grad or ".lora_A." in n or ".lora_B." in n]
+
+
 def trainable_state(peft_model: nn.Module) -> dict[str, torch.Tensor]:
-    """Detached copies of what an adapter holds: every LoRA factor (a frozen A or B too, so the saved adapter
-    always has both) and the other trainable tensors (the head). Model selection keeps these."""
-    return {n: p.detach().clone() for n, p in peft_model.named_parameters()
-            if p.requires_grad or ".lora_A." in n or ".lora_B." in n}
+    """Detached copies of adapter_parameters (model selection keeps these)."""
+    return {n: p.detach().clone() for n, p in adapter_parameters(peft_model)}
 
 
 @torch.no_grad()

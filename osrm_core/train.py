@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
+from osrm_core.lora import adapter_parameters
+
 
 @dataclass
 class LoopState:
@@ -180,9 +182,9 @@ def zero_stage(engine) -> int:
 
 @torch.no_grad()
 def gathered_trainable(model: nn.Module, stage: int) -> dict[str, torch.Tensor]:
-    """Full float32 copies of the trainable tensors on every rank; ZeRO-3 partitions are gathered first
-    (without this a ZeRO-3 save writes zero-size tensors)."""
-    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    """Full float32 copies of what the adapter holds (lora.adapter_parameters: a frozen A or B included) on every
+    rank; ZeRO-3 partitions are gathered first (without this a ZeRO-3 save writes zero-size tensors)."""
+    named = adapter_parameters(model)
     ctx = contextlib.nullcontext()
     if stage == 3:
         import deepspeed
