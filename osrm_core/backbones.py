@@ -138,6 +138,36 @@ def check_local(spec: BackboneSpec) -> None:
             _check_safetensors(f, spec.name)
 
 
+_POSITION_OFFSET = {"roberta", "xlm-roberta", "camembert"}  # positions start after padding_idx (pad_token_id + 1)
+
+
+def max_tokens(spec: BackboneSpec) -> int | None:
+    """The longest input, in tokens, a local backbone can embed: config.json's max_position_embeddings (less the
+    RoBERTa family's padding offset); None without that field (relative positions: T5), a config.json or a folder."""
+    import json
+
+    src, gguf = resolve_source(spec)
+    path = Path(src) / "config.json"
+    if gguf or not path.is_file():
+        return None
+    config = json.loads(path.read_text())
+    limit = config.get("max_position_embeddings")
+    if not isinstance(limit, int):
+        return None
+    if config.get("model_type") in _POSITION_OFFSET:
+        limit -= int(config.get("pad_token_id") or 0) + 1
+    return limit
+
+
+def check_max_length(spec: BackboneSpec, max_length: int) -> None:
+    """One-line OsrmError when data.max_length is longer than the backbone can embed (a long input would then
+    crash the forward pass instead of being truncated)."""
+    limit = max_tokens(spec)
+    if limit is not None and max_length > limit:
+        raise OsrmError(f"data.max_length is {max_length} but backbone '{spec.name}' embeds at most {limit} tokens "
+                        f"(max_position_embeddings in its config.json) — set data.max_length to {limit} or less")
+
+
 def weights_fingerprint(spec: BackboneSpec) -> str:
     """Identity of the weights: sha256 over each weight/config file's name, first and last MiB; or the hub id.
 

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from osrm_core import tasks as suites
-from osrm_core.backbones import BackboneSpec, check_local, load_spec, weights_fingerprint
+from osrm_core.backbones import BackboneSpec, check_local, check_max_length, load_spec, weights_fingerprint
 from osrm_core.config import PipelineConfig, load_config
 from osrm_core.errors import OsrmError
 from osrm_core.models import load_classifier, load_tokenizer, offline_env
@@ -120,6 +120,7 @@ def open_run(config: Path, overrides: dict | None = None, arm: str | None = None
     spec = load_spec(cfg.backbone, project=Path(config).parent)
     spec.target_suffixes(cfg.lora.blocks)
     check_local(spec)
+    check_max_length(spec, cfg.data.max_length)
     check_methods(cfg, config)
     suite = suites.resolve_suite(cfg.suite, base_dir=Path(config).parent)
     available = suites.list_tasks(suite)

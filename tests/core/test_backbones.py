@@ -113,3 +113,27 @@ def test_folder_without_config_and_unreachable_hub_id_are_one_line(tmp_path, mon
     with pytest.raises(OsrmError) as err:
         load_spec("no_such_backbone")
     assert "model folder" in str(err.value) and "minilm" in str(err.value)
+
+
+# --- config values checked against the backbone they run on ---
+
+
+def test_max_length_longer_than_the_backbone_embeds_is_one_line(cli, tmp_path, tiny_backbone):
+    """The tiny BERT has 128 positions: data.max_length 256 stops before any work, naming the field and the limit."""
+    from tests.conftest import tiny_pipeline
+
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(yaml.safe_dump(tiny_pipeline(tmp_path / "runs", tiny_backbone, data={"max_length": 256})))
+    res = cli("extract-features", "-c", path, "--task", "movie_sentiment", ok=False)
+    assert res.exit_code == 2 and "Traceback" not in res.output
+    line = res.output.strip()
+    assert "\n" not in line and "data.max_length is 256" in line and "at most 128 tokens" in line
+    assert not (tmp_path / "runs").exists()
+
+
+def test_roberta_positions_start_after_padding(tmp_path):
+    from osrm_core.backbones import BackboneSpec, max_tokens
+
+    (tmp_path / "config.json").write_text('{"model_type": "roberta", "max_position_embeddings": 514, "pad_token_id": 1}')
+    spec = BackboneSpec(name="r", family="encoder", source=str(tmp_path), targets={"q": "query", "v": "value"})
+    assert max_tokens(spec) == 512
