@@ -74,6 +74,8 @@ def make_job(cfg: PipelineConfig, task: str, arm: str, spec, data) -> Job:
     """The run of `task` for arm `arm` (cfg is the arm's view of the config, PipelineConfig.for_arm)."""
     hp = {"epochs": cfg.finetune.epochs, "lr": cfg.finetune.lr, "batch_size": cfg.finetune.batch_size,
           **task_hparams(cfg.finetune.hparams_file, task)}
+    if "refit_epochs" in lora.INITS[cfg.lora.init].reads:  # a re-fit's own budget replaces the task's epochs
+        hp["epochs"] = cfg.arms[arm].refit_epochs
     world = distributed.world_from_env()
     if world.size > 1 and not cfg.finetune.deepspeed:
         raise OsrmError(f"finetune runs on {world.size} ranks but finetune.deepspeed is null — set it to configs/deepspeed/zero2.json or zero3.json")

@@ -9,6 +9,7 @@ import typer
 
 from osrm_core import regime, subspace
 from osrm_core.errors import OsrmError
+from osrm_core.lora import INITS
 from stages.io.artifacts import Features, Subspace
 from stages.io.atomic import atomic_dir
 from stages.io.guard import guarded, progress
@@ -18,7 +19,7 @@ from stages.io.tensors import save_file
 
 TASKS = typer.Option(["all"], "--task", "-t", help="Task name (one of the config's `tasks`). Repeat for several, or 'all' = "
                      "every task of the config: one process then reads each task's features once (what dvc.yaml runs).")
-ARMS = typer.Option(["all"], "--arm", "-a", help="Arm whose init is osrm (repeatable); 'all' = every arm of the config, "
+ARMS = typer.Option(["all"], "--arm", "-a", help="Arm that starts from a subspace, init osrm or refit (repeatable); 'all' = every arm of the config, "
                     "those that do not start from a subspace get a folder that says so (a stable DVC dependency).")
 UNUSED = "no_subspace.json"
 REGIME = "regime.json"  # per task: the regime of its layers (osrm_core/regime.py)
@@ -42,7 +43,7 @@ def main(config: Path = CONFIG, task: list[str] = TASKS, arm: list[str] = ARMS, 
     features = Features.open_all(base, base.tasks, rank=base.cfg.lora.rank)
     for name in arms:
         run = open_run(config, run_overrides(workdir, seed), arm=name)
-        if run.cfg.lora.init != "osrm":
+        if not INITS[run.cfg.lora.init].needs_subspace:
             _write_unused(run, name)
             continue
         for f in features.values():  # an arm may override lora.rank

@@ -14,7 +14,7 @@ from osrm_core import distributed, lora
 from osrm_core.finetune import Job, make_job, start_deepspeed, train_plain, train_zero
 from osrm_core.models import head_module_names, load_classifier
 from osrm_core.train import LoopState
-from stages.io import checkpoint
+from stages.io import checkpoint, derived
 from stages.io.artifacts import Subspace, TaskAdapter
 from stages.io.atomic import atomic_dir
 from stages.io.guard import guarded, progress
@@ -29,11 +29,16 @@ def build_model(run: Run, task: str, num_labels: int):
     Returns (model, upstream)."""
     method = lora.INITS[run.cfg.lora.init]
     sub = Subspace.open(run, run.arm, task) if method.needs_subspace else None  # checked before the slow load
+    begin = derived.start(run, task) if method.start is not None else None  # a derived arm's converted update
     seed_everything(run.cfg.seed)  # the same head and PEFT A for the same seed
     model = load_classifier(run.spec, num_labels)
     model = lora.attach_lora(model, run.spec.target_suffixes(run.cfg.lora.blocks), run.cfg.lora, head_module_names(model))
     lora.initialise(model, run.cfg.lora, run.cfg.seed, None if sub is None else sub.tensors())
     upstream = {} if sub is None else {"subspace": sub.content_hash}
+    if begin is not None:
+        derived.apply(model, begin)
+        upstream |= begin.upstream
+        derived.announce(task, begin.report)
     lora.set_freeze(model, run.cfg.lora.freeze)
     return model, upstream
 
@@ -79,6 +84,8 @@ def finetune_task(run: Run, task: str, resume: bool) -> Path:
     """Fine-tune one task of the run's arm and write its adapter folder (atomically); returns that folder.
     The model is seeded afresh, so a task gets the same adapter whether run alone or after others."""
     arm = run.arm
+    if not lora.INITS[run.cfg.lora.init].trains:
+        return derived.write_start(run, task)
     job = make_job(run.cfg, task, arm, *run.load_task(task))
     model, upstream = build_model(run, task, job.spec.num_labels)
     if run.cfg.finetune.gradient_checkpointing:
@@ -121,7 +128,7 @@ def _write(run: Run, job: Job, model, final: dict, a0: dict, state: LoopState, e
                                "task": task, "arm": arm, "seed": cfg.seed, "data": cfg.data.model_dump()},
                          upstream=upstream, seed=cfg.seed, backbone=run.backbone_identity(), arm=arm, task=task, init=job.init,
                          num_labels=job.spec.num_labels, rank=cfg.lora.rank, blocks=cfg.lora.blocks,
-                         targets=sorted(a0), scale=cfg.lora.scale, a0_norm=a0_norm_mean)
+                         targets=sorted(a0), scale=cfg.lora.scale, a0_norm=a0_norm_mean, source_arm=cfg.arms[arm].from_)
     shutil.rmtree(run.layout.checkpoints(arm, task), ignore_errors=True)
     print(f"adapter: {out} (best validation score {state.best_score:.2f} at epoch {state.best_epoch}; "
           f"mean A drift {summary['a_drift_mean']:.3f}; {summary['examples_per_second']} ex/s)")

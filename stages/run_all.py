@@ -31,7 +31,8 @@ def plan(config: Path, cfg) -> list[tuple[str, list[str], Path | None]]:
         lay, s = Layout(Path(cfg.workdir), seed), ["--seed", str(seed)]
         out += [("extract-features", ["-c", c, "--task", t, *s], lay.features(t)) for t in tasks]
         out.append(("build-subspace", ["-c", c, *s], lay.subspaces(list(cfg.arms)[-1])))
-        out += [("finetune", ["-c", c, "--arm", a, "--task", t, *s], lay.adapter(a, t)) for a in cfg.arms for t in tasks]
+        # an arm that starts from another's adapters (`from`) after that arm
+        out += [("finetune", ["-c", c, "--arm", a, "--task", t, *s], lay.adapter(a, t)) for a in cfg.arm_order() for t in tasks]
         for a in cfg.arms:
             last = lay.merged(a, list(cfg.merge.methods)[-1])
             out += [("merge", ["-c", c, "--arm", a, "--method", "all", *s], last),

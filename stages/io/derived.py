@@ -5,6 +5,7 @@ itself), the source a derived arm starts from, and how such an adapter is writte
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -12,6 +13,7 @@ import typer
 
 from osrm_core import keep
 from osrm_core.derive import Source
+from osrm_core.errors import OsrmError
 from osrm_core.lora import INITS
 from stages.io.adapters import write_lora
 from stages.io.artifacts import Features, Subspace, TaskAdapter
@@ -114,3 +116,50 @@ def shares(report: dict) -> dict[str, float]:
     """The task-level shares of a keep_report (what the adapter's manifest records as `kept`)."""
     return {q: report[q] for q in keep.SHARES}
 
+
+
+@dataclass(frozen=True)
+class Start:
+    """Where a derived arm's adapter of one task starts: {module: (A, B)} at the arm's scale, the source's head,
+    the upstream hashes (source adapter, subspace, features) and what the conversion kept (keep_report)."""
+
+    factors: dict
+    head: dict
+    upstream: dict
+    report: dict
+    source: TaskAdapter
+
+
+def start(run, task: str) -> Start:
+    """The converted update a derived arm (init with a `start` in INITS) of `run.arm` begins at, for `task`."""
+    src, source, sub = start_of(run, run.arm, task)
+    factors = INITS[run.cfg.lora.init].start(source)
+    upstream = {"from": src.content_hash, **({"subspace": sub.content_hash} if sub else {}), **Moments.of_run(run).upstream}
+    return Start(factors, src.peft.head(), upstream, kept_of(run, task, source, factors, run.cfg.lora.scale), src)
+
+
+@torch.no_grad()
+def apply(model, begin: Start) -> None:
+    """Set the PEFT model's LoRA factors and its trainable head copy (modules_to_save) to the start's."""
+    from osrm_core.lora import PEFT_PREFIX, set_factors
+
+    set_factors(model, begin.factors)
+    copies = {n.replace(".modules_to_save.default.", ".").removeprefix(PEFT_PREFIX): p  # the trained copy of each head tensor
+              for n, p in model.named_parameters() if ".modules_to_save.default." in n}
+    for name, t in begin.head.items():
+        if name not in copies or tuple(copies[name].shape) != tuple(t.shape):
+            raise OsrmError(f"head tensor {name} {tuple(t.shape)} of arm {begin.source.manifest.arm}'s adapter does not fit "
+                            "this arm's model — start it from an arm of the same backbone and tasks")
+        copies[name].copy_(t)
+
+
+def write_start(run, task: str) -> Path:
+    """A derived arm that does not train (INITS[init].trains False): its start is its adapter."""
+    begin, lora = start(run, task), run.cfg.lora
+    src = begin.source
+    out = write_adapter(run, run.arm, task, begin.factors, begin.head, src.peft.config, (lora.rank, lora.alpha, lora.rslora),
+                        {"arm_spec": run.cfg.arms[run.arm].model_dump(mode="json", by_alias=True), "osrm": run.cfg.osrm.model_dump()},
+                        begin.upstream, run.cfg.lora.init, {"kept": begin.report},
+                        kept=shares(begin.report), source_arm=src.manifest.arm)
+    announce(task, begin.report)
+    return out
