@@ -72,16 +72,18 @@ def one_study(rng: np.random.Generator, n_seeds: int, seed_sd: float, delta: flo
 
 
 def rate(n_seeds: int, seed_sd: float, delta: float = 0.0, n_studies: int = 400, n_boot: int = 200, seed: int = 0,
-         method: Literal["seed", "seeds_x_rows"] = "seed", tasks: int = 2, n_rows: int = 500) -> Rate:
+         method: Literal["seed", "seed_total", "seeds_x_rows"] = "seed", tasks: int = 2, n_rows: int = 500) -> Rate:
     """Verdict rates over n_studies simulated studies. method 'seed': the report's seed-level interval
-    (osrm_core.study.compare); 'seeds_x_rows': the percentile bootstrap over seeds × rows that earlier reports
-    used (kept here only to show why it was replaced; average only, its normalised rates are reported as 0)."""
+    (osrm_core.study.compare, row term "cross"); 'seed_total': the same with the conservative row term "total"
+    (osrm_core.inference.row_variance); 'seeds_x_rows': the percentile bootstrap over seeds × rows that earlier
+    reports used (kept here only to show why it was replaced; average only, its normalised rates are reported as 0)."""
     rng = np.random.default_rng(seed)
     counts = np.zeros(4)
     for i in range(n_studies):
         arm, ref, arm_ind, ref_ind, rows = one_study(rng, n_seeds, seed_sd, delta, tasks, n_rows)
-        if method == "seed":
-            c = compare(arm, ref, rows, arm_ind, ref_ind, n_boot=n_boot, seed=i)
+        if method in ("seed", "seed_total"):
+            c = compare(arm, ref, rows, arm_ind, ref_ind, n_boot=n_boot, seed=i,
+                        row_term="cross" if method == "seed" else "total")
             codes = (c["verdict_code"], c["norm_verdict_code"])
         else:
             runs = [{s: {t: (p[t], rows[t].labels) for t in rows} for s, p in x.items()} for x in (arm, ref)]

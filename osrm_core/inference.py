@@ -1,38 +1,45 @@
 """Seed-level inference for arm − reference (docs/statistics.md, "The seed-level interval"): the interval every
 verdict rests on, its p-value, and the Holm adjustment of the primary comparisons.
 
-Seeds are the replicates. With per-seed differences d_s (k,) of a statistic (the average over tasks of the task
-scores, or the normalised score) on the same test rows,
+Seeds are the replicates; the test rows are a sample too. Write the per-row difference of seed s on row i as
+D_si = Δ + r_i + e_s + ε_si: r_i the rows' arm-by-row effect (shared by every seed, since all seeds are scored on
+the same rows), e_s the seed's training luck, ε_si their interaction (a row that flips between trainings). The
+mean over k seeds and n rows then has
 
-    Var(mean d) ≈ s_d² / k + V_rows,
+    Var(mean d) = σ_e²/k + σ_ε²/(nk) + σ_r²/n.
 
-s_d² the sample variance of d_s (seed-to-seed variation, ddof = 1) and V_rows the variance of mean_s d_s when the
-test rows are resampled (a paired bootstrap over rows with every seed kept: the test set is itself a sample). The
-interval is mean ± t_{(1+level)/2, k−1} · √Var. The quantile keeps k − 1 degrees of freedom, not Satterthwaite's
-ν = (a + b)² (k − 1) / a² (a = s_d²/k, b = V_rows): with 3 seeds ν is large exactly when s_d² came out small, and
-the simulation measured 6.8% (average) and 9.8% (normalised) false verdicts with it at seed sd 4 (docs/statistics.md).
-With no row variance this is the t-interval over seeds (t(2) = 4.30 for 3 seeds). Summing the two terms counts the
-rows' training noise twice (it is in s_d² and in V_rows), so the interval is conservative; its false-verdict rate
-under the null and its power are simulated in osrm_core/calibration.py (`osrm calibrate`,
-tests/core/test_calibration.py).
+The sample variance s_d² of the per-seed differences d_s (ddof 1) estimates σ_e² + σ_ε²/n, so s_d²/k carries the
+first two terms. The rows' term σ_r²/n is what the seeds share: the covariance across seeds s ≠ s' of a rows-only
+paired bootstrap (the same drawn rows for every seed), C = mean_{s≠s'} Cov_b(m_sb, m_s'b) with m_sb seed s's
+difference on replicate b (MCC, F1 and correlations recomputed per replicate), clipped at 0. The interval is
+mean ± t_{(1+level)/2, k−1} · √(s_d²/k + C) (row_term "cross", the default).
+
+row_term "total" uses the variance of the replicate means instead, Var_b(mean_s m_sb) = (σ_r² + σ_ε²/k)/n: it
+counts the interaction σ_ε²/(nk) twice (once in s_d², once here), so that interval is conservative — the one the
+report used until 2026-12-07, kept to show the difference in the calibration (osrm_core/calibration.py).
+The quantile keeps k − 1 degrees of freedom, not Satterthwaite's ν = (a + b)² (k − 1) / a² (a = s_d²/k, b = the
+row term): with 3 seeds ν is large exactly when s_d² came out small, and the simulation measured 6.8% (average) and
+9.8% (normalised) false verdicts with it at seed sd 4. The false-verdict rate under the null and the power are
+simulated in osrm_core/calibration.py (`osrm calibrate`, tests/core/test_calibration.py).
 """
 
 from __future__ import annotations
 
 import math
-from typing import NamedTuple, Sequence
+from typing import Literal, NamedTuple, Sequence
 
 import numpy as np
 
 from osrm_core.errors import OsrmError
 from osrm_core.stats import t_ppf, t_sf2
 
-METHOD = "seed-t+rows"  # the name reports give the interval (docs/statistics.md)
+METHOD = "seed-t+rows(cross)"  # the name reports give the interval (docs/statistics.md)
+RowTerm = Literal["cross", "total"]
 
 
 class SeedInterval(NamedTuple):
-    """estimate: mean of d_s; [low, high]: the level interval; se: √(s_d²/k + V_rows); df: k − 1; p: two-sided p-value
-    of estimate = 0 (NaN with one seed: no seed variance to estimate)."""
+    """estimate: mean of d_s; [low, high]: the level interval; se: √(s_d²/k + row term); df: k − 1; p: two-sided
+    p-value of estimate = 0 (NaN with one seed: no seed variance to estimate)."""
 
     estimate: float
     low: float
@@ -42,19 +49,33 @@ class SeedInterval(NamedTuple):
     p: float
 
 
-def seed_interval(diffs: Sequence[float], row_replicates: np.ndarray, level: float = 0.95) -> SeedInterval:
+def row_variance(per_seed: np.ndarray, row_term: RowTerm = "cross") -> float:
+    """The rows' share of Var(mean d) from per-seed rows-only bootstrap replicates per_seed (S, B): "cross" the mean
+    covariance across distinct seeds, clipped at 0 (σ_r²/n; needs S ≥ 2); "total" the variance of the replicate
+    means over seeds ((σ_r² + σ_ε²/S)/n)."""
+    if row_term == "total" or per_seed.shape[0] == 1:
+        return float(per_seed.mean(0).var(ddof=1))
+    if row_term != "cross":
+        raise OsrmError(f"row_variance: row_term must be 'cross' or 'total', got {row_term!r}")
+    k = per_seed.shape[0]
+    cov = np.cov(per_seed, ddof=1)  # (S, S)
+    return max(0.0, float((cov.sum() - np.trace(cov)) / (k * (k - 1))))
+
+
+def seed_interval(diffs: Sequence[float], per_seed: np.ndarray, level: float = 0.95,
+                  row_term: RowTerm = "cross") -> SeedInterval:
     """The seed-level interval of mean(diffs) from per-seed differences diffs (k,) and the rows-only bootstrap
-    replicates (B,) of mean_s d_s. With one seed the interval is the row bootstrap's percentile interval and p is
-    NaN: one seed gives no verdict (osrm_core.stats.verdict)."""
+    replicates per seed (k, B) (osrm_core.stats.Bootstrap.per_seed). With one seed the interval is the row
+    bootstrap's percentile interval and p is NaN: one seed gives no verdict (osrm_core.stats.verdict)."""
     d = np.asarray(diffs, dtype=np.float64)
-    reps = np.asarray(row_replicates, dtype=np.float64)
-    if d.ndim != 1 or len(d) == 0 or reps.ndim != 1 or len(reps) < 2:
-        raise OsrmError("seed_interval: need per-seed differences (k >= 1) and >= 2 row-bootstrap replicates")
+    reps = np.asarray(per_seed, dtype=np.float64)
+    if d.ndim != 1 or len(d) == 0 or reps.ndim != 2 or reps.shape[0] != len(d) or reps.shape[1] < 2:
+        raise OsrmError("seed_interval: need per-seed differences (k >= 1) and (k, B >= 2) row-bootstrap replicates")
     if not 0.0 < level < 1.0:
         raise OsrmError(f"seed_interval: level must be in (0, 1), got {level}")
-    est, b = float(d.mean()), float(reps.var(ddof=1))
+    est, b = float(d.mean()), row_variance(reps, row_term)
     if len(d) == 1:
-        low, high = np.quantile(reps, [(1.0 - level) / 2.0, (1.0 + level) / 2.0])
+        low, high = np.quantile(reps[0], [(1.0 - level) / 2.0, (1.0 + level) / 2.0])
         return SeedInterval(est, float(low), float(high), math.sqrt(b), math.nan, math.nan)
     a = float(d.var(ddof=1)) / len(d)
     se = math.sqrt(a + b)

@@ -116,12 +116,15 @@ def verdict(low: float, high: float, n_seeds: int | None = None) -> str:
 
 class Bootstrap(NamedTuple):
     """estimate: the statistic arm − reference on the original data; [low, high]: percentile interval;
-    replicates: (B,) the bootstrap distribution."""
+    replicates: (B,) the bootstrap distribution; per_seed: (S, B) each seed's arm − reference on replicate b's rows
+    (rows-only bootstrap, resample_seeds=False; None otherwise): what osrm_core.inference needs to tell the rows'
+    shared variance (covariance across seeds) from the seeds' own."""
 
     estimate: float
     low: float
     high: float
     replicates: np.ndarray
+    per_seed: np.ndarray | None = None
 
 
 def _check_seeds(named: Mapping[str, Runs], tasks: list[str]) -> list[str]:
@@ -199,6 +202,8 @@ def _weighted_metric(metric: str, preds: np.ndarray, labels: np.ndarray, w: np.n
         num = correct * n - np.einsum("kb,mkb->mb", t, q)
         denom = (n * n - (q * q).sum(1)) * (n * n - (t * t).sum(0))
         parts = [np.where(denom > 0, num / np.sqrt(np.where(denom > 0, denom, 1.0)), 0.0)]
+    elif metric in ("exact_match", "token_f1"):  # generated text: preds are per-row scores in [0, 1]
+        parts = [(preds @ w.T) / n]
     elif metric == "pearson_spearman":
         label_ranks = _weighted_ranks(labels, w)
         parts = [np.stack([_weighted_corr(p, labels, w) for p in preds]),
@@ -230,7 +235,13 @@ def _task_scores(preds: np.ndarray, labels: np.ndarray, score: ScoreFn | str, ro
 
 
 def _statistic(scores: list[np.ndarray], weights: np.ndarray, normalised: bool) -> np.ndarray:
-    """arm − reference (B,) from per-task scores (G, S, B) and seed weights (S, B) that sum to 1 over seeds.
+    """arm − reference (B,) from per-task scores (G, S, B) and seed weights (S, B) that sum to 1 over seeds."""
+    diff = _seed_diffs(scores, normalised)
+    return np.sum(np.where(weights > 0, diff, 0.0) * weights, axis=0)
+
+
+def _seed_diffs(scores: list[np.ndarray], normalised: bool) -> np.ndarray:
+    """arm − reference per seed and replicate (S, B) from per-task scores (G, S, B).
 
     Average: the mean over tasks of the score. Normalised: the mean over tasks of 100 · merged / individual of
     the same arm, seed and rows (groups: arm, ref, arm individual, ref individual), skipping tasks whose
@@ -243,8 +254,7 @@ def _statistic(scores: list[np.ndarray], weights: np.ndarray, normalised: bool) 
         per = np.where(valid > 0, np.nansum(ratio, 0) / np.maximum(valid, 1), 0.0)  # (2, S, B)
     else:
         per = s.mean(0)
-    diff = per[0] - per[1]  # (S, B)
-    return np.sum(np.where(weights > 0, diff, 0.0) * weights, axis=0)
+    return per[0] - per[1]  # (S, B)
 
 
 def paired_bootstrap(arm: Runs, ref: Runs, score_fns: Mapping[str, ScoreFn | str], *, n_boot: int = 1000,
@@ -262,7 +272,8 @@ def paired_bootstrap(arm: Runs, ref: Runs, score_fns: Mapping[str, ScoreFn | str
     seeds) use those rows, and both arms those seeds. Each replicate's value is the mean over the drawn seeds of
     (statistic of arm − statistic of ref); the interval is its (1 ± level)/2 quantiles (linear interpolation,
     as scipy.stats.bootstrap's percentile method). resample_seeds=False keeps every seed in every replicate (weight
-    1/S; no seed draws are made): the rows-only bootstrap that osrm_core.inference adds to the seed-level variance."""
+    1/S; no seed draws are made; `per_seed` holds each seed's replicates): the rows-only bootstrap that
+    osrm_core.inference adds to the seed-level variance."""
     if n_boot < 1 or not 0.0 < level < 1.0:
         raise OsrmError(f"paired_bootstrap: need n_boot >= 1 and 0 < level < 1, got {n_boot}, {level}")
     named = {"arm": arm, "ref": ref}
@@ -286,9 +297,11 @@ def paired_bootstrap(arm: Runs, ref: Runs, score_fns: Mapping[str, ScoreFn | str
     else:
         weights = np.full((k, n_boot), 1.0 / k)
     normalised = statistic == "normalised"
-    reps = _statistic([_task_scores(*data[t], score_fns[t], rows[t], weights > 0) for t in tasks], weights, normalised)
+    scores = [_task_scores(*data[t], score_fns[t], rows[t], weights > 0) for t in tasks]
+    reps = _statistic(scores, weights, normalised)
+    per_seed = None if resample_seeds else _seed_diffs(scores, normalised)
     ident = np.full((k, 1), 1.0 / k)
     point = _statistic([_task_scores(*data[t], score_fns[t], np.arange(len(data[t][1]))[None], ident > 0)
                         for t in tasks], ident, normalised)
     low, high = np.quantile(reps, [(1.0 - level) / 2.0, (1.0 + level) / 2.0])
-    return Bootstrap(float(point[0]), float(low), float(high), reps)
+    return Bootstrap(float(point[0]), float(low), float(high), reps, per_seed)

@@ -18,7 +18,7 @@ from osrm_core.merge import get_method, parse_params
 from osrm_core.metrics import compute
 from osrm_core.report import normalised_score
 from osrm_core.selection import params_key
-from osrm_core.inference import adjusted_verdict, holm, seed_interval
+from osrm_core.inference import RowTerm, adjusted_verdict, holm, seed_interval
 from osrm_core.stats import mean_sd, paired_bootstrap, t_interval, verdict
 
 SCALE = {"tsv_m": "alpha", "iso_c": "alpha"}  # their α scales the merged update as λ does elsewhere
@@ -109,17 +109,18 @@ def _runs(preds: Preds, rows: Mapping[str, Rows]):
     return {s: {t: (p[t], rows[t].labels) for t in rows} for s, p in preds.items()}
 
 
-def _interval(prefix: str, diffs: list[float], reps: np.ndarray, k: int, level: float) -> dict:
-    si = seed_interval(diffs, reps, level)
+def _interval(prefix: str, diffs: list[float], per_seed: np.ndarray, k: int, level: float, row_term: RowTerm) -> dict:
+    si = seed_interval(diffs, per_seed, level, row_term)
     return {f"{prefix}diff": si.estimate, f"{prefix}ci_low": si.low, f"{prefix}ci_high": si.high, f"{prefix}se": si.se,
             f"{prefix}df": si.df, f"{prefix}p": si.p, f"{prefix}verdict_code": _code(si.low, si.high, k)}
 
 
 def compare(arm: Preds, ref: Preds, rows: Mapping[str, Rows], arm_ind: Preds | None = None, ref_ind: Preds | None = None,
-            n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> dict:
+            n_boot: int = 1000, seed: int = 0, level: float = 0.95, row_term: RowTerm = "cross") -> dict:
     """arm − reference with the seed-level interval (osrm_core.inference; docs/statistics.md) of the average
     (diff, ci_low, ci_high, se, df, p, verdict_code) and, with the individuals, of the normalised score (norm_*):
-    per-seed differences plus a rows-only paired bootstrap (n_boot replicates, seeded). t_low, t_high: the plain
+    per-seed differences plus a rows-only paired bootstrap (n_boot replicates, seeded; row_term: which share of it,
+    osrm_core.inference.row_variance). t_low, t_high: the plain
     t-interval over seeds (seed variation only), shown beside it. verdict_code 1 better, -1 worse, 0 inconclusive
     (always 0 with one seed); NaNs (one seed) are left out."""
     fns = {t: r.metric for t, r in rows.items()}
@@ -127,7 +128,7 @@ def compare(arm: Preds, ref: Preds, rows: Mapping[str, Rows], arm_ind: Preds | N
     a, r = seed_scores(arm, rows), seed_scores(ref, rows)
     diffs = [float(np.mean(list(a[s].values())) - np.mean(list(r[s].values()))) for s in a]
     boot = paired_bootstrap(_runs(arm, rows), _runs(ref, rows), fns, n_boot=n_boot, seed=seed, resample_seeds=False)
-    out = _interval("", diffs, boot.replicates, k, level)
+    out = _interval("", diffs, boot.per_seed, k, level, row_term)
     out["t_low"], out["t_high"] = t_interval(diffs, level)
     if arm_ind is not None and ref_ind is not None:
         ai, ri = seed_scores(arm_ind, rows), seed_scores(ref_ind, rows)
@@ -135,7 +136,7 @@ def compare(arm: Preds, ref: Preds, rows: Mapping[str, Rows], arm_ind: Preds | N
         nb = paired_bootstrap(_runs(arm, rows), _runs(ref, rows), fns, n_boot=n_boot, seed=seed, statistic="normalised",
                               arm_individual=_runs(arm_ind, rows), ref_individual=_runs(ref_ind, rows),
                               resample_seeds=False)
-        out |= _interval("norm_", norm, nb.replicates, k, level)
+        out |= _interval("norm_", norm, nb.per_seed, k, level, row_term)
     return {k_: v for k_, v in out.items() if not math.isnan(v)}
 
 

@@ -18,6 +18,7 @@ from osrm_core.errors import OsrmError
 from osrm_core.metrics import predictions
 from osrm_core.report import check_table, headline_table, individual_table, markdown_table, task_rows, variants_table
 from osrm_core.selection import edge_numbers
+from osrm_core.inference import METHOD
 from osrm_core.study import LEARNT_MARGIN, Rows, study, task_check
 from osrm_core.sweep_plots import lambda_rows, plot_lambda, plot_normalised, plot_tasks, tasks_rows
 from stages.io.artifacts import DiagnosticsSummary, Evaluation, Report, Selection, TaskAdapter
@@ -29,9 +30,10 @@ from stages.io.run import Run, open_run
 from stages.report_regime import regime_section
 
 N_BOOT = typer.Option(1000, "--n-boot", min=1, help="Bootstrap replicates of every paired interval (seeded: reproducible).")
-NOTE = ("Every interval and verdict rests on the seed-level interval (`seed-t+rows`, docs/statistics.md): per-seed "
-        "differences with Student-t quantiles (Satterthwaite df) plus the test rows' sampling variance (a paired "
-        "bootstrap over rows); its false-verdict rate under the null is ≤ 5% in simulation (docs/statistics.md, Calibration). The "
+NOTE = ("Every interval and verdict rests on the seed-level interval (`" + METHOD + "`, docs/statistics.md): the "
+        "per-seed differences' variance over k seeds plus the test rows' shared variance (the covariance across seeds "
+        "of a paired bootstrap over rows), Student-t quantiles with k − 1 df; its false-verdict rate under the null is "
+        "≤ 5% in simulation (docs/statistics.md, Calibration). The "
         "t-interval over seeds alone is shown beside it. **Primary** comparisons (study.primary: the validation-chosen "
         "merges of {primary}, every arm vs the reference) are Holm-adjusted and the only verdicts in bold; every other "
         "row is exploratory. A difference whose interval contains 0 is not a finding. With one seed no verdict is "

@@ -93,7 +93,7 @@ def test_report_numbers_equal_a_direct_seed_interval(study_run):
     assert got["average"] == pytest.approx(np.mean(per_seed["osrm"]), abs=1e-9)
     diffs = np.subtract(per_seed["osrm"], per_seed["lora"])
     assert (got["t_low"], got["t_high"]) == pytest.approx(t_interval(diffs), abs=1e-9)
-    si = seed_interval(diffs, boot.replicates)
+    si = seed_interval(diffs, boot.per_seed)
     assert (got["diff"], got["ci_low"], got["ci_high"], got["p"]) == pytest.approx((si.estimate, si.low, si.high, si.p), abs=1e-9)
     assert got["primary"] == 1 and got["p_holm"] >= got["p"]  # primary: task_arithmetic and ties, Holm over the family
     assert got["lambda1"]["primary"] == 0 and "p_holm" not in got["lambda1"]
