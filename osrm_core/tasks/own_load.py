@@ -14,6 +14,7 @@ import datasets
 
 from osrm_core.errors import OsrmError
 from osrm_core.tasks.own import DatasetsTask, FilesTask, OwnSuite
+from osrm_core.tasks.own_classes import check_case, check_seen_in_train
 from osrm_core.tasks.own_read import RawSplit, dataset_splits, file_splits, local_files, resolve
 from osrm_core.tasks.schema import features_for
 from osrm_core.tasks.spec import TaskSpec
@@ -58,6 +59,7 @@ def task_spec_for(entry: OwnTask, raws: dict[str, RawSplit], class_names: tuple[
         if not names:
             keys = {label_key(v, ()) for raw in raws.values() for v in raw.values(entry.label) if not _missing(v)}
             names = _sorted_names(keys)
+            check_case(names, entry.name, entry.label)
         if entry.num_labels is not None and len(names) != entry.num_labels:
             raise OsrmError(f"task '{entry.name}': num_labels is {entry.num_labels} but column '{entry.label}' has {len(names)} "
                             f"distinct labels {list(names)[:20]}; fix num_labels or give label_names")
@@ -176,6 +178,7 @@ def load_own_task(
     """
     raws, class_names = read_raw(suite, entry, data_dir)
     spec = task_spec_for(entry, raws, class_names)
+    check_seen_in_train(spec, raws, entry.label, lambda v: None if _missing(v) else label_key(v, class_names))
     caps = {"train": max_train, "validation": max_eval, "test": max_eval}
     out = {}
     if shared_held_out(suite, entry, data_dir):

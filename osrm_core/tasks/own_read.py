@@ -55,7 +55,7 @@ class RawSplit:
 
 def _read_csv(path: Path, delimiter: str, quoting: int) -> dict[str, list]:
     """Columns of a CSV/TSV file as strings; empty cells become None (missing)."""
-    with path.open(newline="", encoding="utf-8") as fh:
+    with path.open(newline="", encoding="utf-8-sig") as fh:  # -sig: spreadsheet programs start UTF-8 with a BOM
         reader = csv.reader(fh, delimiter=delimiter, quoting=quoting)
         header = next(reader, None)
         if header is None:
@@ -72,7 +72,7 @@ def _read_csv(path: Path, delimiter: str, quoting: int) -> dict[str, list]:
 def _read_jsonl(path: Path) -> dict[str, list]:
     """Columns of a JSON-lines file (one object per non-blank line; absent keys become None)."""
     records = []
-    for line_no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for line_no, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
         if not line.strip():
             continue
         try:

@@ -102,6 +102,17 @@ def test_pairs_given_label_names_caps_and_shuffle(tmp_path):
     assert again == kept and len({tuple(o) for o in other_seed}) > 1
 
 
+@pytest.mark.parametrize("fmt", ["csv", "tsv", "jsonl"])
+def test_files_saved_with_a_utf8_bom_are_read(tmp_path, fmt):
+    """Spreadsheet programs save 'CSV UTF-8' with a byte-order mark before the header."""
+    files = _per_split(tmp_path, fmt)
+    for name in files.values():
+        path = tmp_path / name
+        path.write_text(path.read_text(), encoding="utf-8-sig")
+    spec, dd = load_task(str(_suite(tmp_path, **files)), "t")
+    assert spec.label_names == ("bad", "good", "okay") and dd["train"]["review"][:] == [t for t, _ in ROWS["train"]]
+
+
 def test_integer_labels_sort_numerically(tmp_path):
     def ints(split, records):
         for i, r in enumerate(records):
@@ -130,9 +141,9 @@ def test_spec_fingerprint_and_data_dir_override(tmp_path):
     assert task_fingerprint(str(suite), "t", seed=1) != before
     other = tmp_path / "elsewhere"
     _per_split(other, "csv")
-    (other / "data" / "train.csv").write_text("review,stars\nnew text,good\nold text,bad\n")
+    (other / "data" / "train.csv").write_text("review,stars\nnew text,good\nold text,bad\nso so,okay\n")
     assert task_fingerprint(str(suite), "t", data_dir=str(other)) != before
-    assert load_task(str(suite), "t", data_dir=str(other))[1]["train"]["review"][:] == ["new text", "old text"]
+    assert load_task(str(suite), "t", data_dir=str(other))[1]["train"]["review"][:] == ["new text", "old text", "so so"]
 
 
 def _edit_row(split: str, column: str, value):
@@ -161,6 +172,8 @@ BAD_DATA = [
         ("jsonl", {}, _edit_row("test", "review", None), ["test.jsonl", "row 2", "column 'review'"]),
         ("csv", {"num_labels": 2}, None, ["num_labels is 2", "3 distinct labels"]),
         ("csv", {"metric": "accuracy_f1"}, None, ["accuracy_f1 needs 2 classes"]),
+        ("csv", {}, _edit_row("test", "stars", "great"), ["test.csv", "row 2", "column 'stars'", "'great'", "never occurs in train"]),
+        ("tsv", {}, _edit_row("train", "stars", "Good"), ["column 'stars'", "'Good' and 'good'", "differ only by case", "label_names"]),
 ]
 
 
