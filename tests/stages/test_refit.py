@@ -115,3 +115,21 @@ def test_convert_study_config_loads():
     assert len(cfg.seeds) >= 3 and cfg.arm_order()[0] == cfg.reference
     assert {"task_arithmetic", "ties"} <= set(cfg.merge.sweep) and set(cfg.study.primary) == {"task_arithmetic", "ties"}
     assert cfg.evaluate.split == "test"
+
+
+def test_a_rebuilt_source_makes_the_derived_adapter_stale(study):
+    """The derived adapter's manifest names the source adapter's hash: once that adapter changes, opening the derived
+    one fails in one line that says to rerun its fine-tune (what `osrm merge` / `select` / `evaluate` run first)."""
+    from stages.io.artifacts import TaskAdapter
+    from stages.io.run import open_run
+
+    root, path, _ = study
+    manifest = _adapter(root, "lora", TASKS[0]) / "manifest.json"
+    text = manifest.read_text()
+    try:
+        manifest.write_text(text.replace(json.loads(text)["content_hash"], "0" * 64))  # as if it had been rebuilt
+        with pytest.raises(OsrmError) as err:
+            TaskAdapter.open(open_run(path), "refit", TASKS[0])
+        assert "made from an older adapter of arm 'lora'" in str(err.value) and "osrm finetune" in str(err.value)
+    finally:
+        manifest.write_text(text)
