@@ -34,25 +34,22 @@ def _format(path: Path, what: str) -> str:
     return FORMATS[path.suffix.lower()]
 
 
-def read_rows(path: Path, fields: tuple[str, ...]) -> dict[str, list[str]]:
-    """{field: texts} from a JSONL or CSV file; a one-line OsrmError for an unreadable file, a bad line or a
-    missing field (naming the file, the row and the field)."""
+def read_rows(path: Path, fields: tuple[str, ...]) -> list[dict]:
+    """The rows of a JSONL or CSV file as read (every column kept), each checked to have the task's text `fields`;
+    a one-line OsrmError for an unreadable file, a bad line or a missing field (naming the file, the row and the field)."""
     kind = _format(path, "input")
     try:
-        with open(path, newline="", encoding="utf-8") as f:
+        with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: a spreadsheet's BOM is not part of a name
             rows = list(csv.DictReader(f)) if kind == "csv" else [_json_line(line, path, i) for i, line in enumerate(f, 1) if line.strip()]
     except (OSError, UnicodeDecodeError, csv.Error) as err:
         raise OsrmError(f"--input {path}: cannot read it ({getattr(err, 'strerror', None) or type(err).__name__}) — check the path") from None
     if not rows:
         raise OsrmError(f"--input {path}: no rows — it needs {'a header and ' if kind == 'csv' else ''}at least one row with {list(fields)}")
-    cols = {f: [] for f in fields}
     for i, row in enumerate(rows, 1):
         for f in fields:
-            value = row.get(f)
-            if value is None:
+            if row.get(f) is None:
                 raise OsrmError(f"--input {path}: row {i} has no '{f}' — the task reads {list(fields)} (keys/columns)")
-            cols[f].append(str(value))
-    return cols
+    return rows
 
 
 def _json_line(line: str, path: Path, i: int) -> dict:
@@ -75,6 +72,18 @@ def outputs(logits: torch.Tensor, spec, names: list[str]) -> list[dict]:
     return [{"label": names[k], "label_id": k, "probabilities": dict(zip(names, map(float, p)))} for k, p in zip(ids, probs)]
 
 
+def joined(rows: list[dict], predictions: list[dict]) -> tuple[list[dict], list[str]]:
+    """Output records that join back to the input: `row` (1-based, the n-th input row), the input's own columns,
+    then the prediction. An input column named like an output column (`row`, `label`, `p_<name>`, ...) is kept as
+    `input_<name>`. Returns (records, the renamed input columns)."""
+    out, renamed = [], {}
+    for i, (row, pred) in enumerate(zip(rows, predictions), 1):
+        taken = {"row", *pred, *(f"p_{n}" for n in pred.get("probabilities", {}))}
+        renamed |= {k: None for k in row if k in taken}
+        out.append({"row": i, **{f"input_{k}" if k in taken else k: v for k, v in row.items()}, **pred})
+    return out, list(renamed)
+
+
 def write_rows(path: Path, records: list[dict]) -> None:
     """JSONL (records as they are) or CSV (probabilities as p_<label> columns), written to a temporary file
     renamed into place: no partial output."""
@@ -87,7 +96,7 @@ def write_rows(path: Path, records: list[dict]) -> None:
             else:
                 flat = [{k: v for k, v in r.items() if k != "probabilities"} | {f"p_{n}": p for n, p in r.get("probabilities", {}).items()}
                         for r in records]
-                writer = csv.DictWriter(f, fieldnames=list(flat[0]))
+                writer = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for r in flat for k in r)), restval="")
                 writer.writeheader()
                 writer.writerows(flat)
         tmp.replace(path)
@@ -100,11 +109,13 @@ def write_rows(path: Path, records: list[dict]) -> None:
 def main(config: Path = CONFIG, model: str = MODEL, task: str = TASK, input: Path = INPUT, output: Path = OUTPUT,
          batch_size: int = BATCH, seed: int = SEED, workdir: Path = WORKDIR) -> None:
     """Label every row of INPUT with MODEL on TASK (the task's head; the merge's or adapter's body update) and
-    write OUTPUT in input order: label, label_id and per-class probabilities, or the regression value."""
+    write OUTPUT in input order: the row number and the input's columns, then label, label_id and per-class
+    probabilities, or the regression value."""
     _format(output, "output")
     run = open_run(config, run_overrides(workdir, seed))
     spec, _ = run.load_task(run.check_task(task))
-    cols = read_rows(input, spec.text_fields)
+    inputs = read_rows(input, spec.text_fields)
+    cols = {f: [str(r[f]) for r in inputs] for f in spec.text_fields}
     ref = one_model(run, model, allow_base=True)
     heads, merged = open_model(run, ref)
     clf = run.pool.get(spec.num_labels, body_update(ref, task, heads, merged), heads[task].peft.head())
@@ -117,6 +128,9 @@ def main(config: Path = CONFIG, model: str = MODEL, task: str = TASK, input: Pat
     restored = torch.empty_like(logits)
     restored[torch.as_tensor(order)] = logits  # back to input order
     names = label_names(spec)
-    write_rows(output, outputs(restored, spec, names))
+    records, renamed = joined(inputs, outputs(restored, spec, names))
+    if renamed:
+        typer.echo(f"note: input columns {renamed} are written as {['input_' + k for k in renamed]} (the prediction uses those names)", err=True)
+    write_rows(output, records)
     print(f"predict {ref} on {task}: {n} rows -> {output}")
 

@@ -202,6 +202,22 @@ def test_predict_jsonl_and_csv_match_evaluate(setup, tmp_path):
     torch.testing.assert_close(torch.tensor(values), logits["sentiment_score"][:, 0], atol=1e-4, rtol=1e-4)
 
 
+def test_predict_output_joins_back_to_the_input(setup, tmp_path):
+    """Every output row carries its input row number and the input's columns (a clashing one as input_<name>),
+    so rows can be joined back after sorting or filtering; a CSV saved with a BOM is read."""
+    cli, config = setup
+    src = tmp_path / "in.csv"
+    src.write_text("ref,sentence,label\nA7,what time is it,gold1\nB2,where is the station,gold2\n", encoding="utf-8-sig")
+    res = cli("predict", "-c", config, "--model", "lora/ties", "--task", TINY_TASKS[1], "--input", src, "--output", tmp_path / "out.csv")
+    got = list(csv.DictReader(open(tmp_path / "out.csv")))
+    assert [(g["row"], g["ref"], g["sentence"], g["input_label"]) for g in got] == [
+        ("1", "A7", "what time is it", "gold1"), ("2", "B2", "where is the station", "gold2")]
+    assert all(g["label"] and g["label_id"] for g in got) and "input_label" in res.output
+    cli("predict", "-c", config, "--model", "lora/ties", "--task", TINY_TASKS[1], "--input", src, "--output", tmp_path / "out.jsonl")
+    rows = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert [(r["row"], r["ref"]) for r in rows] == [(1, "A7"), (2, "B2")] and [r["label"] for r in rows] == [g["label"] for g in got]
+
+
 @pytest.mark.parametrize("case, message", [("missing_column", "has no 'sentence'"), ("unknown_task", "--task 'nope'"),
                                            ("unreadable", "cannot read"), ("not_json", "line 2 is not a JSON object")])
 def test_predict_bad_input_is_one_line_and_writes_nothing(setup, tmp_path, case, message):
