@@ -12,6 +12,7 @@ import math
 from typing import Mapping, NamedTuple
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from osrm_core.errors import OsrmError
 from osrm_core.merge import get_method, parse_params
@@ -115,6 +116,7 @@ def _interval(prefix: str, diffs: list[float], per_seed: np.ndarray, k: int, lev
             f"{prefix}df": si.df, f"{prefix}p": si.p, f"{prefix}verdict_code": _code(si.low, si.high, k)}
 
 
+@threadpool_limits.wrap(limits=1, user_api="blas")  # (M, n) @ (n, B) products of ~1e5 flops: threads only wait
 def compare(arm: Preds, ref: Preds, rows: Mapping[str, Rows], arm_ind: Preds | None = None, ref_ind: Preds | None = None,
             n_boot: int = 1000, seed: int = 0, level: float = 0.95, row_term: RowTerm = "cross") -> dict:
     """arm − reference with the seed-level interval (osrm_core.inference; docs/statistics.md) of the average
