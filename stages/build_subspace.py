@@ -44,7 +44,7 @@ def main(config: Path = CONFIG, task: list[str] = TASKS, arm: list[str] = ARMS, 
     for name in arms:
         run = open_run(config, run_overrides(workdir, seed), arm=name)
         if not INITS[run.cfg.lora.init].needs_subspace:
-            _write_unused(run, name)
+            _write_unused(run, name, features)
             continue
         for f in features.values():  # an arm may override lora.rank
             f.check_rank(run.cfg.lora.rank)
@@ -68,11 +68,16 @@ def regime_of(report: dict, targets: list[str], rank: int) -> str:
     return regime.regime_line(regime.summarise(rows, rank), where)
 
 
-def _write_unused(run: Run, arm: str) -> None:
-    """A folder per arm that does not start from a subspace, so every finetune stage has the same dependency."""
-    out = run.layout.subspaces(arm)
+def _write_unused(run: Run, arm: str, features: dict) -> None:
+    """A folder per arm that does not start from a subspace, so every finetune stage has the same dependency. An arm
+    that starts from another's adapters reads the features too (its conversion's Grams): the folder names their
+    hashes, so that the fine-tune that depends on it reruns when they change."""
+    out, reads = run.layout.subspaces(arm), INITS[run.cfg.lora.init].start is not None
+    body = {"arm": arm, "init": run.cfg.lora.init, "subspace": None}
+    if reads:
+        body["features"] = {t: f.content_hash for t, f in features.items()}
     with atomic_dir(out) as tmp:
-        (tmp / UNUSED).write_text(json.dumps({"arm": arm, "init": run.cfg.lora.init, "subspace": None}) + "\n")
+        (tmp / UNUSED).write_text(json.dumps(body) + "\n")
 
 
 def _regime_summary(report: dict, cfg) -> dict:
