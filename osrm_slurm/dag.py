@@ -1,6 +1,6 @@
 """DVC stages -> SLURM jobs: the expanded stage graph, families (foreach/matrix) as job arrays, and the
-job DAG with afterok/aftercorr dependencies (pure functions; osrm_core/slurm_dvc.py reads DVC,
-osrm_core/slurm_jobs.py calls sbatch)."""
+job DAG with afterok/aftercorr dependencies (pure functions; osrm_slurm/dvc.py reads DVC,
+osrm_slurm/jobs.py calls sbatch)."""
 
 from __future__ import annotations
 

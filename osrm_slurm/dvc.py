@@ -1,6 +1,6 @@
 """Read the DVC pipeline for `osrm submit dag`: the repository root, the expanded stages with their
 upstream edges, and the stages `dvc status` reports as changed (the graph comes from DVC itself,
-docs/slurm.md "The whole DVC DAG"; osrm_core/slurm_dag.py turns it into jobs)."""
+docs/slurm.md "The whole DVC DAG"; osrm_slurm/dag.py turns it into jobs)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 from osrm_core.errors import OsrmError
-from osrm_core.slurm_dag import StageNode
+from osrm_slurm.dag import StageNode
 
 
 def find_root(start: Path) -> Path:

@@ -1,8 +1,8 @@
 """SLURM job rendering (pure functions: no subprocess, no I/O beyond reading the templates in
-configs/slurm/); the DVC-stage -> SLURM-job DAG is in osrm_core/slurm_dag.py and re-exported here.
+configs/slurm/); the DVC-stage -> SLURM-job DAG is in osrm_slurm/dag.py and re-exported here.
 
-osrm_core/slurm_submit.py feeds these functions what `osrm submit` read from the config and from DVC
-(osrm_core/slurm_dvc.py); osrm_core/slurm_jobs.py is the only caller of sbatch/squeue.
+osrm_slurm/submit.py feeds these functions what `osrm submit` read from the config and from DVC
+(osrm_slurm/dvc.py); osrm_slurm/jobs.py is the only caller of sbatch/squeue.
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ def render(template: str, values: Mapping[str, str], template_dir: Path | None =
     text = path.read_text()
     missing = sorted({m for m in _PLACEHOLDER.findall(text) if m not in values})
     if missing:
-        raise OsrmError(f"SLURM template {path}: no value for placeholders {missing} — the template and osrm_core/slurm.py disagree")
+        raise OsrmError(f"SLURM template {path}: no value for placeholders {missing} — the template and osrm_slurm/render.py disagree")
     return _PLACEHOLDER.sub(lambda m: str(values[m.group(1)]), text)
 
 
@@ -119,8 +119,8 @@ def array_spec(indices: Sequence[int], max_parallel: int | None = None) -> str:
     return f"{spec}%{max_parallel}" if max_parallel else spec
 
 
-# DVC stages -> SLURM jobs live in osrm_core/slurm_dag.py; re-exported so `slurm.<name>` keeps working.
-from osrm_core.slurm_dag import (  # noqa: E402,F401
+# DVC stages -> SLURM jobs live in osrm_slurm/dag.py; re-exported so `slurm.<name>` keeps working.
+from osrm_slurm.dag import (  # noqa: E402,F401
     Job,
     StageNode,
     build_job_dag,

@@ -1,5 +1,5 @@
 """What `osrm submit` submits: the resources and place of a job, the script of `submit stage`, and
-the jobs of `submit dag` in dependency order (rendered by osrm_core/slurm.py, handed to a
+the jobs of `submit dag` in dependency order (rendered by osrm_slurm/render.py, handed to a
 `slurm_jobs.Submitter`, which calls sbatch or, on a dry run, only shows them)."""
 
 from __future__ import annotations
@@ -12,11 +12,11 @@ from typing import Callable, Mapping
 
 import yaml
 
-from osrm_core import slurm
+from osrm_slurm import render as slurm
 from osrm_core.config import load_config
 from osrm_core.errors import OsrmError
-from osrm_core.slurm import Place, Resources
-from osrm_core.slurm_dag import Job, StageNode, build_job_dag
+from osrm_slurm.render import Place, Resources
+from osrm_slurm.dag import Job, StageNode, build_job_dag
 
 
 def default_setup() -> str:

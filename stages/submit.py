@@ -5,7 +5,7 @@
     osrm submit wait  --config pipeline.yaml            # poll squeue, then check the exit markers
 
 Scripts, logs, exit markers and the job record live under `<workdir>/slurm/`. What to submit is
-planned in osrm_core/slurm_submit.py (DVC read by osrm_core/slurm_dvc.py); osrm_core/slurm_jobs.py is
+planned in osrm_slurm/submit.py (DVC read by osrm_slurm/dvc.py); osrm_slurm/jobs.py is
 the only module that calls sbatch/squeue.
 """
 
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import typer
 
-from osrm_core import slurm, slurm_dvc, slurm_jobs, slurm_submit
+from osrm_slurm import dvc as slurm_dvc, jobs as slurm_jobs, render as slurm, submit as slurm_submit
 from osrm_core.errors import OsrmError
 from stages.io.guard import guarded
 

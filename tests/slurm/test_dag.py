@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from osrm_core import slurm
+from osrm_slurm import render as slurm
 from osrm_core.errors import OsrmError
 
 

@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from osrm_core import slurm, slurm_jobs, slurm_submit
+from osrm_slurm import jobs as slurm_jobs, render as slurm, submit as slurm_submit
 from osrm_core.errors import OsrmError
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from osrm_core import slurm_jobs
+from osrm_slurm import jobs as slurm_jobs
 from osrm_core.config import load_config
 from stages import submit
 from stages.io.layout import Layout

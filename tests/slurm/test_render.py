@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from osrm_core import slurm
+from osrm_slurm import render as slurm
 from osrm_core.errors import OsrmError
 
 PLACE = slurm.Place(cwd="/repo", log_dir="/w/slurm/logs", marker_dir="/w/slurm/exit", setup="export X=1")
