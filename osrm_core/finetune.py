@@ -14,11 +14,11 @@ from typing import Callable
 import torch
 
 from osrm_core import distributed, lora
-from osrm_core.batching import iterate, length_grouped, length_sorted, token_lengths
+from osrm_core.batching import length_grouped
 from osrm_core.config import PipelineConfig
 from osrm_core.errors import OsrmError
 from osrm_core.hparams import task_hparams
-from osrm_core.scoring import score
+from osrm_core.tasks.kinds import kind_of, metrics
 from osrm_core.train import (LoopHooks, LoopState, Stepper, deepspeed_config, deepspeed_engine, gathered_trainable,
                               linear_warmup_schedule, train, zero_stage)
 
@@ -50,13 +50,13 @@ class Job:
 
     def batches(self, tokenizer):
         """epoch -> this rank's micro-batches (same global batches for any world size, DistributedSampler-style)."""
-        ds, b = self.data["train"], self.hp["batch_size"]
-        lengths = token_lengths(tokenizer, ds, self.spec.text_fields, self.cfg.data.max_length)
+        ds, b, kind, max_length = self.data["train"], self.hp["batch_size"], kind_of(self.spec), self.cfg.data.max_length
+        lengths = kind.train_lengths(tokenizer, ds, self.spec, max_length)
 
         def gen(epoch: int):  # global batches of similar token counts: much less padding on CPU
             order = length_grouped(lengths, b * self.world.size, self.cfg.seed, epoch)
             order = distributed.rank_order(order, b, self.world.rank, self.world.size)
-            return iterate(tokenizer, ds, self.spec.text_fields, b, self.cfg.data.max_length, order)
+            return kind.train_batches(tokenizer, ds, self.spec, b, max_length, order)
 
         return gen
 
@@ -89,12 +89,13 @@ def make_job(cfg: PipelineConfig, task: str, arm: str, spec, data) -> Job:
     return job
 
 
-def evaluator(model, tokenizer, ds, spec, cfg: PipelineConfig, device, bf16) -> Callable[[], dict]:
-    """() -> validation metrics of `model` on `ds` (length-sorted batches)."""
-    order = length_sorted(tokenizer, ds, spec.text_fields, cfg.data.max_length)
-    labels = torch.as_tensor(list(ds["label"]))[order].numpy()
-    return lambda: score(model, iterate(tokenizer, ds, spec.text_fields, cfg.evaluate.batch_size, cfg.data.max_length, order),
-                         spec, labels, device, bf16)[0]
+def evaluator(model, tokenizer, data, spec, cfg: PipelineConfig, device, bf16) -> Callable[[], dict]:
+    """() -> validation metrics of `model` on data["validation"] (length-sorted batches, made once)."""
+    kind, ds, max_length = kind_of(spec), data["validation"], cfg.data.max_length
+    order = kind.eval_order(tokenizer, ds, spec, max_length)
+    labels = kind.labels(spec, ds)[order]
+    batches = list(kind.eval_batches(tokenizer, data, "validation", spec, cfg.evaluate.batch_size, max_length, order))
+    return lambda: metrics(spec, kind.predict(model, batches, device, bf16), labels)
 
 
 def final_tensors(job: Job, best: dict | None, current: Callable[[], dict]) -> dict:
@@ -124,7 +125,7 @@ def train_plain(job: Job, model, tokenizer, store, make_bar):
         print(f"resuming {job.task}/{job.arm} at epoch {state.epoch} step {state.step_in_epoch}")
     holder, bar = {"best": best}, make_bar(state)
     hooks = LoopHooks(
-        evaluate=evaluator(model, tokenizer, job.data["validation"], job.spec, cfg, job.device, job.bf16),
+        evaluate=evaluator(model, tokenizer, job.data, job.spec, cfg, job.device, job.bf16),
         on_best=lambda: holder.update(best=lora.trainable_state(model)),
         after_step=(lambda: lora.project_orthonormal(model)) if cfg.lora.procrustes else (lambda: None),
         checkpoint=lambda s: store.save(cfg_hash, s, lora.trainable_state(model), holder["best"], optimizer, scheduler),
@@ -150,7 +151,7 @@ def train_zero(job: Job, model, tokenizer, make_bar):
     state = LoopState()
     bar = make_bar(state)
     hooks = LoopHooks(
-        evaluate=evaluator(engine, tokenizer, job.data["validation"], job.spec, cfg, engine.device, False),
+        evaluate=evaluator(engine, tokenizer, job.data, job.spec, cfg, engine.device, False),
         on_best=lambda: holder.update(best=gathered_trainable(engine.module, stage)),
         log=bar.log,
     )

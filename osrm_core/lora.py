@@ -18,12 +18,14 @@ from osrm_core.subspace import normalised_distance, polar, random_orthonormal
 PEFT_PREFIX = "base_model.model."
 
 
-def attach_lora(model: nn.Module, suffixes: list[str], cfg: LoraCfg, heads: list[str]):
-    """Wrap `model` with a PEFT LoRA on the target suffixes; the task heads train and save with it."""
+def attach_lora(model: nn.Module, suffixes: list[str], cfg: LoraCfg, heads: list[str], task_type: str | None = None):
+    """Wrap `model` with a PEFT LoRA on the target suffixes; the task heads train and save with it. `task_type`:
+    PEFT's (CAUSAL_LM for a generative task: a plain causal-LM adapter; None keeps the classifier's wrapping)."""
     from peft import LoraConfig, get_peft_model
 
     pcfg = LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout, target_modules=suffixes,
-                      use_rslora=cfg.rslora, init_lora_weights=INITS[cfg.init].peft, modules_to_save=heads, bias="none")
+                      use_rslora=cfg.rslora, init_lora_weights=INITS[cfg.init].peft, modules_to_save=heads or None,
+                      bias="none", task_type=task_type)
     return get_peft_model(model, pcfg)
 
 

@@ -75,6 +75,8 @@ def compute(metric: str, preds: np.ndarray, labels: np.ndarray) -> dict[str, flo
         vals = {"matthews": matthews(labels, preds)}
     elif metric == "pearson_spearman":
         vals = {"pearson": pearson(preds, labels), "spearman": spearman(preds, labels)}
+    elif metric in ("exact_match", "token_f1"):  # generated text: preds are per-row scores in [0, 1]
+        vals = {metric: float(np.mean(preds))}
     else:
         raise ValueError(f"unknown metric {metric!r}")
     vals = {k: 100.0 * float(v) for k, v in vals.items()}

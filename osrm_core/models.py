@@ -1,4 +1,4 @@
-"""Load a backbone as a sequence classifier plus its tokenizer, offline-aware."""
+"""Load a backbone as a sequence classifier or a causal LM, plus its tokenizer, offline-aware."""
 
 from __future__ import annotations
 
@@ -128,6 +128,21 @@ def load_classifier(spec: BackboneSpec, num_labels: int, dtype: torch.dtype = to
         raise _hub_error(spec, src, err) from None
     finally:
         hf_logging.set_verbosity(verbosity)
+    return model.eval()
+
+
+def load_causal_lm(spec: BackboneSpec, dtype: torch.dtype = torch.float32) -> nn.Module:
+    """AutoModelForCausalLM (a generative task's model: no head to add), eval mode, pad id = the tokenizer's
+    (its EOS when it has no pad token; padded positions are masked, so EOS keeps its meaning)."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    src = model_source(spec)
+    try:
+        config = AutoConfig.from_pretrained(src, trust_remote_code=spec.trust_remote_code)
+        config.pad_token_id = load_tokenizer(spec).pad_token_id
+        model = AutoModelForCausalLM.from_pretrained(src, config=config, dtype=dtype, trust_remote_code=spec.trust_remote_code)
+    except OSError as err:
+        raise _hub_error(spec, src, err) from None
     return model.eval()
 
 

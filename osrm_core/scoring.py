@@ -8,7 +8,7 @@ backbone for each costs ~0.7 s on MiniLM and far more on larger models. The pool
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Hashable
 
 import torch
 from torch import nn
@@ -31,9 +31,12 @@ class ClassifierPool:
         return len(self._models)
 
     @torch.no_grad()
-    def get(self, num_labels: int, deltas: dict[str, torch.Tensor], head: dict[str, torch.Tensor]) -> nn.Module:
+    def get(self, num_labels: Hashable, deltas: dict[str, torch.Tensor], head: dict[str, torch.Tensor],
+            load: Callable[[], nn.Module] | None = None) -> nn.Module:
+        """`num_labels` keys the model (any task kind's osrm_core.tasks.kinds model_key); `load` builds it when
+        the key is new (default: the pool's loader called with the key)."""
         if num_labels not in self._models:
-            model = self._load(num_labels)
+            model = load() if load is not None else self._load(num_labels)
             self._models[num_labels] = (model, dict(model.named_modules()), {})
         model, named, w0 = self._models[num_labels]
         check_deltas(named, deltas)
@@ -48,20 +51,3 @@ class ClassifierPool:
                 weight.copy_(base)
         load_head(model, head)
         return model
-
-
-def metrics_of(spec, logits: torch.Tensor, labels) -> dict:
-    """The task's GLUE-style metrics (percent) and `score`, their mean, from logits (n x num_labels)
-    against labels (n,), in the same row order (docs/evaluation.md)."""
-    from osrm_core.metrics import compute, predictions
-
-    return compute(spec.metric, predictions(logits.numpy(), spec.is_regression), labels)
-
-
-def score(model: nn.Module, batches, spec, labels, device: str = "cpu", bf16: bool = False) -> tuple[dict, torch.Tensor]:
-    """Predict `batches` (an iterable of (inputs, _) pairs) with `model` and score them against `labels`:
-    (metrics incl. `score`, logits n x num_labels float32 in batch order)."""
-    from osrm_core.train import predict
-
-    logits = predict(model, iter(batches), device, bf16)
-    return metrics_of(spec, logits, labels), logits

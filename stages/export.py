@@ -13,6 +13,7 @@ import typer
 
 from osrm_core.export import fold, serving_factors, truncation_summary, uniform_rank
 from osrm_core.models import load_classifier
+from osrm_core.tasks.kinds import require
 from stages.io.adapters import Adapter, write_lora
 from stages.io.artifacts import Merged, TaskAdapter
 from stages.io.artifacts.exported import Exported
@@ -38,6 +39,8 @@ def main(config: Path = CONFIG, model: str = MODEL, out: Path = OUT, max_rank: i
     pipeline("text-classification"); DIR/adapter/ is the body update as one PEFT LoRA adapter (heads in
     DIR/adapter/heads/), or DIR/adapter/<task>/ per task for per-task models (individual, EMR)."""
     run = open_run(config, run_overrides(workdir, seed))
+    for task in run.tasks:
+        require(run.load_task(task)[0], "export")
     ref = one_model(run, model)
     heads, merged = open_model(run, ref)
     per_task = ref.kind == "individual" or merged.manifest.per_task

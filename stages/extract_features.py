@@ -12,11 +12,12 @@ from pathlib import Path
 import torch
 
 from osrm_core import distributed
-from osrm_core.batching import iterate, shuffled
+from osrm_core.batching import shuffled
 from osrm_core.errors import OsrmError
 from osrm_core.features import capture, target_module_names
-from osrm_core.models import load_classifier, load_tokenizer
+from osrm_core.models import load_tokenizer
 from osrm_core.tasks import task_fingerprint
+from osrm_core.tasks.kinds import kind_of
 from stages.io import feature_store
 from stages.io.atomic import atomic_dir
 from stages.io.guard import guarded, progress
@@ -53,10 +54,11 @@ def sample_draw(n_train: int, k: int, seed: int) -> tuple[list[int], list[int]]:
 
 
 @torch.no_grad()
-def collect(model, tokenizer, ds, fields, names, osrm_cfg, max_length, desc):
-    """Run the frozen model over ds; returns the FeatureCapture with per-layer statistics."""
+def collect(model, tokenizer, ds, spec, names, osrm_cfg, max_length, desc):
+    """Run the frozen model over ds (the task kind's inputs: texts, or prompt + target tokens); returns the
+    FeatureCapture with per-layer statistics."""
     with capture(model, names, include_padding=osrm_cfg.include_padding) as cap:
-        batches = iterate(tokenizer, ds, fields, osrm_cfg.batch_size, max_length, pad_to_max=osrm_cfg.include_padding)
+        batches = kind_of(spec).feature_batches(tokenizer, ds, spec, osrm_cfg.batch_size, max_length, osrm_cfg.include_padding)
         for inputs, _ in progress(batches, desc, total=-(-len(ds) // osrm_cfg.batch_size)):
             cap.new_batch(inputs["attention_mask"])
             model(**inputs)
@@ -73,7 +75,7 @@ def _plan(run, task: str, k: int, world: int, heldout: int) -> dict:
 def _capture_block(run, task, spec, rows, model, tokenizer, names):
     """(rows per module k_r x d_in, gram d_in x d_in, count, aliases, dims) of this rank's block of samples."""
     cfg = run.cfg
-    cap = collect(model, tokenizer, rows, spec.text_fields, names, cfg.osrm, cfg.data.max_length, f"features {task}")
+    cap = collect(model, tokenizer, rows, spec, names, cfg.osrm, cfg.data.max_length, f"features {task}")
     owned = cap.canonical_stats()
     dims = {n: owned[n].sample_means().shape[1] for n in owned}
     return ({n: s.sample_means() for n, s in owned.items()}, {n: s.gram for n, s in owned.items()},
@@ -83,7 +85,7 @@ def _capture_block(run, task, spec, rows, model, tokenizer, names):
 def _capture_grams(run, task, spec, rows, model, tokenizer, names) -> tuple[dict, dict]:
     """(gram d_in x d_in, count) per canonical module of held-out rows: the same capture as the training sample's."""
     cfg = run.cfg
-    cap = collect(model, tokenizer, rows, spec.text_fields, names, cfg.osrm, cfg.data.max_length, f"held-out features {task}")
+    cap = collect(model, tokenizer, rows, spec, names, cfg.osrm, cfg.data.max_length, f"held-out features {task}")
     owned = cap.canonical_stats()
     return {n: s.gram for n, s in owned.items()}, {n: s.count for n, s in owned.items()}
 
@@ -97,7 +99,7 @@ def _empty_block(stage) -> tuple[dict, dict, dict]:
 
 def _load(run, spec):
     tokenizer = load_tokenizer(run.spec)
-    model = load_classifier(run.spec, spec.num_labels)
+    model = kind_of(spec).load_model(run.spec, spec)
     names = target_module_names(model, run.spec.target_suffixes(run.cfg.lora.blocks))
     if not names:
         raise OsrmError(f"backbone '{run.spec.name}': no linear layer matches targets for blocks '{run.cfg.lora.blocks}' — fix `targets` in its YAML")

@@ -1,5 +1,5 @@
-"""`osrm finetune`: PEFT LoRA on each task (several in one process), plain (gaussian) or OSRM-initialised, head
-trained and saved with it."""
+"""`osrm finetune`: PEFT LoRA on each task (several in one process), plain (gaussian) or OSRM-initialised, a
+classifier's head trained and saved with it (a generative task's adapter is a head-less CAUSAL_LM LoRA)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import typer
 
 from osrm_core import distributed, lora
 from osrm_core.finetune import Job, make_job, start_deepspeed, train_plain, train_zero
-from osrm_core.models import head_module_names, load_classifier
+from osrm_core.tasks.kinds import kind_of
 from osrm_core.train import LoopState
 from stages.io import checkpoint, derived
 from stages.io.artifacts import Subspace, TaskAdapter
@@ -23,16 +23,17 @@ from stages.io.portable import patch_adapter_config, portable_base
 from stages.io.run import Run, open_run, seed_everything
 
 
-def build_model(run: Run, task: str, num_labels: int):
-    """Base classifier + LoRA as the run's arm starts it (osrm_core.lora.INITS): PEFT's gaussian or kaiming A,
-    the task's OSRM subspace, or a seeded orthonormal A, then rescaled to lora.a_norm; lora_B = 0.
-    Returns (model, upstream)."""
-    method = lora.INITS[run.cfg.lora.init]
+def build_model(run: Run, task: str, spec):
+    """The task kind's model (a classifier with its head, or a causal LM) + LoRA as the run's arm starts it
+    (osrm_core.lora.INITS): PEFT's gaussian or kaiming A, the task's OSRM subspace, or a seeded orthonormal A,
+    then rescaled to lora.a_norm; lora_B = 0. Returns (model, upstream)."""
+    method, kind = lora.INITS[run.cfg.lora.init], kind_of(spec)
     sub = Subspace.open(run, run.arm, task) if method.needs_subspace else None  # checked before the slow load
     begin = derived.start(run, task) if method.start is not None else None  # a derived arm's converted update
     seed_everything(run.cfg.seed)  # the same head and PEFT A for the same seed
-    model = load_classifier(run.spec, num_labels)
-    model = lora.attach_lora(model, run.spec.target_suffixes(run.cfg.lora.blocks), run.cfg.lora, head_module_names(model))
+    model = kind.load_model(run.spec, spec)
+    model = lora.attach_lora(model, run.spec.target_suffixes(run.cfg.lora.blocks), run.cfg.lora, kind.heads(model),
+                             task_type=kind.peft_task_type)
     lora.initialise(model, run.cfg.lora, run.cfg.seed, None if sub is None else sub.tensors())
     upstream = {} if sub is None else {"subspace": sub.content_hash}
     if begin is not None:
@@ -87,7 +88,7 @@ def finetune_task(run: Run, task: str, resume: bool) -> Path:
     if not lora.INITS[run.cfg.lora.init].trains:
         return derived.write_start(run, task)
     job = make_job(run.cfg, task, arm, *run.load_task(task))
-    model, upstream = build_model(run, task, job.spec.num_labels)
+    model, upstream = build_model(run, task, job.spec)
     if run.cfg.finetune.gradient_checkpointing:
         model.base_model.model.gradient_checkpointing_enable()
         model.enable_input_require_grads()

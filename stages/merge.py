@@ -18,7 +18,7 @@ from stages.io.atomic import atomic_dir
 from stages.io.guard import guarded, progress
 from stages.io.merge_inputs import MergeInputs
 from stages.io.options import ARM, CONFIG, SEED, WORKDIR, expand_all, run_overrides
-from stages.io.portable import HEADLESS, patch_adapter_config, portable_base, rank_fields
+from stages.io.portable import headless, patch_adapter_config, portable_base, rank_fields
 from stages.io.run import Run, open_run
 from stages.io.shards import ShardWriter
 
@@ -77,7 +77,7 @@ def merge_one(run: Run, arm: str, m, params, inputs: MergeInputs) -> None:
             factors = {n: serving_factors(f, max(1, f[0].shape[0]))[0] for n, f in factors.items()}  # rank 0 -> one zero component
             fields = rank_fields(factors)  # KnOTS/TSV-M/Iso-C: ranks differ per module
             write_lora(tmp, factors, {}, inputs.template, fields["r"], fields["lora_alpha"])
-            patch_adapter_config(tmp, **fields, **HEADLESS, base_model_name_or_path=portable_base(run.spec))
+            patch_adapter_config(tmp, **fields, **headless(inputs.template), base_model_name_or_path=portable_base(run.spec))
         (tmp / "info.json").write_text(json.dumps(info, indent=1, sort_keys=True, default=float) + "\n")
         trunc = {"rank": low_rank, "max_error": max(errors.values()), "mean_error": sum(errors.values()) / len(errors)} if errors else None
         fisher = {k: getattr(cfg, k) for k in ("fisher_samples", "fisher_batch_size", "fisher_labels")} if source.fishers else None

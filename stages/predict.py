@@ -14,6 +14,7 @@ import typer
 from osrm_core.batching import iterate, length_sorted
 from osrm_core.errors import OsrmError
 from osrm_core.export import label_names
+from osrm_core.tasks.kinds import require
 from osrm_core.train import predict as forward
 from stages.io.guard import guarded, progress
 from stages.io.options import CONFIG, SEED, TASK, WORKDIR, run_overrides
@@ -114,6 +115,7 @@ def main(config: Path = CONFIG, model: str = MODEL, task: str = TASK, input: Pat
     _format(output, "output")
     run = open_run(config, run_overrides(workdir, seed))
     spec, _ = run.load_task(run.check_task(task))
+    require(spec, "predict")
     inputs = read_rows(input, spec.text_fields)
     cols = {f: [str(r[f]) for r in inputs] for f in spec.text_fields}
     ref = one_model(run, model, allow_base=True)

@@ -15,7 +15,7 @@ import numpy as np
 import typer
 
 from osrm_core.errors import OsrmError
-from osrm_core.metrics import predictions
+from osrm_core.tasks.kinds import kind_of
 from osrm_core.report import check_table, headline_table, individual_table, markdown_table, task_rows, variants_table
 from osrm_core.selection import edge_numbers
 from osrm_core.inference import METHOD
@@ -40,36 +40,37 @@ NOTE = ("Every interval and verdict rests on the seed-level interval (`" + METHO
         "given. metrics.json: verdict_code 1 = better, −1 = worse, 0 = inconclusive; primary 1/0; p, p_holm.")
 
 
-def _preds(logits, regression: bool) -> np.ndarray:
-    return predictions(logits.numpy(), regression)
+def _preds(logits, spec) -> np.ndarray:
+    """Test predictions (n,) from stored per-row scores (the task kind's: argmax, a value or a row score)."""
+    return kind_of(spec).predictions(spec, logits.numpy())
 
 
-def _eval_preds(ev: Evaluation, reg: dict[str, bool]) -> dict[str, np.ndarray]:
+def _eval_preds(ev: Evaluation, specs: dict) -> dict[str, np.ndarray]:
     """task -> test predictions (n,) from an evaluation's logits.safetensors (dataset order)."""
     from safetensors.torch import load_file
 
-    return {t: _preds(x, reg[t]) for t, x in load_file(ev.folder / "logits.safetensors").items()}
+    return {t: _preds(x, specs[t]) for t, x in load_file(ev.folder / "logits.safetensors").items()}
 
 
 def load(run: Run) -> tuple[dict, dict, dict, dict, dict]:
     """(models: arm -> key -> seed -> task -> preds, base preds, selections: arm -> [results per seed],
     task rows, upstream hashes) for every seed of the config."""
-    reg = {t: run.load_task(t)[0].is_regression for t in run.tasks}
+    specs = {t: run.load_task(t)[0] for t in run.tasks}
     models, base, selections, upstream = {a: {} for a in run.cfg.arms}, {}, {a: [] for a in run.cfg.arms}, {}
     for seed in run.cfg.seeds:
         srun, s = dataclasses.replace(run, layout=Layout(run.layout.workdir, seed)), str(seed)
         ev = Evaluation.open(srun, ModelRef())
-        base[s] = _eval_preds(ev, reg)
+        base[s] = _eval_preds(ev, specs)
         upstream[f"seed{s}/base"] = ev.content_hash
         for arm in run.cfg.arms:
             ind = Evaluation.open(srun, ModelRef(arm, "individual"))
-            models[arm].setdefault("individual", {})[s] = _eval_preds(ind, reg)
+            models[arm].setdefault("individual", {})[s] = _eval_preds(ind, specs)
             sel = Selection.open(srun, arm)
             selections[arm].append(sel.results())
             for variant in sel.manifest.variants:
                 for key, x in sel.logits(variant).items():
                     method, task = key.split("::")
-                    models[arm].setdefault(f"{method}@{variant}", {}).setdefault(s, {})[task] = _preds(x, reg[task])
+                    models[arm].setdefault(f"{method}@{variant}", {}).setdefault(s, {})[task] = _preds(x, specs[task])
             upstream |= {f"seed{s}/{arm}/individual": ind.content_hash, f"seed{s}/{arm}/selection": sel.content_hash}
     return models, base, selections, _rows(run), upstream
 
@@ -95,7 +96,7 @@ def _rows(run: Run) -> dict[str, Rows]:
     out = {}
     for t in run.tasks:
         spec, data = run.load_task(t)
-        out[t] = Rows(spec.metric, np.asarray(data["test"]["label"]))
+        out[t] = Rows(spec.metric, kind_of(spec).labels(spec, data["test"]))
     return out
 
 

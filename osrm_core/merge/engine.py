@@ -58,13 +58,15 @@ def merge_modules(method: MergeMethod, params, source: UpdateSource, modules: It
 
 @dataclass
 class FisherTask:
-    """What one task's diagonal Fisher needs: a classifier with the task's fine-tuned update folded in
+    """What one task's diagonal Fisher needs: the task kind's model with the task's fine-tuned update folded in
     (W0 + s B A, the gradient of the effective weight as a PEFT LoRA layer would give) and its own head,
-    a seeded sample of its training rows as model inputs, and whether it is a regression task."""
+    a seeded sample of its training rows as model inputs, whether it is a regression task, and the kind's
+    objective (osrm_core.tasks.kinds: None for a classifier)."""
 
     model: Callable[[], nn.Module]
-    batches: Callable[[], Iterable[dict[str, Tensor]]]
+    batches: Callable[[], Iterable]
     is_regression: bool
+    objective: Callable | None = None  # diag_fisher's: None = the classifier's (a generative task's otherwise)
 
 
 def task_fishers(tasks: dict[str, FisherTask], modules: list[str], labels: str, seed: int, folder: Path,
@@ -77,7 +79,7 @@ def task_fishers(tasks: dict[str, FisherTask], modules: list[str], labels: str, 
     paths = {}
     for task, t in progress(list(tasks.items()), "fisher"):
         fishers = diag_fisher(t.model(), t.batches(), modules, t.is_regression, labels=labels,
-                              generator=torch.Generator().manual_seed(seed))
+                              generator=torch.Generator().manual_seed(seed), objective=t.objective)
         paths[task] = folder / f"fisher-{task}.safetensors"
         save_file(fishers, paths[task])
         del fishers

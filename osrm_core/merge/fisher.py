@@ -21,7 +21,7 @@ output f is the mean of a unit-variance Gaussian: ``∇ log p = (y − f)∇f`` 
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Iterable, Iterator, Literal
+from typing import Any, Callable, Iterable, Iterator, Literal
 
 import torch
 from pydantic import Field
@@ -90,10 +90,13 @@ def _effective_weight(model: nn.Module, name: str) -> Tensor:
 class _PerExampleSquares:
     """Forward hooks that, on every backward through a target module's output, add
     ``Σ_b (g_b^T x_b)^2`` to ``acc[name]``: g_b (L × d_out) the output gradient of example b,
-    x_b (L × d_in) its input; ``g_b^T x_b`` is example b's gradient w.r.t. the module weight."""
+    x_b (L × d_in) its input; ``g_b^T x_b`` is example b's gradient w.r.t. the module weight. With
+    ``examples`` = n < B the B batch rows are n examples of B/n consecutive sequences each (a generative
+    row's choices), whose tokens are stacked into one example."""
 
     def __init__(self, model: nn.Module, names: list[str], acc: dict[str, Tensor]):
         self.model, self.names, self.acc = model, names, acc
+        self.examples = 0  # examples of the current batch (0: one per batch row)
         self.calls: dict[str, int] = {}
         self.handles: list = []
 
@@ -118,9 +121,10 @@ class _PerExampleSquares:
                 gb, xb = g.detach().float(), x
                 if gb.dim() == 2:  # B × d → B × 1 × d
                     gb, xb = gb[:, None], xb[:, None]
-                for b in range(gb.shape[0]):  # one example at a time: d_out × d_in memory
-                    g_b, x_b = gb[b].reshape(-1, gb.shape[-1]), xb[b].reshape(-1, xb.shape[-1])
-                    self.acc[name].add_((g_b.T @ x_b).square_())
+                n = self.examples or gb.shape[0]  # an example's sequences side by side (a row's choices)
+                gb, xb = gb.reshape(n, -1, gb.shape[-1]), xb.reshape(n, -1, xb.shape[-1])
+                for b in range(n):  # one example at a time: d_out × d_in memory
+                    self.acc[name].add_((gb[b].T @ xb[b]).square_())
 
             output.register_hook(on_grad)
 
@@ -143,7 +147,7 @@ def _fisher_mode(model: nn.Module, weights: list[Tensor]) -> Iterator[None]:
             w.requires_grad_(r)
 
 
-def _objectives(logits: Tensor, regression: bool, labels: str, generator: torch.Generator | None) -> list[Tensor]:
+def class_objectives(logits: Tensor, regression: bool, labels: str, generator: torch.Generator | None) -> list[Tensor]:
     """Scalar objectives, one backward each, whose per-example gradients squared and summed give the
     per-example Fisher: Σ_b c_b ℓ_b with c_b = √p(y|x_b) for the exact expectation over classes."""
     logits = logits.float().reshape(logits.shape[0], -1)  # B × C
@@ -157,18 +161,31 @@ def _objectives(logits: Tensor, regression: bool, labels: str, generator: torch.
     return [logp.gather(1, y[:, None]).sum()]
 
 
+def _classifier_objective(regression: bool) -> Callable:
+    """The objective of a model whose output has ``.logits`` B × C (a classifier): one example per batch row."""
+    def objective(model: nn.Module, batch: dict, labels: str, generator: torch.Generator | None):
+        out = model(**batch)
+        logits = getattr(out, "logits", out)
+        return class_objectives(logits, regression, labels, generator), logits.shape[0]
+
+    return objective
+
+
 def diag_fisher(
     model: nn.Module,
-    batches: Iterable[dict[str, Tensor]],
+    batches: Iterable[Any],
     module_names: list[str],
     regression: bool,
     *,
     labels: Literal["expected", "sample", "argmax"] = "expected",
     generator: torch.Generator | None = None,
+    objective: Callable | None = None,
 ) -> dict[str, Tensor]:
     """Diagonal Fisher (float32, ``d_out × d_in``) of each named ``nn.Linear`` / PEFT LoRA layer's
     effective weight, averaged over all examples of ``batches`` (dicts accepted by ``model(**batch)``,
     whose output has ``.logits`` of shape B × C).  Each target module must run once per forward.
+    ``objective(model, batch, labels, generator) -> (objectives, examples)`` replaces the classifier's
+    (osrm_core.generative.fisher: a generative task's batches and objectives).
     The model is left as it was (training mode, requires_grad, no ``.grad`` written)."""
     weights = [_effective_weight(model, n) for n in module_names]
     acc = {n: torch.zeros(w.shape, dtype=torch.float32, device=w.device) for n, w in zip(module_names, weights)}
@@ -176,12 +193,10 @@ def diag_fisher(
     with _fisher_mode(model, weights), _PerExampleSquares(model, module_names, acc) as hooks:
         for batch in batches:
             hooks.calls.clear()
-            out = model(**batch)
-            logits = getattr(out, "logits", out)
-            objs = _objectives(logits, regression, labels, generator)
+            objs, hooks.examples = (objective or _classifier_objective(regression))(model, batch, labels, generator)
             for i, obj in enumerate(objs):
                 torch.autograd.grad(obj, weights, retain_graph=i < len(objs) - 1, allow_unused=True)
-            n_examples += logits.shape[0]
+            n_examples += hooks.examples
     if n_examples == 0:
         raise OsrmError("Fisher: no examples in the Fisher batches; give the merge stage a non-empty fisher split.")
     return {n: a.div_(n_examples) for n, a in acc.items()}

@@ -18,10 +18,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, PrivateAttr, Tag, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, PrivateAttr, Tag, ValidationInfo, field_validator, model_validator
 
 from osrm_core.errors import OsrmError
-from osrm_core.tasks.spec import Metric
+from osrm_core.tasks.prompt import GenerateFields
+from osrm_core.tasks.spec import ROW_MEAN_METRICS, Metric
 
 SplitName = Literal["train", "validation", "test"]
 FileFormat = Literal["csv", "tsv", "jsonl", "parquet"]
@@ -36,15 +37,28 @@ class _OwnTaskBase(BaseModel):
 
     name: str = Field(pattern=r"^[a-z0-9_]+$", description="Task key (lowercase letters, digits, _).")
     description: str = ""
-    text: tuple[str, ...] = Field(min_length=1, max_length=2, description="Text column(s): one (single text) or two (pair), in model input order.")
+    generate: GenerateFields | None = Field(None, description="A generative task: prompt template, target column, optional choices.")
+    text: tuple[str, ...] = Field((), max_length=2, validate_default=True,
+                                  description="Text column(s): one (single text) or two (pair), in model input order; none with `generate`.")
     label: str = Field("label", description="Label column (class names/ids, or numbers when num_labels is 1).")
     label_names: tuple[str, ...] = Field((), description="Class names in class-index order; empty = the distinct labels found, sorted.")
     num_labels: int | None = Field(None, ge=1, description="1 = regression (float labels); empty = len(label_names).")
     metric: Metric | None = Field(None, description="Scoring metric; empty = accuracy (pearson_spearman for regression).")
     shuffle: bool = Field(False, description="Seeded shuffle of each split before the row caps (for files sorted by label).")
 
+    @field_validator("text")
+    @classmethod
+    def _text_or_generate(cls, text: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
+        if not text and info.data.get("generate") is None and "generate" in info.data:
+            raise ValueError("give one or two text columns (or a `generate:` block: a generative task)")
+        return text
+
     @model_validator(mode="after")
     def _consistent(self) -> "_OwnTaskBase":
+        if self.generate is not None:
+            return self._generative()
+        if self.metric in ROW_MEAN_METRICS:
+            raise ValueError(f"metric {self.metric} scores generated text; it needs a `generate:` block without choices")
         if len(set(self.text)) != len(self.text):
             raise ValueError(f"text lists column {self.text[0]!r} twice; give one or two different columns")
         if "label" in self.text or self.label in self.text:
@@ -61,12 +75,45 @@ class _OwnTaskBase(BaseModel):
             raise ValueError("metric pearson_spearman goes with num_labels: 1 (regression), and regression only with it")
         return self
 
+    def _generative(self) -> "_OwnTaskBase":
+        """A generative task names its columns in `generate`, never in the classification fields."""
+        defaults = {"text": (), "label": "label", "label_names": (), "num_labels": None}  # by value: dumps round-trip
+        given = [f for f, default in defaults.items() if getattr(self, f) != default]
+        if given:
+            raise ValueError(f"{given} belong to classification tasks; a generative task names its columns in "
+                             "`generate.prompt` and `generate.target` (and its label words in `generate.choices`)")
+        if "label" in self.generate.columns:
+            raise ValueError("the prompt names a column 'label', the name the loaded target takes; rename that column")
+        free = not self.generate.choices
+        if self.metric is not None and (self.metric in ROW_MEAN_METRICS) != free:
+            allowed = list(ROW_MEAN_METRICS) if free else ["accuracy", "accuracy_f1", "matthews"]
+            raise ValueError(f"metric {self.metric} does not fit a generative task {'without' if free else 'with'} choices; use one of {allowed}")
+        return self
+
     @property
     def is_regression(self) -> bool:
-        return self.num_labels == 1
+        return self.num_labels == 1 and self.generate is None
+
+    @property
+    def input_columns(self) -> tuple[str, ...]:
+        """The columns the model reads: `text`, or those the prompt template names."""
+        return self.generate.columns if self.generate is not None else self.text
+
+    def column_fields(self) -> list[tuple[str, str]]:
+        """(the task field naming it, column) of every column read, for messages."""
+        inputs = "generate.prompt" if self.generate is not None else "text"
+        target = "generate.target" if self.generate is not None else "label"
+        return [*((inputs, c) for c in self.input_columns), (target, self.target_column)]
+
+    @property
+    def target_column(self) -> str:
+        """The column the model learns: `label`, or `generate.target`."""
+        return self.generate.target if self.generate is not None else self.label
 
     @property
     def resolved_metric(self) -> Metric:
+        if self.generate is not None:
+            return self.metric or ("accuracy" if self.generate.choices else "exact_match")
         return self.metric or ("pearson_spearman" if self.is_regression else "accuracy")
 
 
@@ -97,7 +144,7 @@ class FilesTask(_OwnTaskBase):
                 raise ValueError(f"no file for split(s) {missing}: give train, validation and test (or one `path` with a split column)")
             if self.split_values:
                 raise ValueError("split_values only applies with `path`")
-        if self.split_column in (*self.text, self.label):
+        if self.split_column in (*self.input_columns, self.target_column):
             raise ValueError(f"split_column {self.split_column!r} is also a text or label column")
         return self
 

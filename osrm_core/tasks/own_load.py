@@ -46,13 +46,19 @@ def _sorted_names(keys: set[str]) -> tuple[str, ...]:
 
 def _check_columns(entry: OwnTask, raw: RawSplit) -> None:
     found = raw.column_names
-    for field, column in [*(("text", c) for c in entry.text), ("label", entry.label)]:
+    for field, column in entry.column_fields():
         if column not in found:
             raise OsrmError(f"{raw.where}: no column '{column}' (task '{entry.name}', `{field}`); columns found: {found}; fix `{field}` in the task")
 
 
 def task_spec_for(entry: OwnTask, raws: dict[str, RawSplit], class_names: tuple[str, ...]) -> TaskSpec:
     """The TaskSpec of an own task, with its class names settled (see the module docstring)."""
+    if entry.generate is not None:  # its label space is its choices, or free text: nothing to read
+        choices = entry.generate.choices
+        if entry.resolved_metric == "accuracy_f1" and len(choices) != 2:
+            raise OsrmError(f"task '{entry.name}': metric accuracy_f1 needs 2 choices, found {len(choices)}; use accuracy or matthews")
+        return TaskSpec(name=entry.name, text_fields=entry.input_columns, num_labels=len(choices), metric=entry.resolved_metric,
+                        label_names=choices, description=entry.description, generation=entry.generate.generation())
     names: tuple[str, ...] = ()
     if not entry.is_regression:
         names = entry.label_names or class_names
@@ -77,6 +83,10 @@ def _encode_label(spec: TaskSpec, value: object, raw: RawSplit, row: int, column
     where = f"{raw.where}: row {raw.row_number(row)}, column '{column}'"
     if _missing(value):
         raise OsrmError(f"{where}: the label is empty/NaN; fill it or drop the row")
+    if spec.generation is not None and not spec.label_names:  # free text: the target itself
+        if not str(value).strip():
+            raise OsrmError(f"{where}: the target is empty; fill it or drop the row")
+        return str(value)
     if spec.is_regression:
         try:
             number = float(value) if not isinstance(value, bool) else math.nan  # type: ignore[arg-type]
@@ -87,7 +97,8 @@ def _encode_label(spec: TaskSpec, value: object, raw: RawSplit, row: int, column
         return number
     key = label_key(value, class_names)
     if key not in index:
-        raise OsrmError(f"{where}: label {key!r} is not one of label_names {list(spec.label_names)[:20]}; fix the row or label_names")
+        names = "generate.choices" if spec.generation is not None else "label_names"
+        raise OsrmError(f"{where}: label {key!r} is not one of {names} {list(spec.label_names)[:20]}; fix the row or {names}")
     return index[key]
 
 
@@ -109,8 +120,8 @@ def _conform(spec: TaskSpec, entry: OwnTask, raw: RawSplit, order: list[int], cl
                 raise OsrmError(f"{raw.where}: row {raw.row_number(order[i])}, column '{field}' is empty/NaN; fill it or drop the row")
         columns[field] = [str(v) for v in values]
     index = {name: k for k, name in enumerate(spec.label_names)}
-    labels = raw.values(entry.label, order)
-    columns["label"] = [_encode_label(spec, v, raw, order[i], entry.label, index, class_names) for i, v in enumerate(labels)]
+    labels = raw.values(entry.target_column, order)
+    columns["label"] = [_encode_label(spec, v, raw, order[i], entry.target_column, index, class_names) for i, v in enumerate(labels)]
     return datasets.Dataset.from_dict(columns, features=features_for(spec))
 
 
@@ -178,7 +189,7 @@ def load_own_task(
     """
     raws, class_names = read_raw(suite, entry, data_dir)
     spec = task_spec_for(entry, raws, class_names)
-    check_seen_in_train(spec, raws, entry.label, lambda v: None if _missing(v) else label_key(v, class_names))
+    check_seen_in_train(spec, raws, entry.target_column, lambda v: None if _missing(v) else label_key(v, class_names))
     caps = {"train": max_train, "validation": max_eval, "test": max_eval}
     out = {}
     if shared_held_out(suite, entry, data_dir):
@@ -205,7 +216,7 @@ def load_own_task(
 
 def own_spec(suite: OwnSuite, entry: OwnTask, data_dir: str | None = None) -> TaskSpec:
     """The TaskSpec alone (reads the label column when the class names come from the data)."""
-    if entry.is_regression or entry.label_names:
+    if entry.is_regression or entry.label_names or entry.generate is not None:
         return task_spec_for(entry, {}, ())
     return task_spec_for(entry, *read_raw(suite, entry, data_dir))
 

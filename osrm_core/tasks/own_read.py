@@ -173,7 +173,7 @@ def dataset_splits(entry: DatasetsTask, base: Path) -> tuple[dict[str, RawSplit]
             raise OsrmError(f"task '{entry.name}': dataset '{entry.dataset}' has no split '{name}' for our '{split}' split; "
                             f"its splits: {list(dd)}; map it with `splits: {{{split}: <one of those>}}`")
         out[split] = RawSplit(where=f"dataset '{entry.dataset}' split '{name}'", dataset=dd[name])
-    feature = out["train"].dataset.features.get(entry.label)
+    feature = out["train"].dataset.features.get(entry.target_column)
     names = tuple(feature.names) if isinstance(feature, datasets.ClassLabel) else ()
     return out, names
 

@@ -1,6 +1,7 @@
 """The column contract every task honours: its text fields (strings) + ``label``.
 
-``label`` is int64 class index for classification and float32 for regression (``num_labels == 1``).
+``label`` is int64 class index for classification and float32 for regression (``num_labels == 1``); a
+generative task's is the index of its target among its choices (int64), or the target text (string).
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from osrm_core.tasks.splits import SPLITS, Row
 
 def features_for(spec: TaskSpec) -> datasets.Features:
     """Arrow features of a task: one string column per text field, then ``label``."""
-    label = datasets.Value("float32" if spec.is_regression else "int64")
+    free_text = spec.generation is not None and not spec.label_names
+    label = datasets.Value("string" if free_text else "float32" if spec.is_regression else "int64")
     return datasets.Features({**{f: datasets.Value("string") for f in spec.text_fields}, "label": label})
 
 

@@ -11,10 +11,11 @@ from pathlib import Path
 import torch
 
 from osrm_core.apply import add_deltas, load_head
-from osrm_core.batching import iterate, shuffled
+from osrm_core.batching import shuffled
 from osrm_core.merge.engine import FisherTask, UpdateSource, task_fishers
 from osrm_core.merge.types import MergeMethod
 from osrm_core.models import load_classifier
+from osrm_core.tasks.kinds import kind_of
 from stages.io.adapters import individual_delta
 from stages.io.artifacts import Features, TaskAdapter
 from stages.io.guard import progress
@@ -51,18 +52,18 @@ class MergeInputs:
 
         def task(t: str) -> FisherTask:
             spec, data = run.load_task(t)
-            ds, adapter = data["train"], self.adapters[t]
+            ds, adapter, kind = data["train"], self.adapters[t], kind_of(spec)
             order = shuffled(len(ds), cfg.seed)[: cfg.merge.fisher_samples]
 
             def model():
-                m = load_classifier(run.spec, spec.num_labels)
+                m = kind.load_model(run.spec, spec)
                 add_deltas(m, individual_delta(adapter))
                 load_head(m, adapter.head())
                 return m
 
-            batches = lambda: (x for x, _ in iterate(run.tokenizer, ds, spec.text_fields, cfg.merge.fisher_batch_size,  # noqa: E731
-                                                     cfg.data.max_length, order))
-            return FisherTask(model, batches, spec.is_regression)
+            batches = lambda: kind.fisher_batches(run.tokenizer, ds, spec, cfg.merge.fisher_batch_size,  # noqa: E731
+                                                  cfg.data.max_length, order)
+            return FisherTask(model, batches, spec.is_regression, kind.fisher_objective(spec))
 
         return {t: task(t) for t in self.adapters}
 

@@ -16,6 +16,16 @@ from stages.io.adapters import CONFIG
 # task type: PEFT would then wrap the classifier and fail on its missing tensors. Loaded as a plain PeftModel, it
 # uses the head already in the base model (load the task's head first: docs/serving.md).
 HEADLESS = {"task_type": None, "modules_to_save": None}
+#: PEFT task types whose adapters carry no head: a merge of them keeps the type (a CAUSAL_LM merge loads as
+#: PeftModelForCausalLM and generates)
+HEADLESS_TASK_TYPES = frozenset({"CAUSAL_LM"})
+
+
+def headless(template: dict) -> dict:
+    """Config fields of a head-less adapter made from adapters with config `template`: HEADLESS, keeping a task
+    type that has no head (CAUSAL_LM)."""
+    kept = template.get("task_type") if template.get("task_type") in HEADLESS_TASK_TYPES else None
+    return {**HEADLESS, "task_type": kept}
 
 
 def portable_base(spec: BackboneSpec) -> str:

@@ -16,6 +16,7 @@ from osrm_core.config import PipelineConfig, load_config
 from osrm_core.errors import OsrmError
 from osrm_core.models import load_classifier, load_tokenizer, offline_env
 from osrm_core.scoring import ClassifierPool
+from osrm_core.tasks.kinds import kind_of
 from stages.io.layout import Layout
 
 SPLITS = ("train", "validation", "test")
@@ -46,7 +47,8 @@ class Run:
 
     @cached_property
     def pool(self) -> ClassifierPool:
-        """One classifier per label count for scoring many updates in one process (osrm_core.scoring)."""
+        """One model per label count (a causal LM for generative tasks) for scoring many updates in one process
+        (osrm_core.scoring)."""
         return ClassifierPool(lambda n: load_classifier(self.spec, n))
 
     def load_task(self, task: str, seed: int | None = None):
@@ -66,23 +68,10 @@ class Run:
         for split, cap in caps.items():
             if cap is not None and split in data and len(data[split]) > cap:
                 data[split] = data[split].select(range(cap))
-        check_task_data(spec, data, where=f"task '{task}' (suite '{self.suite.suite}', data.data_dir={d.data_dir!r})")
+        where = f"task '{task}' (suite '{self.suite.suite}', data.data_dir={d.data_dir!r})"
+        check_task_data(spec, data, where)
+        kind_of(spec).check_inputs(spec, data, self.spec, lambda: self.tokenizer, d.max_length, where)
         return spec, data
-
-
-def _check_labels(spec, labels: list, split: str, where: str) -> None:
-    arr = np.asarray(labels, dtype=np.float64)
-    if not np.isfinite(arr).all():
-        raise OsrmError(f"{where}: split '{split}' has NaN/Inf labels — fix the task's data files")
-    if spec.is_regression:
-        return
-    bad = arr[(arr < 0) | (arr >= spec.num_labels) | (arr != np.round(arr))]
-    if bad.size:
-        raise OsrmError(f"{where}: split '{split}' has label {bad[0]:g} outside 0..{spec.num_labels - 1} — "
-                        f"fix the data or the task's label count in the suite YAML")
-    if split == "train" and np.unique(arr).size < 2:
-        raise OsrmError(f"{where}: split 'train' has a single class ({arr[0]:g}) — a classifier needs >= 2 classes; "
-                        "check the data files or raise data.max_train")
 
 
 def check_task_data(spec, data, where: str) -> None:
@@ -92,7 +81,7 @@ def check_task_data(spec, data, where: str) -> None:
             raise OsrmError(f"{where}: split '{split}' is missing — the suite must provide {list(SPLITS)}")
         if len(data[split]) == 0:
             raise OsrmError(f"{where}: split '{split}' is empty — check the data files or data.max_train/max_eval")
-        _check_labels(spec, list(data[split]["label"]), split, where)
+        kind_of(spec).check_labels(spec, list(data[split]["label"]), split, where)
 
 
 def seed_everything(seed: int) -> None:

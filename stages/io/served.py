@@ -8,10 +8,8 @@ import numpy as np
 import torch
 
 from osrm_core import distributed
-from osrm_core.batching import iterate, length_sorted
 from osrm_core.errors import OsrmError
-from osrm_core.scoring import metrics_of
-from osrm_core.train import predict
+from osrm_core.tasks.kinds import kind_of, metrics
 from stages.io.adapters import individual_delta
 from stages.io.artifacts import Merged, TaskAdapter
 from stages.io.layout import ModelRef, parse_models
@@ -47,24 +45,26 @@ def task_batches(run: Run, task: str, split: str, world, cache: dict) -> tuple[l
     """(tokenised batches of this rank's block, length-sorted order, labels (n,)), made once per task."""
     if task not in cache:
         spec, data = run.load_task(task)
-        ds, tokenizer = data[split], run.tokenizer
-        order = length_sorted(tokenizer, ds, spec.text_fields, run.cfg.data.max_length)
+        ds, tokenizer, kind, max_length = data[split], run.tokenizer, kind_of(spec), run.cfg.data.max_length
+        order = kind.eval_order(tokenizer, ds, spec, max_length)
         start, stop = distributed.block(len(order), world.rank, world.size)
-        batches = list(iterate(tokenizer, ds, spec.text_fields, run.cfg.evaluate.batch_size, run.cfg.data.max_length, order[start:stop]))
-        cache[task] = (batches, order, torch.as_tensor(list(ds["label"])).numpy())
+        batches = list(kind.eval_batches(tokenizer, data, split, spec, run.cfg.evaluate.batch_size, max_length, order[start:stop]))
+        cache[task] = (batches, order, kind.labels(spec, ds))
     return cache[task]
 
 
 def score_task(run: Run, task: str, update: dict, head: dict, split: str, world=distributed.World(), cache: dict | None = None):
-    """(metrics, logits n x num_labels) of one task under a body update and a head.
+    """(metrics, per-row scores n x c) of one task under a body update and a head: a classifier's logits
+    (n x num_labels), a generative task's choice log-likelihoods or generation scores (osrm_core.tasks.kinds).
 
     Under several ranks each predicts its contiguous block of the length-sorted order and the blocks
     are gathered (every rank gets the whole tensor)."""
     spec, _ = run.load_task(task)
+    kind = kind_of(spec)
     batches, order, labels = task_batches(run, task, split, world, {} if cache is None else cache)
-    model = run.pool.get(spec.num_labels, update, head)
-    part = predict(model, iter(batches))
+    model = run.pool.get(kind.model_key(spec), update, head, load=lambda: kind.load_model(run.spec, spec))
+    part = kind.predict(model, batches)
     logits = torch.cat([p for p in distributed.gather_objects(part, world) if p.numel()])
     restore = torch.empty_like(logits)
     restore[torch.as_tensor(order)] = logits  # back to dataset order
-    return metrics_of(spec, restore, labels), restore
+    return metrics(spec, restore, labels), restore

@@ -34,7 +34,7 @@ def _run(tmp_path, backbone, arms: dict, arm: str, **lora_section):
 def _build(run):
     from stages.finetune import build_model
 
-    return build_model(run, TASK, run.load_task(TASK)[0].num_labels)[0]
+    return build_model(run, TASK, run.load_task(TASK)[0])[0]
 
 
 def _state(model) -> dict[str, torch.Tensor]:

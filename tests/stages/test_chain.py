@@ -90,7 +90,7 @@ def test_osrm_init_starts_at_base_model(cli, tiny_config):
     cli("build-subspace", "-c", tiny_config, "--task", TINY_TASKS[0])
     run = open_run(tiny_config, arm="osrm")
     spec, data = run.load_task(TINY_TASKS[0])
-    model, _ = build_model(run, TINY_TASKS[0], spec.num_labels)
+    model, _ = build_model(run, TINY_TASKS[0], spec)
     seed_everything(run.cfg.seed)
     base = load_classifier(run.spec, spec.num_labels)
     tok = load_tokenizer(run.spec)
