@@ -33,7 +33,7 @@ N_BOOT = typer.Option(1000, "--n-boot", min=1, help="Bootstrap replicates of eve
 NOTE = ("Every interval and verdict rests on the seed-level interval (`" + METHOD + "`, docs/statistics.md): the "
         "per-seed differences' variance over k seeds plus the test rows' shared variance (the covariance across seeds "
         "of a paired bootstrap over rows), Student-t quantiles with k − 1 df; its false-verdict rate under the null is "
-        "≤ 5% in simulation (docs/statistics.md, Calibration). The "
+        "at most 5% ± its Monte-Carlo error in simulation (docs/statistics.md, Calibration). The "
         "t-interval over seeds alone is shown beside it. **Primary** comparisons (study.primary: the validation-chosen "
         "merges of {primary}, every arm vs the reference) are Holm-adjusted and the only verdicts in bold; every other "
         "row is exploratory. A difference whose interval contains 0 is not a finding. With one seed no verdict is "
