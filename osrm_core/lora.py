@@ -95,7 +95,7 @@ INITS: dict[str, InitMethod] = {
     "gaussian": InitMethod("gaussian", lambda r, d: math.sqrt(d / r)),
     # PEFT's default (True): kaiming_uniform_(A, a=sqrt(5)) -> U(-1/sqrt(d_in), 1/sqrt(d_in)), var 1/(3 d_in): r/3
     "kaiming": InitMethod(True, lambda r, d: math.sqrt(r / 3)),
-    # both overwrite PEFT's gaussian draw (kept: the RNG stream after attaching is what it always was); rows orthonormal
+    # both overwrite PEFT's gaussian draw (drawn anyway, so the RNG stream after attaching is the gaussian arm's); rows orthonormal
     "osrm": InitMethod("gaussian", lambda r, d: math.sqrt(r), _set_osrm, needs_subspace=True),
     "orthonormal": InitMethod("gaussian", lambda r, d: math.sqrt(r), lambda m, seed, sub: orthonormal_init(m, seed)),
     # the paper's post mode: A = A_t (orthonormal rows), B from the projected update; then refit_epochs of fine-tuning

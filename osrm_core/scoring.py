@@ -1,6 +1,6 @@
 """Reuse one loaded classifier per label count while scoring many (task, body update, head) triples.
 
-`osrm evaluate` scores 8 tasks x up to 27 models and `osrm sweep` hundreds of grid points; loading the
+`osrm evaluate` scores 8 tasks x up to 27 models and `osrm select` hundreds of grid points; loading the
 backbone for each costs ~0.7 s on MiniLM and far more on larger models. The pool keeps one model per
 `num_labels`, a snapshot W0 of every module it has changed, and sets W = W0 + delta (exactly the value
 `add_deltas` gives on a fresh model: the same float32 addition) before loading the task's head.

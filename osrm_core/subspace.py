@@ -178,7 +178,9 @@ def normalised_distance(a_end: torch.Tensor, a_start: torch.Tensor) -> float:
 
 
 def _report(a: torch.Tensor, gram: torch.Tensor, eigvals: torch.Tensor, degenerate: int, seed: int) -> dict:
-    """Report row of A (r x d, float64) against G_¬t (d x d): the paper objective vs a random orthonormal A."""
+    """Report row of A (r x d, float64) against G_¬t (d x d): the objective ||A H^T||_F^2 (= sum of the chosen
+    eigenvalues), the same for a random orthonormal A, their ratio, how many rows were picked inside a degenerate
+    eigenspace, the chosen eigenvalues (ascending) and tr(G_¬t)."""
     obj = objective(a, gram)
     rand = objective(random_orthonormal(a.shape[0], gram.shape[0], seed), gram)
     return {
@@ -189,17 +191,6 @@ def _report(a: torch.Tensor, gram: torch.Tensor, eigvals: torch.Tensor, degenera
         "eigenvalues": [float(v) for v in eigvals],
         "trace": float(torch.trace(gram.double())),
     }
-
-
-def solve_layer(gram: torch.Tensor, rank: int, seed: int) -> tuple[torch.Tensor, dict]:
-    """The paper's A (rank x d_in, float32) for one layer from G_¬t (d_in x d_in), plus its report row.
-
-    Report: objective ||A H^T||_F^2 (= sum of the chosen eigenvalues), the same for a random
-    orthonormal A, their ratio, how many rows were picked inside a degenerate eigenspace, the chosen
-    eigenvalues (ascending) and tr(G_¬t).
-    """
-    a, eigvals, degenerate = smallest_subspace(gram, rank, seed)
-    return a.float(), _report(a, gram, eigvals, degenerate, seed)
 
 
 class _Layer:

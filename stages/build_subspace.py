@@ -29,8 +29,8 @@ REGIME = "regime.json"  # per task: the regime of its layers (osrm_core/regime.p
 def main(config: Path = CONFIG, task: list[str] = TASKS, arm: list[str] = ARMS, seed: int = SEED, workdir: Path = WORKDIR) -> None:
     """Solve A_t per target layer from the leave-one-out second moment of the other tasks' features.
 
-    Reads <workdir>/seed<seed>/features/<every task> (never recomputes them), writes for each ARM and TASK
-    subspaces/<arm>/<task>/subspace.safetensors (one rank x d_in A per module), report.json (objective per
+    Reads <workdir>/features/seed<seed>/<every task> (never recomputes them), writes for each ARM and TASK
+    <workdir>/subspaces/seed<seed>/<arm>/<task>/subspace.safetensors (one rank x d_in A per module), report.json (objective per
     layer vs a random orthonormal A, own/other-task energy ratios, the layer's regime: rows, d_in, rank, null dim,
     captured other-task energy), regime.json (the task's layers summarised) and a manifest; prints each arm's
     regime (docs/regimes.md). An arm with a smaller osrm.k than the features uses their first k sampled rows.

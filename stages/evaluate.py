@@ -24,7 +24,7 @@ MODEL = typer.Option(..., "--model", help="What to score: 'base' (pretrained bod
 
 @guarded(preload=("transformers.modeling_utils",))  # imported when the model loads anyway: start-up, not work
 def main(config: Path = CONFIG, model: list[str] = MODEL, seed: int = SEED, workdir: Path = WORKDIR) -> None:
-    """Per-task metrics (docs/evaluation.md) of MODEL on the configured split; writes eval/<model>/metrics.json + logits.
+    """Per-task metrics (docs/evaluation.md) of MODEL on the configured split; writes eval/seed<S>/... (Layout.evaluation) metrics.json + logits.
 
     Under torchrun (RANK/WORLD_SIZE set) the ranks split each task's examples, the logits are gathered
     and rank 0 scores and writes.

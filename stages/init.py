@@ -2,7 +2,7 @@
 dvc.yaml, README.md) into DIR, so that `osrm run -c pipeline.yaml` or `dvc repro` runs there.
 
 The files are the shipped ``configs/starter/`` folder. Its dvc.yaml is generated from the repository's
-dvc.yaml by :func:`slim_dvc` (``python -m stages.init`` in the repository root rewrites it;
+dvc.yaml by :func:`slim_dvc` (``python scripts/render_starter_dvc.py`` in the repository root rewrites it;
 tests/test_install.py checks that it is current): the same stages, without dependencies on this
 repository's source files, plus the project's own task files.
 """

@@ -67,7 +67,7 @@ def _write_results(tmp: Path, results, m, tasks: list[str], low_rank: int | None
 
 
 def merge_one(run: Run, arm: str, m, params, inputs: MergeInputs) -> None:
-    """One method's merge of `arm`'s adapters -> <workdir>/seed<seed>/merged/<arm>/<method> (artifact + manifest)."""
+    """One method's merge of `arm`'s adapters -> <workdir>/merged/seed<seed>/<arm>/<method> (artifact + manifest)."""
     cfg, out, low_rank, seed = run.cfg.merge, run.layout.merged(arm, m.name), run.cfg.merge.low_rank, run.cfg.seed
     with ExitStack() as stack, atomic_dir(out) as tmp:
         source = inputs.source(m, stack)

@@ -1,5 +1,5 @@
 """Run a merge method over every target module, one module at a time (memory flat in the number of
-layers), for `osrm merge` and `osrm sweep` alike.
+layers), for `osrm merge` and `osrm select` alike.
 
 A method sees one module's `ModuleUpdates`; `UpdateSource` builds them from per-task factor readers
 (anything with `.factors(module) -> (A r×d_in, B d_out×r)` and `.scale`) plus, when the method needs

@@ -32,11 +32,6 @@ def bracket_sample(n: int, k: int, sample: int = SAMPLE) -> tuple[Tensor, tuple[
     return idx, (max(0, int(q * sample - margin)), min(sample - 1, int(q * sample + margin)))
 
 
-def kth_largest(a: Tensor, k: int, sample: int = SAMPLE) -> Tensor:
-    """Exact k-th largest value of a flat tensor ``a`` (n,), 1 <= k <= n, as a 0-d tensor."""
-    return kth_largest_count(a, k, sample)[0]
-
-
 def kth_largest_count(a: Tensor, k: int, sample: int = SAMPLE) -> tuple[Tensor, int]:
     """``(v, #{a >= v})``: the exact k-th largest value of a flat tensor ``a`` (n,), 1 <= k <= n.
 

@@ -93,18 +93,6 @@ def split_rows(
     return take_splits(stratified_order(list(rows), keys, rng), sizes, rng)
 
 
-def split_groups(groups: Sequence[str], counts: dict[str, int], seed: int, salt: str) -> dict[str, list[str]]:
-    """Assign whole groups (articles, movies) to splits: validation and test get ``counts``, train the rest."""
-    ordered = sorted(set(groups))
-    stable_rng(salt, "groups", seed).shuffle(ordered)
-    n_val, n_test = counts["validation"], counts["test"]
-    return {
-        "validation": ordered[:n_val],
-        "test": ordered[n_val : n_val + n_test],
-        "train": ordered[n_val + n_test :],
-    }
-
-
 def halve(
     rows: Sequence[Row], fields: Sequence[str], seed: int, salt: str, regression: bool = False
 ) -> dict[str, list[int]]:

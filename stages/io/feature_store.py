@@ -1,4 +1,4 @@
-"""The zarr feature cache of one task: `<workdir>/features/<task>/features.zarr`.
+"""The zarr feature cache of one task: `<workdir>/features/seed<S>/<task>/features.zarr`.
 
 Layout (W = number of writer ranks; each rank writes only its own shard, whole-shard writes):
   sample_mean/<module>  (k x d_in) float32, chunk/shard = one rank's block of rows

@@ -1,4 +1,4 @@
-"""What the merges of one arm read, opened once per process (`osrm merge --method all`, `osrm sweep`):
+"""What the merges of one arm read, opened once per process (`osrm merge --method all`, `osrm select`):
 the checked adapters, and on demand W0, the tasks' checked feature Grams and the tasks' Fishers."""
 
 from __future__ import annotations

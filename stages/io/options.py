@@ -31,9 +31,6 @@ def expand_all(values: list[str], everything: list[str], check=lambda v: v) -> l
     return list(dict.fromkeys(out))
 
 
-METHOD = typer.Option(..., "--method", "-m", help="Merge method (a key of osrm_core.merge.METHODS, e.g. task_arithmetic, ties).")
-
-
 def run_overrides(workdir: Path | None, seed: int | None = None) -> dict:
     """Config overrides from the options every stage shares (None = keep the config's value)."""
     return {"workdir": str(workdir) if workdir else None, "seed": seed}

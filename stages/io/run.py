@@ -51,20 +51,18 @@ class Run:
         (osrm_core.scoring)."""
         return ClassifierPool(lambda n: load_classifier(self.spec, n))
 
-    def load_task(self, task: str, seed: int | None = None):
-        key = (task, seed)
-        if key not in self._tasks:  # several models are scored on the same tasks in one process
-            self._tasks[key] = self._load_task(task, seed)
-        return self._tasks[key]
+    def load_task(self, task: str):
+        if task not in self._tasks:  # several models are scored on the same tasks in one process
+            self._tasks[task] = self._load_task(task)
+        return self._tasks[task]
 
-    def _load_task(self, task: str, seed: int | None = None):
+    def _load_task(self, task: str):
         """(TaskSpec, DatasetDict), checked: no empty split, labels in range, >= 2 classes in train.
         Validation keeps its first data.max_eval rows, test its first data.max_test (default: max_eval)."""
         d = self.cfg.data
         caps = {"validation": d.max_eval, "test": d.max_eval if d.max_test is None else d.max_test}
         widest = None if None in caps.values() else max(caps.values())
-        spec, data = suites.load_task(self.suite, task, seed=d.split_seed if seed is None else seed,
-                                      data_dir=d.data_dir, max_train=d.max_train, max_eval=widest)
+        spec, data = suites.load_task(self.suite, task, seed=d.split_seed, data_dir=d.data_dir, max_train=d.max_train, max_eval=widest)
         for split, cap in caps.items():
             if cap is not None and split in data and len(data[split]) > cap:
                 data[split] = data[split].select(range(cap))

@@ -68,7 +68,6 @@ def test_degenerate_rows_counts_rows_picked_in_a_tied_cluster(spectrum, rank, ex
     a, eig, degenerate = subspace.smallest_subspace(gram, rank, seed=3)
     assert degenerate == expected
     torch.testing.assert_close(eig, torch.tensor(spectrum[:rank], dtype=torch.float64), atol=1e-12, rtol=0)
-    assert subspace.solve_layer(gram, rank, 3)[1]["degenerate_rows"] == expected
 
 
 def test_leave_one_out_equals_direct():

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 from osrm_core.tasks.sources import first_sentences, split_sentences, strip_urls
-from osrm_core.tasks.splits import dedupe, quantile_strata, split_groups, split_rows
+from osrm_core.tasks.splits import dedupe, quantile_strata, split_rows
 
 SIZES = {"train": 60, "validation": 20, "test": 20}
 
@@ -42,12 +42,9 @@ def test_dedupe_drops_conflicting_labels_and_case_variants():
     assert len(dedupe([{"sentence": "x", "label": 1.0}, {"sentence": "x", "label": 2.0}], ["sentence"], True)) == 1
 
 
-def test_quantile_strata_and_group_split():
+def test_quantile_strata():
     rows = [{"label": float(v)} for v in (5, 1, 3, 2, 4)]
     assert quantile_strata(rows, bins=5) == [4, 0, 2, 1, 3]
-    groups = split_groups([f"g{i}" for i in range(10)], {"validation": 2, "test": 3}, seed=1, salt="s")
-    assert [len(groups[s]) for s in ("validation", "test", "train")] == [2, 3, 5]
-    assert len(set(sum(groups.values(), []))) == 10
 
 
 def test_text_helpers():

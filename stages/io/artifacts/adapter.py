@@ -1,4 +1,4 @@
-"""Adapter artifact: `adapters/<init>/<task>/`, a PEFT LoRA adapter with the task head (modules_to_save)."""
+"""Adapter artifact: `adapters/seed<S>/<arm>/<task>/`, a PEFT LoRA adapter with the task head (modules_to_save)."""
 
 from __future__ import annotations
 

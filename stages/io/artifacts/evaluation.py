@@ -1,4 +1,4 @@
-"""Evaluation artifact: `eval/<model>/` — metrics.json (per-task GLUE metrics, average) and logits.safetensors."""
+"""Evaluation artifact: `eval/seed<S>/base/`, `eval/seed<S>/individual/<arm>/` or `eval/seed<S>/merged/<arm>/<method>/` — metrics.json (per-task GLUE metrics, average) and logits.safetensors."""
 
 from __future__ import annotations
 

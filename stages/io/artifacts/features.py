@@ -1,4 +1,4 @@
-"""Feature cache artifact: `features/<task>/features.zarr` (per target layer sample-mean rows, token Gram, count; and
+"""Feature cache artifact: `features/seed<S>/<task>/features.zarr` (per target layer sample-mean rows, token Gram, count; and
 the token Gram and count of held-out validation rows, for `osrm diagnose`)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Merged-model artifact: `merged/<init>/<method>/` — one PEFT adapter (factor-space methods) or dense
+"""Merged-model artifact: `merged/seed<S>/<arm>/<method>/` — one PEFT adapter (factor-space methods) or dense
 deltas (`delta-*.safetensors`; EMR adds per-task `task::module` deltas). Heads are never merged: each task
 is served with the head of its own adapter of the same arm."""
 

@@ -1,4 +1,4 @@
-"""Subspace artifact: `subspaces/<task>/subspace.safetensors` (one r x d_in A_t per target layer) + report.json."""
+"""Subspace artifact: `subspaces/seed<S>/<arm>/<task>/subspace.safetensors` (one r x d_in A_t per target layer) + report.json."""
 
 from __future__ import annotations
 
