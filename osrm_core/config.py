@@ -148,13 +148,19 @@ class MergeConfig(Strict):
         "expected", description="Fisher over the model's own predictions: exact expectation over classes, one sampled label, or the argmax.")
     low_rank: int | None = Field(None, ge=1, description="Truncate every merged update (SVD) to one PEFT adapter of this rank; null = keep dense / sum(r).")
     sweep: dict[str, dict[str, list[float]]] = Field(
-        default_factory=lambda: {"task_arithmetic": {"lambda": [0.2, 0.4, 0.6, 0.8, 1.0, 1.2, 1.4, 1.6, 1.8, 2.0]},
-                                 "ties": {"lambda": [0.5, 1.0, 1.5, 2.0], "density": [0.1, 0.2, 0.5]}},
+        default_factory=lambda data: _declared_grids(data.get("methods") or {}),
         description="`osrm select`: method -> parameter -> grid values, chosen on the validation split (the product is "
-                    "scored, the method's `methods` parameters first so that ties prefer them; docs/study.md).")
+                    "scored, the method's `methods` parameters first so that ties prefer them; docs/study.md). "
+                    "Default: the grid each method of `methods` declares (osrm_core.merge.METHODS).")
     sweep_tasks: list[str] = Field(default_factory=lambda: ["task_arithmetic"],
                                    description="Methods whose `osrm select` also scores merges of the first 2..T tasks "
                                                "on validation with their `methods` parameters (score vs number of tasks).")
+
+
+def _declared_grids(methods: dict) -> dict:
+    from osrm_core.merge import default_grids  # the registry imports torch: only when a config is built
+
+    return default_grids(methods)
 
 
 class ArmConfig(Strict):
@@ -245,13 +251,16 @@ class PipelineConfig(Strict):
     @model_validator(mode="after")
     def _arm_k_honoured(self, info: ValidationInfo) -> "PipelineConfig":
         """Features are extracted once, at feature_k; an arm with a smaller osrm.k uses a prefix of their seeded
-        sample (docs/regimes.md). The token estimator's Grams are summed over every sampled row, so it cannot."""
+        sample (docs/regimes.md). The token estimator's Grams are summed over every sampled row, so it cannot. Every
+        arm with subspaces (INITS[init].needs_subspace: osrm, refit) builds them from that sample."""
+        from osrm_core.lora import INITS  # the registry imports this module
+
         if info.context and "feature_k" in info.context:  # an arm's view (for_arm): the base config was checked
             self._feature_k = info.context["feature_k"]
             return self
         for name, arm in self.arms.items():
             merged = {**self.osrm.model_dump(), **arm.osrm}
-            if arm.init == "osrm" and merged["estimator"] == "token" and merged["k"] != self.feature_k:
+            if INITS[arm.init].needs_subspace and merged["estimator"] == "token" and merged["k"] != self.feature_k:
                 raise ValueError(f"arms.{name}.osrm.k={merged['k']} with estimator token: features are extracted at the "
                                  f"largest osrm.k of the config and its arms ({self.feature_k}) and the token Grams sum over "
                                  "all of those rows, so a smaller k cannot be honoured — give this arm "
@@ -338,6 +347,17 @@ class PipelineConfig(Strict):
                 chain.append(self.arms[chain[-1]].from_)
             out += [a for a in reversed(chain) if a not in out]
         return out
+
+    @model_validator(mode="after")
+    def _merge_params(self) -> "PipelineConfig":
+        """merge.methods and merge.sweep are checked here and nowhere else (osrm_core.merge.check_merge_config)."""
+        from osrm_core.merge import check_merge_config
+
+        try:
+            check_merge_config(self.merge.methods, self.merge.sweep)
+        except OsrmError as err:
+            raise ValueError(str(err)) from None
+        return self
 
     @model_validator(mode="after")
     def _a_norm_matches(self) -> "PipelineConfig":

@@ -15,14 +15,13 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from osrm_core.errors import OsrmError
-from osrm_core.merge import get_method, parse_params
+from osrm_core.merge import get_method
 from osrm_core.metrics import compute
 from osrm_core.report import normalised_score
 from osrm_core.selection import params_key
 from osrm_core.inference import RowTerm, adjusted_verdict, holm, seed_interval
 from osrm_core.stats import mean_sd, paired_bootstrap, t_interval, verdict
 
-SCALE = {"tsv_m": "alpha", "iso_c": "alpha"}  # their α scales the merged update as λ does elsewhere
 VARIANTS = ("chosen", "default", "lambda1")
 LEARNT_MARGIN = 5.0  # a task is learnt when its individual adapter beats the pretrained body (task head only) by this much
 Preds = Mapping[str, Mapping[str, np.ndarray]]
@@ -37,31 +36,18 @@ class Plan(NamedTuple):
     lambda1: dict | None  # None: the method has no scale λ
 
 
-def scale_param(name: str) -> str | None:
-    """The key of the method's scale λ ('lambda', or 'alpha' for tsv_m / iso_c), None when it has none."""
-    if name in SCALE:
-        return SCALE[name]
-    fields = get_method(name).params.model_fields.values()
-    return "lambda" if any(f.alias == "lambda" for f in fields) else None
-
-
 def plan(name: str, default: dict, grid: Mapping[str, list[float]] | None) -> Plan:
-    """Validated grid of `name`: the default point (its values of the grid keys made explicit) first, then
-    the product of `grid` over the default, duplicates dropped (so ties in validation prefer the default)."""
+    """The grid of `name`: the default point (its values of the grid keys made explicit) first, then the product
+    of `grid` over the default, duplicates dropped (so ties in validation prefer the default). `default` and
+    `grid` are merge.methods / merge.sweep as the config checked them when it loaded (check_merge_config)."""
     m = get_method(name)
-    base = parse_params(m, default, f"merge.methods.{name}").model_dump(mode="json", by_alias=True)
+    base = m.params.model_validate(default).model_dump(mode="json", by_alias=True)
     points: list[dict] = []
     if grid:
-        for key in grid:
-            if key not in base:
-                raise OsrmError(f"merge.sweep.{name}.{key}: '{name}' has no parameter '{key}' — use one of {sorted(base)}")
         first = {**default, **{k: base[k] for k in grid}}
         combos = [{**default, **dict(zip(grid, v))} for v in itertools.product(*grid.values())]
         points = list({params_key(p): p for p in [first, *combos]}.values())
-        for p in points:
-            parse_params(m, p, f"merge.sweep.{name}")
-    scale = scale_param(name)
-    return Plan(name, dict(default), points, {**default, scale: 1.0} if scale else None)
+    return Plan(name, dict(default), points, {**default, m.scale: 1.0} if m.scale else None)
 
 
 def variant_params(p: Plan, chosen: dict) -> dict[str, dict]:

@@ -8,15 +8,16 @@ from pathlib import Path
 
 import numpy as np
 
+from osrm_core.merge import get_method
 from osrm_core.report import label
-from osrm_core.study import lambda_curve, scale_param
+from osrm_core.study import lambda_curve
 
 
 def lambda_rows(selections: dict[str, list[dict]], method: str) -> list[dict]:
     """[{"arm", "lambda", "average", "average_sd"}]: per arm and λ the mean (sd) over seeds of the validation
     profile (best average over the other grid parameters at that λ). selections: arm -> results.json per seed.
     Empty when the method has no λ or no grid."""
-    scale, rows = scale_param(method), []
+    scale, rows = get_method(method).scale, []
     for arm, per_seed in selections.items():
         grids = [r["methods"][method]["grid"] for r in per_seed if method in r["methods"]]
         if not scale or not grids or not grids[0]:

@@ -20,11 +20,11 @@ from pathlib import Path
 
 import torch
 
-from osrm_core.merge import get_method, parse_params
+from osrm_core.merge import get_method
 from osrm_core.merge.engine import CachedFactors, merged_deltas
 from osrm_core.report import normalised_score
 from osrm_core.selection import choose_on_validation, grid_edges, param_bounds, params_key
-from osrm_core.study import Plan, plan, scale_param, variant_params
+from osrm_core.study import Plan, plan, variant_params
 from stages.io.adapters import individual_delta
 from stages.io.artifacts import Selection
 from stages.io.atomic import atomic_dir
@@ -34,13 +34,6 @@ from stages.io.options import ARM, CONFIG, SEED, WORKDIR, run_overrides
 from stages.io.run import Run, open_run
 from stages.io.served import score_task
 from stages.io.tensors import save_file
-
-
-# Methods whose merged update is exactly λ × their λ = 1 update, λ applied last (sign consensus:
-# `ties_blocks.merge_blocks` ends with .mul_(λ); DARE's masks do not depend on λ): each grid point is the
-# λ = 1 merge times λ, bit-identical to merging at λ (tests/stages/test_sweep.py), so a λ × density grid
-# merges once per density (docs/merging.md, "Identical variants").
-SCALED_LAST = frozenset({"ties", "dare_ties"})
 
 
 class Scorer:
@@ -64,13 +57,8 @@ class Scorer:
 
 
 def plans(run: Run) -> dict[str, Plan]:
-    """Every method's plan, checked before any work (a typo in merge.sweep is a one-line error)."""
-    from osrm_core.errors import OsrmError
-
+    """Every method's plan (merge.methods and merge.sweep were checked when the config loaded)."""
     cfg = run.cfg.merge
-    extra = sorted(set(cfg.sweep) - set(cfg.methods))
-    if extra:
-        raise OsrmError(f"merge.sweep.{extra[0]}: '{extra[0]}' is not in merge.methods — add it there or remove its grid")
     return {n: plan(n, p, cfg.sweep.get(n)) for n, p in cfg.methods.items()}
 
 
@@ -99,21 +87,21 @@ def select_method(run: Run, p: Plan, inputs: MergeInputs, scorer: Scorer, indivi
         source.grams = functools.cache(source.grams) if source.grams else None
 
         def canon(params: dict) -> str:  # equal after parsing = the same merge ({} and tsv_m's {"alpha": 1.0})
-            return params_key(parse_params(m, params, f"merge.sweep.{p.method}").model_dump(mode="json"))
+            return params_key(m.params.model_validate(params).model_dump(mode="json"))
 
-        def unit(params: dict) -> dict:  # the λ = 1 point whose update λ scales, where that is exact
-            return {**params, "lambda": 1.0} if p.method in SCALED_LAST else params
+        def unit(params: dict) -> dict:  # the scale-1 point whose update the scale multiplies, where that is exact
+            return {**params, m.scale: 1.0} if m.scaled_last else params
 
         last: list = [None, None]  # (canon(unit), tasks) -> its merge: one held at a time (memory: one merge)
 
         def merge(params: dict, subset: list[str]) -> dict:
             key = (canon(unit(params)), tuple(subset))
             if last[0] != key:
-                last[:] = [key, merged_deltas(m, parse_params(m, unit(params), f"merge.sweep.{p.method}"), source,
-                                              inputs.modules, run.cfg.seed, subset)]
-            if p.method not in SCALED_LAST:
+                last[:] = [key, merged_deltas(m, m.params.model_validate(unit(params)), source, inputs.modules,
+                                              run.cfg.seed, subset)]
+            if not m.scaled_last:
                 return last[1]
-            lam = parse_params(m, params, f"merge.sweep.{p.method}").lambda_
+            lam = m.params.model_validate(params).model_dump(by_alias=True)[m.scale]
             shared = {k: d.mul(lam) for k, d in last[1][subset[0]].items()}  # ties: Δ(λ) = Δ(1).mul_(λ), bit-identical
             return {t: shared for t in subset}
 
@@ -146,7 +134,7 @@ def select_method(run: Run, p: Plan, inputs: MergeInputs, scorer: Scorer, indivi
             groups.setdefault(key, []).append(variant)
         curve = [{"n": n, "tasks": tasks[:n], **validate(p.default, tasks[:n])}
                  for n in range(2, len(tasks) + 1)] if p.method in run.cfg.merge.sweep_tasks else []
-    edge = grid_edges(p.grid, chosen, param_bounds(m.params, scale_param(p.method)))
+    edge = grid_edges(p.grid, chosen, param_bounds(m.params, m.scale))
     identical = [g for g in groups.values() if len(g) > 1]
     return {"default": p.default, "grid": grid, "chosen": chosen, "edge": edge, "identical": identical,
             "variants": variants, "tasks_curve": curve}, logits

@@ -6,6 +6,8 @@ its Params model, ``fn(updates, params, generator) -> MergeResult``, the paper, 
 
 from __future__ import annotations
 
+import itertools
+
 from osrm_core.errors import OsrmError
 from osrm_core.merge import (
     dare_linear,
@@ -60,4 +62,31 @@ def parse_params(method: MergeMethod, raw: dict, where: str):
         raise OsrmError(f"{where}{'.' + field if field else ''}: {first['msg']} — fix that parameter") from None
 
 
-__all__ = ["METHODS", "MergeMethod", "MergeResult", "ModuleUpdates", "get_method", "parse_params"]
+def default_grids(names) -> dict[str, dict[str, list[float]]]:
+    """{method: its declared grid} for the registered methods among `names` that declare one (merge.sweep's
+    default: the grids of the methods the config merges)."""
+    return {n: {k: list(v) for k, v in METHODS[n].grid.items()} for n in names if n in METHODS and METHODS[n].grid}
+
+
+def check_merge_config(methods: dict[str, dict], sweep: dict[str, dict[str, list]]) -> None:
+    """The one check of merge.methods and merge.sweep, run when the config loads (later code trusts them): every
+    method registered, its parameters valid; every grid of a listed method, over its parameters, each point
+    (the method's parameters with the grid's values) valid. A problem is a one-line OsrmError naming the field."""
+    for name, raw in methods.items():
+        if name not in METHODS:
+            raise OsrmError(f"merge.methods has unknown method {name!r} — use one of {sorted(METHODS)}")
+        parse_params(METHODS[name], raw, f"merge.methods.{name}")
+    for name, grid in sweep.items():
+        if name not in methods:
+            raise OsrmError(f"merge.sweep.{name}: '{name}' is not in merge.methods — add it there or remove its grid")
+        m = METHODS[name]
+        keys = set(parse_params(m, methods[name], f"merge.methods.{name}").model_dump(by_alias=True))
+        for key in grid:
+            if key not in keys:
+                raise OsrmError(f"merge.sweep.{name}.{key}: '{name}' has no parameter '{key}' — use one of {sorted(keys)}")
+        for values in itertools.product(*grid.values()):
+            parse_params(m, {**methods[name], **dict(zip(grid, values))}, f"merge.sweep.{name}")
+
+
+__all__ = ["METHODS", "MergeMethod", "MergeResult", "ModuleUpdates", "check_merge_config", "default_grids",
+           "get_method", "parse_params"]

@@ -85,12 +85,16 @@ def merge(updates: ModuleUpdates, cfg: Family, generator: torch.Generator | None
     return MergeResult(delta=delta, info={**info, **block_info})
 
 
-def preset(name: str, params: type[BaseModel], sparsify: Sparsify, consensus: Consensus, paper: str) -> MergeMethod:
+def preset(name: str, params: type[BaseModel], sparsify: Sparsify, consensus: Consensus, paper: str,
+           grid: dict[str, tuple[float, ...]] | None = None) -> MergeMethod:
     """Registry entry whose Params (``density``, ``lambda_``, ``weights`` and, where present,
-    ``election``/``variant``/``rescale``) fill a ``Family`` with this (sparsify, consensus)."""
+    ``election``/``variant``/``rescale``) fill a ``Family`` with this (sparsify, consensus); λ is its scale.
+    With sign consensus λ is applied last (``ties_blocks.merge_blocks`` ends with ``.mul_(λ)``, DARE's masks
+    do not depend on λ), so Δ(λ) = λ · Δ(1) bit for bit; without it λ weighs each τ_t inside the sum."""
 
     def fn(updates: ModuleUpdates, p: BaseModel, generator: torch.Generator | None = None) -> MergeResult:
         return merge(updates, Family(sparsify=sparsify, consensus=consensus, **p.model_dump()), generator)
 
     fn.__doc__ = f"{name}: the family merge with sparsify={sparsify!r}, consensus={consensus!r}."
-    return MergeMethod(name=name, params=params, fn=fn, paper=paper)
+    return MergeMethod(name=name, params=params, fn=fn, paper=paper, scale="lambda", scaled_last=consensus == "sign",
+                       grid=grid or {})

@@ -56,4 +56,5 @@ METHOD = MergeMethod(
     fn=merge,
     paper="Marczak et al. 2025, No Task Left Behind: Isotropic Model Merging (Iso-C), arXiv:2502.04959",
     low_rank=True,
+    scale="alpha",  # α multiplies the merged factors as λ does elsewhere
 )

@@ -76,4 +76,5 @@ METHOD = MergeMethod(
     fn=merge,
     paper="Stoica et al. 2025, Model merging with SVD to tie the KnOTS, arXiv:2410.19735",
     low_rank=True,
+    scale="lambda",
 )

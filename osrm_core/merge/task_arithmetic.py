@@ -37,4 +37,6 @@ METHOD = MergeMethod(
     fn=merge,
     paper="Ilharco et al. 2023, Editing Models with Task Arithmetic, arXiv:2212.04089",
     low_rank=True,
+    scale="lambda",
+    grid={"lambda": (0.2, 0.4, 0.6, 0.8, 1.0, 1.2, 1.4, 1.6, 1.8, 2.0)},  # to 2: λ = 1 is often chosen (docs/merging.md)
 )

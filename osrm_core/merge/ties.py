@@ -30,4 +30,5 @@ class Params(MethodParams):
     weights: Weights = None
 
 
-METHOD = preset("ties", Params, "magnitude", "sign", "Yadav et al. 2023, TIES-Merging, arXiv:2306.01708")
+METHOD = preset("ties", Params, "magnitude", "sign", "Yadav et al. 2023, TIES-Merging, arXiv:2306.01708",
+                grid={"lambda": (0.5, 1.0, 1.5, 2.0), "density": (0.1, 0.2, 0.5)})

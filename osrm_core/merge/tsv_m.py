@@ -63,4 +63,5 @@ METHOD = MergeMethod(
     fn=merge,
     paper="Gargiulo et al. 2025, Task Singular Vectors: Reducing Task Interference in Model Merging, arXiv:2412.00081",
     low_rank=True,
+    scale="alpha",  # α multiplies the merged factors as λ does elsewhere
 )

@@ -8,7 +8,7 @@ Task t's LoRA update is ``τ_t = s_t · B_t · A_t`` (docs/osrm.md, docs/merging
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import torch
 from pydantic import BaseModel, ConfigDict
@@ -155,12 +155,19 @@ class MergeResult:
     info: dict = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class MergeMethod:
-    """Registry entry: config key, its Params model, the function, and what it needs.
+    """Registry entry: config key, its Params model, the function, what it needs and how the study sweeps it.
 
     fn(updates, params, generator) -> MergeResult.  ``needs`` ⊆ ("grams", "fishers", "base").
-    low_rank: fn returns exact ``factors``.  per_task: fn returns ``per_task`` (task id needed at inference).
+    low_rank: fn returns exact ``factors`` (`osrm merge` writes one PEFT adapter, not dense deltas).
+    per_task: fn returns ``per_task`` (task id needed at inference).
+    scale: the parameter (its config key) that scales the merged update as λ does — the study's λ = 1 variant
+        sets it to 1 and its natural lower bound is 0 (docs/merging.md); None when the method has none.
+    scaled_last: the merged update is exactly ``scale × (the update at scale 1)``, bit for bit, so `osrm select`
+        merges once per other parameter and multiplies (docs/merging.md, "Identical variants").
+    grid: the validation grid `osrm select` scores when merge.sweep names none for the method
+        (parameter -> values; empty: nothing to choose).
     """
 
     name: str
@@ -170,11 +177,21 @@ class MergeMethod:
     needs: tuple[str, ...] = ()
     low_rank: bool = False
     per_task: bool = False
+    scale: str | None = None
+    scaled_last: bool = False
+    grid: Mapping[str, tuple[float, ...]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         unknown = set(self.needs) - set(NEEDS)
         if unknown:
             raise ValueError(f"{self.name}: unknown needs {sorted(unknown)}")
+        keys = {f.alias or n for n, f in self.params.model_fields.items()}
+        if self.scale is not None and self.scale not in keys:
+            raise ValueError(f"{self.name}: scale {self.scale!r} is not one of its parameters {sorted(keys)}")
+        if self.scaled_last and self.scale is None:
+            raise ValueError(f"{self.name}: scaled_last needs a scale parameter")
+        if set(self.grid) - keys:
+            raise ValueError(f"{self.name}: grid keys {sorted(set(self.grid) - keys)} are not parameters")
 
 
 class MethodParams(BaseModel):

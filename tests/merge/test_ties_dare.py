@@ -130,12 +130,9 @@ def test_dare_is_deterministic_given_the_seed(key):
 
 # ---------------------------------------------------------------- λ applied last (`osrm select` merges once per density)
 
-@pytest.mark.parametrize("key", ["ties", "dare_ties"])
+@pytest.mark.parametrize("key", sorted(k for k, m in METHODS.items() if m.scaled_last))
 def test_scaled_last_methods_are_their_lambda1_merge_times_lambda_bit_identical(key):
-    """stages.select.SCALED_LAST: Δ(λ) == Δ(1).mul(λ) exactly (not approximately), so select's λ grid may scale."""
-    from stages.select import SCALED_LAST
-
-    assert key in SCALED_LAST
+    """MergeMethod.scaled_last: Δ(λ) == Δ(1).mul(λ) exactly (not approximately), so select's λ grid may scale."""
     u = random_updates(T=4, d_out=200, d_in=384, ranks=[2, 3, 1, 2])  # 200 x 384: two row blocks
     for density in (0.2, 1.0):
         for variant in ("peft", "mergekit"):
