@@ -40,36 +40,53 @@ def lora_layers(peft_model: nn.Module) -> dict[str, nn.Module]:
     return out
 
 
-@torch.no_grad()
-def osrm_init(peft_model: nn.Module, subspace: dict[str, torch.Tensor], adapter: str = "default") -> None:
-    """lora_A <- A_t (r x d_in), lora_B <- 0: the model starts exactly at W0 (docs/osrm.md, "Fine-tuning with the subspace")."""
-    layers = lora_layers(peft_model)
-    missing = sorted(set(layers) - set(subspace))
+Shapes = dict[str, tuple[int, int]]  # module -> (r, d_in) of its lora_A
+
+
+def a_shapes(peft_model: nn.Module, adapter: str = "default") -> Shapes:
+    """{module: (r, d_in)} of every lora_A: what an init's a0 draws for."""
+    return {n: tuple(l.lora_A[adapter].weight.shape) for n, l in lora_layers(peft_model).items()}
+
+
+def subspace_a0(shapes: Shapes, seed: int, subspace: dict[str, torch.Tensor] | None) -> dict[str, torch.Tensor]:
+    """init osrm: A_0 = A_t, the task's subspace (r x d_in per module), so the model starts exactly at W0
+    (docs/osrm.md, "Fine-tuning with the subspace"); `seed` is not used."""
+    if subspace is None:
+        raise OsrmError("init osrm needs the task's subspace — run `osrm build-subspace` for this arm first")
+    missing = sorted(set(shapes) - set(subspace))
     if missing:
         raise OsrmError(f"subspace has no A for {missing[:2]}... — rebuild it with the same lora.blocks and backbone")
-    for name, layer in layers.items():
-        a = layer.lora_A[adapter].weight
-        if tuple(subspace[name].shape) != tuple(a.shape):
-            raise OsrmError(f"subspace A for {name} is {tuple(subspace[name].shape)}, LoRA A is {tuple(a.shape)} — rebuild the subspace with lora.rank={a.shape[0]}")
-        a.copy_(subspace[name].to(a.dtype))
-        layer.lora_B[adapter].weight.zero_()
+    for name, shape in shapes.items():
+        if tuple(subspace[name].shape) != shape:
+            raise OsrmError(f"subspace A for {name} is {tuple(subspace[name].shape)}, LoRA A is {shape} — rebuild the "
+                            f"subspace with lora.rank={shape[0]}")
+    return {name: subspace[name] for name in shapes}
+
+
+def orthonormal_a0(shapes: Shapes, seed: int, subspace: dict | None = None) -> dict[str, torch.Tensor]:
+    """init orthonormal, the control arm: a seeded random A_0 with orthonormal rows (r x d_in, float64; the norm
+    of an OSRM A, sqrt(r), without its subspace). Module i in name order draws from seed + i — the one statement
+    of this rule: finetune (initialise) and diagnose (its A_0) both call it."""
+    return {name: random_orthonormal(*shapes[name], seed + i) for i, name in enumerate(sorted(shapes))}
 
 
 @torch.no_grad()
-def orthonormal_init(peft_model: nn.Module, seed: int, adapter: str = "default") -> None:
-    """The control arm: each lora_A <- a seeded random matrix with orthonormal rows (r x d_in; the norm of an
-    OSRM A, sqrt(r), without its subspace), lora_B <- 0. Module i draws from seed + i (modules in name order)."""
-    for i, (name, layer) in enumerate(sorted(lora_layers(peft_model).items())):
-        a = layer.lora_A[adapter].weight
-        a.copy_(random_orthonormal(a.shape[0], a.shape[1], seed + i).to(a.dtype))
-        layer.lora_B[adapter].weight.zero_()
+def set_a0(peft_model: nn.Module, a0: dict[str, torch.Tensor], adapter: str = "default") -> None:
+    """lora_A <- A_0 (in A's dtype), lora_B <- 0 for every module of `a0`."""
+    layers = lora_layers(peft_model)
+    for name, a in a0.items():
+        layers[name].lora_A[adapter].weight.copy_(a)
+        layers[name].lora_B[adapter].weight.zero_()
 
 
 @dataclass(frozen=True)
 class InitMethod:
     """How one `init` starts each lora_A (lora_B = 0 for all). `peft`: PEFT's init_lora_weights when the adapter
-    is attached (attach_lora; PEFT draws A from torch's global RNG then); `set_a(model, seed, subspace)`: what
-    overwrites A after attaching (None = keep PEFT's draw); `norm(r, d_in)`: the expected Frobenius norm of A_0,
+    is attached (attach_lora; PEFT draws A from torch's global RNG then); `a0(shapes, seed, subspace)`: the A_0
+    (r x d_in per module of `shapes`) that overwrites A after attaching, before lora.a_norm's scale, from the
+    shapes, the run's seed and the task's subspace (None = keep PEFT's draw: not reproducible outside finetune);
+    `needs_subspace`: build-subspace builds this arm subspaces (a0 or start reads them; the report shows their
+    regime, convert projects into them); `norm(r, d_in)`: the expected Frobenius norm of A_0,
     sqrt(E||A_0||_F^2), for an r x d_in A (what lora.a_norm {match: <arm>} gives). An arm that starts from another
     arm's adapters (`from`) has `start(derive.Source) -> {module: (A, B)}`, the converted update it starts at (A and
     B set, no a_norm), and `trains`: False when that converted update is the adapter. `reads`: the arm's fields
@@ -77,17 +94,11 @@ class InitMethod:
 
     peft: bool | str
     norm: Callable[[int, int], float]
-    set_a: Callable[[nn.Module, int, dict | None], None] | None = None
+    a0: Callable[[Shapes, int, dict | None], dict[str, torch.Tensor]] | None = None
     needs_subspace: bool = False
     start: Callable[[derive.Source], derive.Factors] | None = None
     trains: bool = True
     reads: frozenset[str] = frozenset()
-
-
-def _set_osrm(model: nn.Module, seed: int, subspace: dict | None) -> None:
-    if subspace is None:
-        raise OsrmError("init osrm needs the task's subspace — run `osrm build-subspace` for this arm first")
-    osrm_init(model, subspace)
 
 
 INITS: dict[str, InitMethod] = {
@@ -96,8 +107,8 @@ INITS: dict[str, InitMethod] = {
     # PEFT's default (True): kaiming_uniform_(A, a=sqrt(5)) -> U(-1/sqrt(d_in), 1/sqrt(d_in)), var 1/(3 d_in): r/3
     "kaiming": InitMethod(True, lambda r, d: math.sqrt(r / 3)),
     # both overwrite PEFT's gaussian draw (drawn anyway, so the RNG stream after attaching is the gaussian arm's); rows orthonormal
-    "osrm": InitMethod("gaussian", lambda r, d: math.sqrt(r), _set_osrm, needs_subspace=True),
-    "orthonormal": InitMethod("gaussian", lambda r, d: math.sqrt(r), lambda m, seed, sub: orthonormal_init(m, seed)),
+    "osrm": InitMethod("gaussian", lambda r, d: math.sqrt(r), subspace_a0, needs_subspace=True),
+    "orthonormal": InitMethod("gaussian", lambda r, d: math.sqrt(r), orthonormal_a0),
     # the paper's post mode: A = A_t (orthonormal rows), B from the projected update; then refit_epochs of fine-tuning
     "refit": InitMethod("gaussian", lambda r, d: math.sqrt(r), needs_subspace=True, start=derive.project_start,
                         reads=frozenset({"from", "refit_epochs"})),
@@ -136,8 +147,8 @@ def initialise(peft_model: nn.Module, cfg: LoraCfg, seed: int, subspace: dict[st
     """Start every lora_A as cfg.init says (INITS; PEFT already drew it in attach_lora), then rescale each
     module's A_0 to the Frobenius norm cfg.a_norm asks (target_norm; 'as_init' touches nothing)."""
     method = INITS[cfg.init]
-    if method.set_a is not None:
-        method.set_a(peft_model, seed, subspace)
+    if method.a0 is not None:
+        set_a0(peft_model, method.a0(a_shapes(peft_model, adapter), seed, subspace), adapter)
     if method.start is not None or (isinstance(cfg.a_norm, str) and cfg.a_norm == "as_init"):
         return  # a derived arm's A and B are set from its converted update (set_factors), never rescaled
     for layer in lora_layers(peft_model).values():

@@ -15,6 +15,7 @@ from osrm_core.config import ArmConfig
 from osrm_core.convert import project_dense, projection_residual
 from osrm_core.derive import Source, posthoc_start
 from osrm_core.errors import OsrmError
+from osrm_core.lora import INITS
 from osrm_core.models import load_classifier
 from stages.io.adapters import Adapter, head_num_labels, individual_delta, write_lora
 from stages.io.convert_inputs import Backbone, MapEntry, dense_updates, project_adapter, read_map, source_adapter
@@ -37,7 +38,7 @@ def project(config: Path = CONFIG, task: str = typer.Option(None, "--task", "-t"
             workdir: Path = WORKDIR,
             out: Path = typer.Option(None, "--out", "-o", help="Output folder of the single form (written atomically)."),
             arm: str = typer.Option(None, "--arm", help="Single form: the arm whose subspace to project into (default: the "
-                                    "first arm with init osrm). With --map: the arm to write the adapters into."),
+                                    "first arm with subspaces: init osrm or refit). With --map: the arm to write the adapters into."),
             seed: int = SEED,
             adapter: Path = typer.Option(None, help="A PEFT LoRA adapter folder to project."),
             dense: Path = typer.Option(None, help="A dense fine-tuned checkpoint folder (W_ft); dW = W_ft - W0."),
@@ -66,9 +67,10 @@ def project_one(config: Path, workdir, seed, task: str, out: Path, arm: str | No
                 dense: Path | None, head_from: Path | None) -> None:
     """The single form: one adapter (or dense checkpoint) -> a `Converted` folder at `out`."""
     cfg = open_run(config, run_overrides(workdir, seed)).cfg
-    arm = arm or next((a for a, v in cfg.arms.items() if v.init == "osrm"), None)
+    arm = arm or next((a for a, v in cfg.arms.items() if INITS[v.init].needs_subspace), None)
     if arm is None:
-        raise OsrmError(f"{config}: no arm with init osrm, so no subspace to project into — pass --arm or add such an arm")
+        raise OsrmError(f"{config}: no arm with subspaces (init osrm or refit), so none to project into — pass --arm or "
+                        "add an arm with init osrm")
     run = open_run(config, run_overrides(workdir, seed), arm=arm)
     run.check_task(task)
     sub = Subspace.open(run, arm, task)
@@ -117,7 +119,7 @@ def project_map(config: Path, workdir, seed, arm: str, map_file: Path, no_projec
     """Bulk form: every mapped task's adapter, checked first (nothing is written on a bad entry), then
     projected (or imported) and sealed as the arm's `TaskAdapter`; one line per task says what it keeps."""
     run = open_run(config, run_overrides(workdir, seed), arm=arm)
-    if not no_project and run.cfg.lora.init != "osrm":
+    if not no_project and not INITS[run.cfg.lora.init].needs_subspace:
         raise OsrmError(f"--arm {arm} has init {run.cfg.lora.init}: no subspace to project into — use an arm with init "
                         "osrm, or --no-project to import the adapters as they are")
     jobs = checked_map(run, map_file)

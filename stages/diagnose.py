@@ -18,7 +18,6 @@ from osrm_core import diagnose, diagnose_plots, lora
 from osrm_core.ablation import VARIANTS, ablation_table, ablation_updates, others_sum
 from osrm_core.diagnose_summary import one_thread, pool, scalars, summary_md
 from osrm_core.errors import OsrmError
-from osrm_core.subspace import random_orthonormal
 from stages.io.artifacts import Diagnostics, DiagnosticsSummary, Features, Subspace, TaskAdapter
 from stages.io.atomic import atomic_dir, write_json_atomic
 from stages.io.guard import guarded, progress
@@ -49,19 +48,19 @@ def read_grams(features: dict[str, Features], modules: list[str], heldout: bool 
 
 
 def initial_a(run: Run, arm: str, trained: Nested) -> Nested | None:
-    """{task: {module: A_0 (r x d_in) float32}} as finetune started it: the subspace file (init osrm), the
-    seeded orthonormal draw (module i in name order from seed + i, osrm_core.lora.orthonormal_init), each
-    rescaled to lora.a_norm as finetune does (lora.initialise), or None (gaussian, kaiming: PEFT's draw is not saved)."""
-    init = run.cfg.lora.init
-    if init == "osrm":
-        raw = {t: {m: a for m, a in Subspace.open(run, arm, t).tensors().items() if m in mods} for t, mods in trained.items()}
-    elif init == "orthonormal":
-        raw = {t: {m: random_orthonormal(*a.shape, run.cfg.seed + i).float() for i, (m, a) in enumerate(sorted(mods.items()))}
-               for t, mods in trained.items()}
-    else:
+    """{task: {module: A_0 (r x d_in) float32}} as finetune started it: the init's own A_0 (osrm_core.lora.INITS
+    a0: the subspace file for osrm, the seeded orthonormal draw) for the trained modules' shapes, rescaled to
+    lora.a_norm as finetune does (lora.initialise); None when the init has no a0 (gaussian, kaiming: PEFT's draw
+    is not saved; refit, posthoc: they start at a converted update)."""
+    method = lora.INITS[run.cfg.lora.init]
+    if method.a0 is None:
         return None
-    norm = run.cfg.lora.a_norm
-    return {t: {m: lora.scale_to_norm(a.float(), lora.target_norm(norm, *a.shape)) for m, a in mods.items()} for t, mods in raw.items()}
+    norm, out = run.cfg.lora.a_norm, {}
+    for t, mods in trained.items():
+        sub = Subspace.open(run, arm, t).tensors() if method.needs_subspace else None
+        raw = method.a0({m: tuple(a.shape) for m, a in mods.items()}, run.cfg.seed, sub)
+        out[t] = {m: lora.scale_to_norm(a.float(), lora.target_norm(norm, *a.shape)) for m, a in raw.items()}
+    return out
 
 
 def diagnose_arm(run: Run, arm: str) -> tuple[dict, list[str], dict[str, str]]:

@@ -1,11 +1,12 @@
-"""The "Regime" section of `osrm report`: per OSRM-initialised arm, could A_t be exactly orthogonal to the other
-tasks' features? Read from the subspaces' report.json of every seed (osrm_core/regime.py, docs/regimes.md)."""
+"""The "Regime" section of `osrm report`: per arm with subspaces (its init's needs_subspace, osrm_core.lora.INITS),
+could A_t be exactly orthogonal to the other tasks' features? Read from the subspaces' report.json of every seed (osrm_core/regime.py, docs/regimes.md)."""
 
 from __future__ import annotations
 
 import json
 
 from osrm_core import regime
+from osrm_core.lora import INITS
 from stages.io.artifacts import Subspace
 from stages.io.layout import Layout
 
@@ -40,13 +41,13 @@ def _span(lo: int, hi: int) -> str:
 
 
 def regime_section(run) -> tuple[str, dict]:
-    """(markdown section, {arm: numbers}) for every arm whose init is osrm; ('', {}) when none has subspaces.
+    """(markdown section, {arm: numbers}) for every arm with subspaces (osrm, refit); ('', {}) when none has any.
 
     Numbers are those of the first seed with subspaces (metrics.json: numbers only); the line says when other seeds
     differ in their count of exact layers or median null dim."""
     lines, numbers = [], {}
     for arm, spec in run.cfg.arms.items():
-        if spec.init != "osrm":
+        if not INITS[spec.init].needs_subspace:
             continue
         per_seed = arm_regime(run, arm)
         if not per_seed:
