@@ -8,6 +8,7 @@ import importlib
 import os
 import sys
 import time
+import warnings
 
 import typer
 
@@ -46,6 +47,23 @@ def process_timing() -> dict:
     return {"pid": os.getpid(), "process_start": start, "main_start": _STAMPS["main_start"]}
 
 
+def quiet_libraries() -> None:
+    """What the libraries print that is not the user's business: PEFT reads transformers' deprecated
+    `is_gradient_checkpointing` on every adapter it wraps (a FutureWarning nobody here can act on; dropped by its
+    exact text, so every other warning shows), and with OSRM_NO_PROGRESS set their own bars go too
+    (transformers' "Loading weights", datasets' maps): the env variables for libraries not imported yet, the
+    switches for those that are."""
+    warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+    if not os.environ.get("OSRM_NO_PROGRESS"):
+        return
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+    for module, switch in (("huggingface_hub.utils", "disable_progress_bars"), ("transformers.utils.logging", "disable_progress_bar"),
+                           ("datasets", "disable_progress_bars")):
+        if module in sys.modules:
+            getattr(sys.modules[module], switch)()
+
+
 def guarded(fn=None, *, preload: tuple[str, ...] = ()):
     """Decorator for Typer commands: OsrmError -> `error: <message>` and exit code 2. `@guarded(preload=(...))`
     names modules the command imports lazily (python -X importtime shows which): they are imported before the
@@ -55,6 +73,7 @@ def guarded(fn=None, *, preload: tuple[str, ...] = ()):
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        quiet_libraries()
         if not _STAMPS["frozen"]:
             _preload(preload)
             if _STAMPS["process_start"] is None:
