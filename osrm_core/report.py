@@ -142,3 +142,24 @@ def markdown_table(rows: list[dict], tasks: list[str]) -> str:
         cells = " | ".join(f"{r['tasks'][t]:.1f}" for t in tasks)
         lines.append(f"| {r['name']} | {cells} | {r['average']:.1f} | {norm} |")
     return "\n".join(lines)
+
+
+SUMMARY_ROWS = (("task arithmetic, λ chosen on validation", "task_arithmetic", None),
+                ("TIES, λ × density chosen on validation", "ties", None),
+                ("task arithmetic at λ = 1", "task_arithmetic", "lambda1"),
+                ("individual adapters", "individual", None))
+
+
+def summary_table(numbers: dict, arms: list[str], reference: str, rows=SUMMARY_ROWS) -> str:
+    """README's compact study table from the report's numbers (metrics.json): per (title, method, variant) in rows a
+    line per arm (in `arms` order) with ‖A₀‖_F, the test average, Δ avg and Δ normalised vs the reference with
+    their seed-level intervals and the verdict (bold only for a primary comparison: verdict_of)."""
+    lines = [f"| comparison | arm | ‖A₀‖_F | test avg (mean ± sd) | Δ avg vs {label(reference)} [95% CI] | "
+             "Δ normalised [95% CI] | verdict |", "|" + "---|" * 7]
+    for title, method, variant in rows:
+        for i, a in enumerate(arms):
+            e = numbers[a][method] if variant is None else numbers[a][method][variant]
+            norm = numbers[a].get("a0_norm")
+            lines.append(f"| {title if i == 0 else ''} | {label(a)} | {'–' if norm is None else f'{norm:.2f}'} | "
+                         f"{_pm(e, 'average')} | {_delta(e)} | {_delta(e, 'norm_')} | {verdict_of(e)} |")
+    return "\n".join(lines)
