@@ -32,7 +32,7 @@ from stages.init import render_dvc, write_starter
 from tests.conftest import save_tiny
 
 REPO = Path(__file__).resolve().parents[1]
-SOURCES = ("pyproject.toml", "osrm_core", "stages", "configs")
+SOURCES = ("pyproject.toml", "osrm_core", "osrm_slurm", "stages", "configs")
 
 
 def test_configs_dir_env_and_checkout(tmp_path, monkeypatch):

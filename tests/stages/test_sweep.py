@@ -115,8 +115,8 @@ def test_scrambled_test_labels_do_not_change_the_choice(cli, sweep_config, monke
     clean = _results(sweep_config)
     load = Run._load_task
 
-    def corrupted(self, task, seed=None):
-        spec, data = load(self, task, seed)
+    def corrupted(self, task):
+        spec, data = load(self, task)
         labels = data["test"]["label"]
         flip = [(y + 1) % spec.num_labels if not spec.is_regression else -y for y in labels]
         data["test"] = data["test"].remove_columns("label").add_column("label", flip)
