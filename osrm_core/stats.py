@@ -236,7 +236,11 @@ def _task_scores(preds: np.ndarray, labels: np.ndarray, score: ScoreFn | str, ro
 
 def _statistic(scores: list[np.ndarray], weights: np.ndarray, normalised: bool) -> np.ndarray:
     """arm − reference (B,) from per-task scores (G, S, B) and seed weights (S, B) that sum to 1 over seeds."""
-    diff = _seed_diffs(scores, normalised)
+    return _weighted(_seed_diffs(scores, normalised), weights)
+
+
+def _weighted(diff: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Seed-weighted mean (B,) of per-seed differences diff (S, B) with weights (S, B)."""
     return np.sum(np.where(weights > 0, diff, 0.0) * weights, axis=0)
 
 
@@ -298,8 +302,9 @@ def paired_bootstrap(arm: Runs, ref: Runs, score_fns: Mapping[str, ScoreFn | str
         weights = np.full((k, n_boot), 1.0 / k)
     normalised = statistic == "normalised"
     scores = [_task_scores(*data[t], score_fns[t], rows[t], weights > 0) for t in tasks]
-    reps = _statistic(scores, weights, normalised)
-    per_seed = None if resample_seeds else _seed_diffs(scores, normalised)
+    diff = _seed_diffs(scores, normalised)  # (S, B), formed once: the replicates and, rows-only, per_seed
+    reps = _weighted(diff, weights)
+    per_seed = None if resample_seeds else diff
     ident = np.full((k, 1), 1.0 / k)
     point = _statistic([_task_scores(*data[t], score_fns[t], np.arange(len(data[t][1]))[None], ident > 0)
                         for t in tasks], ident, normalised)
