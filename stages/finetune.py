@@ -131,6 +131,8 @@ def _write(run: Run, job: Job, model, final: dict, a0: dict, state: LoopState, e
                          num_labels=job.spec.num_labels, rank=cfg.lora.rank, blocks=cfg.lora.blocks,
                          targets=sorted(a0), scale=cfg.lora.scale, a0_norm=a0_norm_mean, source_arm=cfg.arms[arm].from_)
     shutil.rmtree(run.layout.checkpoints(arm, task), ignore_errors=True)
-    print(f"adapter: {out} (best validation score {state.best_score:.2f} at epoch {state.best_epoch}; "
-          f"mean A drift {summary['a_drift_mean']:.3f}; {summary['examples_per_second']} ex/s)")
+    trained = (f"best validation score {state.best_score:.2f} at epoch {state.best_epoch}; mean A drift "
+               f"{summary['a_drift_mean']:.3f}; {summary['examples_per_second']} ex/s" if state.best_epoch >= 0
+               else "0 epochs: the start as it is, not trained")  # e.g. a conversion with refit_epochs: 0
+    print(f"adapter: {out} ({trained})")
     return out

@@ -61,6 +61,7 @@ def test_refit_starts_at_the_projected_update(study):
         lora_hash = json.loads((_adapter(root, "lora", task) / "manifest.json").read_text())["content_hash"]
         assert manifest["source_arm"] == "lora" and manifest["upstream"]["from"] == lora_hash
         assert manifest["init"] == "refit" and "subspace" in manifest["upstream"]
+    assert "projected/" in study[2].output and "(0 epochs: the start as it is, not trained)" in study[2].output
 
 
 def test_refit_trains_from_the_subspace_and_posthoc_keeps_the_share(study):
