@@ -78,64 +78,84 @@ def main(config: Path = CONFIG, arm: str = ARM, seed: int = SEED, workdir: Path 
                       "methods": results}, logits, inputs.upstream)
 
 
-def select_method(run: Run, p: Plan, inputs: MergeInputs, scorer: Scorer, individual: dict) -> tuple[dict, dict]:
-    """(results: grid, choice, variants' test scores; logits: variant -> task -> test logits) of one method."""
-    m, tasks = get_method(p.method), run.tasks
-    with ExitStack() as stack:
-        source = inputs.source(m, stack)
-        source.factors = {t: CachedFactors(a) for t, a in source.factors.items()}
-        source.grams = functools.cache(source.grams) if source.grams else None
+class MethodSearch:
+    """One method's merges of one arm: each distinct merge computed once (one held at a time: memory of one merge)
+    and each distinct (parameters, tasks) scored once per split. Open inside an ExitStack (the merge source)."""
 
-        def canon(params: dict) -> str:  # equal after parsing = the same merge ({} and tsv_m's {"alpha": 1.0})
-            return params_key(m.params.model_validate(params).model_dump(mode="json"))
+    def __init__(self, run: Run, p: Plan, inputs: MergeInputs, scorer: Scorer, individual: dict, stack: ExitStack):
+        self.run, self.p, self.inputs, self.scorer, self.individual = run, p, inputs, scorer, individual
+        self.m = get_method(p.method)
+        self.source = inputs.source(self.m, stack)
+        self.source.factors = {t: CachedFactors(a) for t, a in self.source.factors.items()}
+        self.source.grams = functools.cache(self.source.grams) if self.source.grams else None
+        self.last: tuple = (None, None)  # (canon(unit), tasks) -> its merge
+        self.seen: dict[tuple, dict] = {}  # (parameters, tasks) -> validation result
 
-        def unit(params: dict) -> dict:  # the scale-1 point whose update the scale multiplies, where that is exact
-            return {**params, m.scale: 1.0} if m.scaled_last else params
+    def canon(self, params: dict) -> str:
+        """Equal after parsing = the same merge ({} and tsv_m's {"alpha": 1.0})."""
+        return params_key(self.m.params.model_validate(params).model_dump(mode="json"))
 
-        last: list = [None, None]  # (canon(unit), tasks) -> its merge: one held at a time (memory: one merge)
+    def unit(self, params: dict) -> dict:
+        """The scale-1 point whose update the scale multiplies, where that is exact (scaled_last methods)."""
+        return {**params, self.m.scale: 1.0} if self.m.scaled_last else params
 
-        def merge(params: dict, subset: list[str]) -> dict:
-            key = (canon(unit(params)), tuple(subset))
-            if last[0] != key:
-                last[:] = [key, merged_deltas(m, m.params.model_validate(unit(params)), source, inputs.modules,
-                                              run.cfg.seed, subset)]
-            if not m.scaled_last:
-                return last[1]
-            lam = m.params.model_validate(params).model_dump(by_alias=True)[m.scale]
-            shared = {k: d.mul(lam) for k, d in last[1][subset[0]].items()}  # ties: Δ(λ) = Δ(1).mul_(λ), bit-identical
-            return {t: shared for t in subset}
+    def merge(self, params: dict, subset: list[str]) -> dict:
+        """task -> {module: update (d_out x d_in)} of the merge of `subset` at `params`."""
+        key = (self.canon(self.unit(params)), tuple(subset))
+        if self.last[0] != key:
+            self.last = (key, merged_deltas(self.m, self.m.params.model_validate(self.unit(params)), self.source,
+                                            self.inputs.modules, self.run.cfg.seed, subset))
+        if not self.m.scaled_last:
+            return self.last[1]
+        lam = self.m.params.model_validate(params).model_dump(by_alias=True)[self.m.scale]
+        shared = {k: d.mul(lam) for k, d in self.last[1][subset[0]].items()}  # ties: Δ(λ) = Δ(1).mul_(λ), bit-identical
+        return {t: shared for t in subset}
 
-        seen: dict[tuple, dict] = {}  # (parameters, tasks) -> validation result: equal merges scored once
+    def validate(self, params: dict, subset: list[str]) -> dict:
+        """{"scores", "average", "normalised"} on validation (equal merges scored once)."""
+        key = (self.canon(params), tuple(subset))
+        if key not in self.seen:
+            res = self.scorer.average("validation", self.merge(params, subset), subset)
+            self.seen[key] = res | {"normalised": normalised_score(res["scores"], self.individual)}
+        return dict(self.seen[key])
 
-        def validate(params: dict, subset: list[str]) -> dict:
-            key = (canon(params), tuple(subset))
-            if key not in seen:
-                res = scorer.average("validation", merge(params, subset), subset)
-                seen[key] = res | {"normalised": normalised_score(res["scores"], individual)}
-            return dict(seen[key])
+    def grid(self) -> list[dict]:
+        """Every grid point's validation result, in grid order; scored grouped by their λ = 1 merge (each merged once)."""
+        g, tasks = self.p.grid, self.run.tasks
+        units = list(dict.fromkeys(self.canon(self.unit(q)) for q in g))
+        order = sorted(range(len(g)), key=lambda i: units.index(self.canon(self.unit(g[i]))))
+        by_point = {i: self.validate(g[i], tasks) for i in progress(order, f"select {self.inputs.arm}/{self.p.method}")}
+        return [{"params": q, **by_point[i]} for i, q in enumerate(g)]
 
-        # scored grouped by their λ = 1 merge (each merged once), reported in grid order (ties prefer the earlier)
-        units = list(dict.fromkeys(canon(unit(q)) for q in p.grid))
-        order = sorted(range(len(p.grid)), key=lambda i: units.index(canon(unit(p.grid[i]))))
-        by_point = {i: validate(p.grid[i], tasks) for i in progress(order, f"select {inputs.arm}/{p.method}")}
-        grid = [{"params": q, **by_point[i]} for i, q in enumerate(p.grid)]
-        chosen = choose_on_validation(grid)["params"] if grid else p.default  # test is never seen before this line
-        variants, logits, done, groups = {}, {}, {}, {}
-        for variant, params in variant_params(p, chosen).items():
-            key = canon(params)
+    def test(self, chosen: dict) -> tuple[dict, dict, list]:
+        """(variants: name -> test scores, logits: variant -> task -> test logits, groups of identical variants)."""
+        tasks, variants, logits, done, groups = self.run.tasks, {}, {}, {}, {}
+        for variant, params in variant_params(self.p, chosen).items():
+            key = self.canon(params)
             if key not in done:  # equal parameters are scored once
-                deltas = merge(params, tasks)
-                done[key] = {t: scorer("test", t, deltas[t]) for t in tasks}
+                deltas = self.merge(params, tasks)
+                done[key] = {t: self.scorer("test", t, deltas[t]) for t in tasks}
             scored = done[key]
             scores = {t: scored[t][0]["score"] for t in tasks}
             variants[variant] = {"params": params, "metrics": {t: scored[t][0] for t in tasks}, "scores": scores,
                                  "average": sum(scores.values()) / len(scores)}
             logits[variant] = {t: scored[t][1] for t in tasks}
             groups.setdefault(key, []).append(variant)
-        curve = [{"n": n, "tasks": tasks[:n], **validate(p.default, tasks[:n])}
+        return variants, logits, [g for g in groups.values() if len(g) > 1]
+
+
+def select_method(run: Run, p: Plan, inputs: MergeInputs, scorer: Scorer, individual: dict) -> tuple[dict, dict]:
+    """(results: grid, choice, variants' test scores; logits: variant -> task -> test logits) of one method."""
+    tasks = run.tasks
+    with ExitStack() as stack:
+        search = MethodSearch(run, p, inputs, scorer, individual, stack)
+        grid = search.grid()
+        chosen = choose_on_validation(grid)["params"] if grid else p.default  # test is never seen before this line
+        variants, logits, identical = search.test(chosen)
+        curve = [{"n": n, "tasks": tasks[:n], **search.validate(p.default, tasks[:n])}
                  for n in range(2, len(tasks) + 1)] if p.method in run.cfg.merge.sweep_tasks else []
+    m = search.m
     edge = grid_edges(p.grid, chosen, param_bounds(m.params, m.scale))
-    identical = [g for g in groups.values() if len(g) > 1]
     return {"default": p.default, "grid": grid, "chosen": chosen, "edge": edge, "identical": identical,
             "variants": variants, "tasks_curve": curve}, logits
 
