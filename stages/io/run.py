@@ -88,15 +88,6 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def check_methods(cfg: PipelineConfig, config: Path) -> None:
-    """Every key of merge.methods must be a registered merge method (a typo must not drop a method)."""
-    from osrm_core.merge import METHODS
-
-    unknown = sorted(set(cfg.merge.methods) - set(METHODS))
-    if unknown:
-        raise OsrmError(f"{config}: merge.methods has unknown method {unknown[0]!r} — use one of {sorted(METHODS)}")
-
-
 def open_run(config: Path, overrides: dict | None = None, arm: str | None = None) -> Run:
     """Validated config (as arm `arm` runs it, when given) + backbone spec + task list; every problem is a
     one-line OsrmError."""
@@ -108,7 +99,6 @@ def open_run(config: Path, overrides: dict | None = None, arm: str | None = None
     spec.target_suffixes(cfg.lora.blocks)
     check_local(spec)
     check_max_length(spec, cfg.data.max_length)
-    check_methods(cfg, config)
     suite = suites.resolve_suite(cfg.suite, base_dir=Path(config).parent)
     available = suites.list_tasks(suite)
     tasks = cfg.tasks or available
