@@ -48,6 +48,18 @@ def length_sorted(tokenizer, ds, text_fields: Sequence[str], max_length: int) ->
     return sorted(range(len(lengths)), key=lambda i: -lengths[i])
 
 
+def in_input_order(values, order: Sequence[int]):
+    """`values` (a tensor n x ..., or a list) computed in `order` put back at their rows: out[order[k]] = values[k]."""
+    if isinstance(values, torch.Tensor):
+        out = torch.empty_like(values)
+        out[torch.as_tensor(list(order), dtype=torch.long)] = values
+        return out
+    out = [None] * len(values)
+    for k, i in enumerate(order):
+        out[i] = values[k]
+    return out
+
+
 def length_grouped(lengths: Sequence[int], batch_size: int, seed: int, epoch: int = 0, group: int = 50) -> list[int]:
     """A seeded training order whose consecutive `batch_size` slices hold rows of similar length.
 

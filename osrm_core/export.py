@@ -1,5 +1,6 @@
-"""What an exported model is made of: a plain classifier with the update folded in (W = W0 + Δ, the task's
-head, labels named), and serving LoRA factors with at most `max_rank` components per module.
+"""What an exported or served model is made of: a plain classifier with the update folded in (W = W0 + Δ, the
+task's head, labels named), its predictions as records, and serving LoRA factors with at most `max_rank`
+components per module.
 
 docs/serving.md describes the folders these build and what truncation loses.
 """
@@ -19,6 +20,17 @@ def label_names(spec) -> list[str]:
     if spec.is_regression:
         return ["score"]
     return list(spec.label_names) if len(spec.label_names) == spec.num_labels else [f"LABEL_{i}" for i in range(spec.num_labels)]
+
+
+def class_records(scores: Tensor, names: list[str], regression: bool = False) -> list[dict]:
+    """One prediction record per row of `scores` (n x c: a classifier's logits, or a generative task's choice
+    log-likelihoods, whose softmax is p(choice | prompt)): {'value'} for regression, else {'label', 'label_id',
+    'probabilities': {name: softmax p}}."""
+    if regression:
+        return [{"value": float(v)} for v in scores[:, 0]]
+    probs = torch.softmax(scores.double(), dim=-1)
+    ids = probs.argmax(dim=-1).tolist()
+    return [{"label": names[k], "label_id": k, "probabilities": dict(zip(names, map(float, p)))} for k, p in zip(ids, probs)]
 
 
 def label_config(config, spec) -> None:

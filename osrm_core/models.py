@@ -146,6 +146,18 @@ def load_causal_lm(spec: BackboneSpec, dtype: torch.dtype = torch.float32) -> nn
     return model.eval()
 
 
+def skeleton(spec: BackboneSpec, auto_class, **fields) -> nn.Module:
+    """The backbone as `auto_class` (a transformers Auto* model class) with config `fields` set, built on the meta
+    device: its parameter names and shapes, no weights read."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(model_source(spec), trust_remote_code=spec.trust_remote_code)
+    for key, value in fields.items():
+        setattr(config, key, value)
+    with torch.device("meta"):
+        return auto_class.from_config(config, trust_remote_code=spec.trust_remote_code)
+
+
 def head_module_names(model: nn.Module) -> list[str]:
     """Names of the task head modules (trained with, and saved in, each adapter).
 

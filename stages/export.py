@@ -1,6 +1,6 @@
 """`osrm export`: a scored model as files other software loads without this project — per task a standalone
-Hugging Face classifier (W0 + Δ folded in, the task head, tokenizer, named labels) and the body update as
-PEFT LoRA for serving stacks (docs/serving.md)."""
+Hugging Face model (W0 + Δ folded in, tokenizer; a classifier: the task head and named labels; a causal LM: greedy
+generation settings) and the body update as PEFT LoRA for serving stacks (docs/serving.md)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,8 @@ from pathlib import Path
 import torch
 import typer
 
-from osrm_core.export import fold, serving_factors, truncation_summary, uniform_rank
-from osrm_core.models import load_classifier
-from osrm_core.tasks.kinds import require
+from osrm_core.export import serving_factors, truncation_summary, uniform_rank
+from osrm_core.tasks.kinds import kind_of
 from stages.io.adapters import Adapter, write_lora
 from stages.io.artifacts import Merged, TaskAdapter
 from stages.io.artifacts.exported import Exported
@@ -21,7 +20,7 @@ from stages.io.atomic import atomic_dir
 from stages.io.guard import guarded, progress
 from stages.io.layout import ModelRef
 from stages.io.options import CONFIG, SEED, WORKDIR, run_overrides
-from stages.io.portable import HEADLESS, patch_adapter_config, portable_base, rank_fields
+from stages.io.portable import headless, patch_adapter_config, portable_base, rank_fields
 from stages.io.run import Run, open_run
 from stages.io.served import body_update, one_model, open_model
 from stages.io.tensors import save_file
@@ -35,12 +34,13 @@ MAX_RANK = typer.Option(64, "--max-rank", min=1, help="Most LoRA components per 
 @guarded
 def main(config: Path = CONFIG, model: str = MODEL, out: Path = OUT, max_rank: int = MAX_RANK, seed: int = SEED,
          workdir: Path = WORKDIR) -> None:
-    """Export MODEL: DIR/<task>/ loads with AutoModelForSequenceClassification.from_pretrained and
-    pipeline("text-classification"); DIR/adapter/ is the body update as one PEFT LoRA adapter (heads in
-    DIR/adapter/heads/), or DIR/adapter/<task>/ per task for per-task models (individual, EMR)."""
+    """Export MODEL: DIR/<task>/ loads with pipeline("text-classification") (AutoModelForSequenceClassification),
+    or, for a generative task, pipeline("text-generation") (AutoModelForCausalLM); DIR/adapter/ is the body update
+    as one PEFT LoRA adapter (classifier heads in DIR/adapter/heads/), or DIR/adapter/<task>/ per task for per-task
+    models (individual, EMR)."""
     run = open_run(config, run_overrides(workdir, seed))
-    for task in run.tasks:
-        require(run.load_task(task)[0], "export")
+    for task in run.tasks:  # every task's data and backbone checked before anything is written
+        run.load_task(task)
     ref = one_model(run, model)
     heads, merged = open_model(run, ref)
     per_task = ref.kind == "individual" or merged.manifest.per_task
@@ -62,14 +62,17 @@ def main(config: Path = CONFIG, model: str = MODEL, out: Path = OUT, max_rank: i
 
 
 def write_task_model(run: Run, task: str, update: dict, head: dict, folder: Path, base: str) -> None:
-    """DIR/<task>/: the backbone classifier with W0 + Δ and the task head (float32), named labels, and the
-    tokenizer truncating at data.max_length (as the project scores: `truncation=True` reproduces it)."""
-    spec, _ = run.load_task(task)
-    model = fold(load_classifier(run.spec, spec.num_labels), update, head, spec)
+    """DIR/<task>/: the task kind's standalone model with W0 + Δ (float32; a classifier's head and labels, a causal
+    LM's greedy generation settings) and the tokenizer, truncating at data.max_length as the project scores
+    (`truncation=True` reproduces it) and padding on the side the kind's pipelines need."""
+    spec, data = run.load_task(task)
+    kind = kind_of(spec)
+    model = kind.standalone(run.spec, spec, run.tokenizer, data, update, head)
     model.config._name_or_path = base  # not this machine's path
     model.save_pretrained(folder)
     tokenizer = copy.deepcopy(run.tokenizer)
     tokenizer.model_max_length = run.cfg.data.max_length
+    tokenizer.padding_side = kind.serving_padding_side
     tokenizer.save_pretrained(folder)
 
 
@@ -79,10 +82,11 @@ def write_adapters(run: Run, ref: ModelRef, merged: Merged | None, heads: dict[s
     template = next(iter(heads.values())).peft.config
     if not per_task:
         factors, errors = _serving(_shared_sources(merged), max_rank)
-        _write_lora(folder, factors, {}, template, run, **HEADLESS)
-        (folder / "heads").mkdir()
+        _write_lora(folder, factors, {}, template, run, **headless(template))
         for t, a in heads.items():
-            save_file(a.peft.head(), folder / "heads" / f"{t}.safetensors")
+            if a.peft.head():  # a generative task's adapter has none
+                (folder / "heads").mkdir(exist_ok=True)
+                save_file(a.peft.head(), folder / "heads" / f"{t}.safetensors")
         return {"shared": errors}
     out = {}
     for t, a in heads.items():
@@ -113,7 +117,7 @@ def _serving(sources: dict, max_rank: int) -> tuple[dict, dict[str, float]]:
 
 def _write_lora(folder: Path, factors: dict, head: dict, template: dict, run: Run, **config) -> None:
     """A PEFT adapter of `factors` (scale folded in; zero-padded to one rank, so no rank_pattern) and `head`;
-    `config` overrides the task adapter's config (HEADLESS for the shared adapter)."""
+    `config` overrides the task adapter's config (`headless` for the shared adapter)."""
     folder.mkdir(parents=True)
     factors = uniform_rank(factors)
     fields = rank_fields(factors)

@@ -1,5 +1,5 @@
 """`osrm predict`: label new text with a scored model (base, individual adapters or a merge) — JSONL or CSV in,
-labels and scores out (docs/serving.md)."""
+labels and scores, or generated text, out (docs/serving.md)."""
 
 from __future__ import annotations
 
@@ -8,25 +8,21 @@ import json
 import os
 from pathlib import Path
 
-import torch
 import typer
 
-from osrm_core.batching import iterate, length_sorted
 from osrm_core.errors import OsrmError
-from osrm_core.export import label_names
-from osrm_core.tasks.kinds import require
-from osrm_core.train import predict as forward
+from osrm_core.tasks.kinds import kind_of
 from stages.io.guard import guarded, progress
 from stages.io.options import CONFIG, SEED, TASK, WORKDIR, run_overrides
 from stages.io.run import open_run
-from stages.io.served import body_update, one_model, open_model
+from stages.io.served import body_update, one_model, open_model, task_model
 
 FORMATS = {".jsonl": "jsonl", ".json": "jsonl", ".csv": "csv"}
 MODEL = typer.Option(..., "--model", help="Which model labels the rows: 'base', '<arm>/individual' or '<arm>/<method>'.")
 INPUT = typer.Option(..., "--input", "-i", help="Rows to label: .jsonl (one object per line) or .csv (header row); "
-                     "the task's text fields are the keys/columns.")
+                     "the task's text fields (a generative task: its prompt template's columns) are the keys/columns.")
 OUTPUT = typer.Option(..., "--output", "-o", help="Where to write: .jsonl or .csv; one row per input row, in input order.")
-BATCH = typer.Option(None, "--batch-size", min=1, help="Rows per forward pass; default evaluate.batch_size.")
+BATCH = typer.Option(None, "--batch-size", min=1, help="Rows (a generative task with choices: row x choice sequences) per forward pass; default evaluate.batch_size.")
 
 
 def _format(path: Path, what: str) -> str:
@@ -49,7 +45,7 @@ def read_rows(path: Path, fields: tuple[str, ...]) -> list[dict]:
     for i, row in enumerate(rows, 1):
         for f in fields:
             if row.get(f) is None:
-                raise OsrmError(f"--input {path}: row {i} has no '{f}' — the task reads {list(fields)} (keys/columns)")
+                raise OsrmError(f"--input {path}: row {i} has no '{f}' — add it; the task reads {list(fields)} (keys/columns)")
     return rows
 
 
@@ -61,16 +57,6 @@ def _json_line(line: str, path: Path, i: int) -> dict:
     if not isinstance(row, dict):
         raise OsrmError(f"--input {path}: line {i} is not a JSON object — write one {{\"field\": \"text\"}} per line")
     return row
-
-
-def outputs(logits: torch.Tensor, spec, names: list[str]) -> list[dict]:
-    """One record per row from logits (n x num_labels): {'value'} for regression, else {'label', 'label_id',
-    'probabilities': {name: softmax p}}."""
-    if spec.is_regression:
-        return [{"value": float(v)} for v in logits[:, 0]]
-    probs = torch.softmax(logits.double(), dim=-1)
-    ids = probs.argmax(dim=-1).tolist()
-    return [{"label": names[k], "label_id": k, "probabilities": dict(zip(names, map(float, p)))} for k, p in zip(ids, probs)]
 
 
 def joined(rows: list[dict], predictions: list[dict]) -> tuple[list[dict], list[str]]:
@@ -109,30 +95,23 @@ def write_rows(path: Path, records: list[dict]) -> None:
 @guarded
 def main(config: Path = CONFIG, model: str = MODEL, task: str = TASK, input: Path = INPUT, output: Path = OUTPUT,
          batch_size: int = BATCH, seed: int = SEED, workdir: Path = WORKDIR) -> None:
-    """Label every row of INPUT with MODEL on TASK (the task's head; the merge's or adapter's body update) and
-    write OUTPUT in input order: the row number and the input's columns, then label, label_id and per-class
-    probabilities, or the regression value."""
+    """Predict every row of INPUT with MODEL on TASK and write OUTPUT in input order: the row number and the
+    input's columns, then the prediction — classification: label, label_id and per-class probabilities, or the
+    regression value; generative: the likeliest of the task's choices with their probabilities, or the greedy
+    continuation of the prompt (`generated`)."""
     _format(output, "output")
     run = open_run(config, run_overrides(workdir, seed))
-    spec, _ = run.load_task(run.check_task(task))
-    require(spec, "predict")
+    spec, data = run.load_task(run.check_task(task))
     inputs = read_rows(input, spec.text_fields)
-    cols = {f: [str(r[f]) for r in inputs] for f in spec.text_fields}
     ref = one_model(run, model, allow_base=True)
     heads, merged = open_model(run, ref)
-    clf = run.pool.get(spec.num_labels, body_update(ref, task, heads, merged), heads[task].peft.head())
-    n = len(cols[spec.text_fields[0]])
-    rows = {**cols, "label": [0] * n}
-    order = length_sorted(run.tokenizer, rows, spec.text_fields, run.cfg.data.max_length)  # longest first: less padding
-    bs = batch_size or run.cfg.evaluate.batch_size
-    batches = iterate(run.tokenizer, rows, spec.text_fields, bs, run.cfg.data.max_length, order)
-    logits = forward(clf, progress(batches, f"predict {ref} on {task}", total=-(-n // bs)))
-    restored = torch.empty_like(logits)
-    restored[torch.as_tensor(order)] = logits  # back to input order
-    names = label_names(spec)
-    records, renamed = joined(inputs, outputs(restored, spec, names))
+    net = task_model(run, spec, body_update(ref, task, heads, merged), heads[task].peft.head())
+    track = lambda batches, total: progress(batches, f"predict {ref} on {task}", total=total)  # noqa: E731
+    rows = {f: [str(r[f]) for r in inputs] for f in spec.text_fields}
+    predictions = kind_of(spec).serve(net, run.tokenizer, spec, data, rows, batch_size or run.cfg.evaluate.batch_size,
+                                      run.cfg.data.max_length, f"--input {input}", track)
+    records, renamed = joined(inputs, predictions)
     if renamed:
         typer.echo(f"note: input columns {renamed} are written as {['input_' + k for k in renamed]} (the prediction uses those names)", err=True)
     write_rows(output, records)
-    print(f"predict {ref} on {task}: {n} rows -> {output}")
-
+    print(f"predict {ref} on {task}: {len(inputs)} rows -> {output}")

@@ -41,16 +41,22 @@ def label_likelihood(model: nn.Module, batches: Iterable[ChoiceBatch], device: s
 
 
 @torch.no_grad()
+def continuations(model: nn.Module, batch: PromptBatch, device: str = "cpu", bf16: bool = False) -> list[str]:
+    """The greedy continuation of each left-padded prompt of `batch` (B texts), cut at EOS and decoded."""
+    d = batch.decoding
+    with autocast(device, bf16):
+        ids = model.generate(**_on(batch.inputs, device), max_new_tokens=d.max_new_tokens, do_sample=False,
+                             num_beams=1, use_cache=True, pad_token_id=d.pad_id, eos_token_id=d.eos_id)
+    new = ids[:, batch.inputs["input_ids"].shape[1]:].cpu()  # left padding: every prompt ends at the same column
+    return [d.decode(row.tolist()) for row in new]
+
+
+@torch.no_grad()
 def generate(model: nn.Module, batches: Iterable[PromptBatch], device: str = "cpu", bf16: bool = False) -> torch.Tensor:
     """Per-row scores (n x 1) float32 of the greedy continuations against the references, rows in batch order."""
     model.eval()
     out = []
     for batch in batches:
-        d = batch.decoding
-        with autocast(device, bf16):
-            ids = model.generate(**_on(batch.inputs, device), max_new_tokens=d.max_new_tokens, do_sample=False,
-                                 num_beams=1, use_cache=True, pad_token_id=d.pad_id, eos_token_id=d.eos_id)
-        new = ids[:, batch.inputs["input_ids"].shape[1]:].cpu()  # left padding: every prompt ends at the same column
-        texts = [d.decode(row.tolist()) for row in new]
-        out.append(torch.tensor([[d.score(t, ref)] for t, ref in zip(texts, batch.targets)], dtype=torch.float32))
+        texts = continuations(model, batch, device, bf16)
+        out.append(torch.tensor([[batch.decoding.score(t, ref)] for t, ref in zip(texts, batch.targets)], dtype=torch.float32))
     return torch.cat(out) if out else torch.empty(0)

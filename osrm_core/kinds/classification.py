@@ -6,13 +6,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from osrm_core.batching import iterate, length_sorted, token_lengths
+from osrm_core.batching import in_input_order, iterate, length_sorted, token_lengths
 from osrm_core.errors import OsrmError
 
 
 class Classification:
     peft_task_type = None  # the classifier's head is wrapped through modules_to_save, not a PEFT task type
-    serves = frozenset({"export", "predict"})
+    serving_padding_side = "right"  # BERT-style pooling reads position 0: pipelines pad on the right
 
     def check_labels(self, spec, labels: list, split: str, where: str) -> None:
         """Finite labels; class ids in range and >= 2 classes in train (one-line OsrmError)."""
@@ -36,6 +36,32 @@ class Classification:
         from osrm_core.models import load_classifier
 
         return load_classifier(backbone, spec.num_labels)
+
+    def skeleton(self, backbone, spec):
+        from transformers import AutoModelForSequenceClassification
+
+        from osrm_core.models import skeleton
+
+        return skeleton(backbone, AutoModelForSequenceClassification, num_labels=spec.num_labels)
+
+    def standalone(self, backbone, spec, tokenizer, data, update: dict, head: dict):
+        """The classifier with W0 + Δ folded in, the task head and named labels (osrm_core.export.fold)."""
+        from osrm_core.export import fold
+
+        return fold(self.load_model(backbone, spec), update, head, spec)
+
+    def serve(self, model, tokenizer, spec, data, rows: dict[str, list[str]], batch_size: int, max_length: int,
+              where: str, track) -> list[dict]:
+        """A prediction record per row of `rows` (columns: the text fields), in input order: label, label_id and
+        class probabilities, or the regression value; texts truncated at max_length as in training."""
+        from osrm_core.export import class_records, label_names
+
+        n = len(rows[spec.text_fields[0]])
+        cols = {**rows, "label": [0] * n}
+        order = length_sorted(tokenizer, cols, spec.text_fields, max_length)  # longest first: less padding
+        batches = iterate(tokenizer, cols, spec.text_fields, batch_size, max_length, order)
+        logits = self.predict(model, track(batches, -(-n // batch_size)))
+        return class_records(in_input_order(logits, order), label_names(spec), spec.is_regression)
 
     def model_key(self, spec) -> int:
         return spec.num_labels  # one classifier per label count serves every task with that count

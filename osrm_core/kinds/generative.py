@@ -9,7 +9,7 @@ import torch
 
 from osrm_core.errors import OsrmError
 from osrm_core.generative import batches as gb
-from osrm_core.generative import encode, score
+from osrm_core.generative import encode, score, serve
 from osrm_core.generative.text_scores import ROW_SCORES
 from osrm_core.kinds.classification import Classification
 
@@ -27,7 +27,7 @@ def _decoder(tokenizer, eos: int):
 
 class Generative:
     peft_task_type = "CAUSAL_LM"
-    serves = frozenset()  # export and predict of generated text: not built yet
+    serving_padding_side = "left"  # generation continues every prompt of a batch from the same column
 
     def check_labels(self, spec, labels: list, split: str, where: str) -> None:
         """Choices: the classification checks on the choice ids; free text was checked non-empty on loading."""
@@ -59,6 +59,39 @@ class Generative:
 
         return load_causal_lm(backbone)
 
+    def skeleton(self, backbone, spec):
+        from transformers import AutoModelForCausalLM
+
+        from osrm_core.models import skeleton
+
+        return skeleton(backbone, AutoModelForCausalLM)
+
+    def standalone(self, backbone, spec, tokenizer, data, update: dict, head: dict):
+        """The causal LM with W0 + Δ folded in, its generation_config greedy for the task's decoding length
+        (what `osrm predict` and evaluation decode with), so pipeline("text-generation") continues alike."""
+        from osrm_core.apply import add_deltas
+
+        model = self.load_model(backbone, spec)
+        add_deltas(model, update)
+        serve.greedy(model.generation_config, self._decoding(tokenizer, spec, data))
+        return model
+
+    def serve(self, model, tokenizer, spec, data, rows: dict[str, list[str]], batch_size: int, max_length: int,
+              where: str, track) -> list[dict]:
+        """A record per row of `rows` (columns: the template's), in input order: with choices, the choice of
+        highest likelihood (label, label_id, probabilities = softmax of the choice log-likelihoods); free text,
+        the greedy continuation (`generated`). A prompt whose decoding would pass max_length: one-line OsrmError."""
+        prompts = encode.prompt_ids(tokenizer, rows, spec)
+        decoding = self._decoding(tokenizer, spec, data)
+        serve.check_lengths(prompts, decoding.max_new_tokens, max_length, where)
+        order = sorted(range(len(prompts)), key=lambda i: -len(prompts[i]))  # longest first: little padding
+        if spec.label_names:
+            batches, per = self._choice_batches(tokenizer, spec, prompts, batch_size, order)
+            scores = score.label_likelihood(model, track(batches, -(-len(order) // per)))
+            return serve.choice_records(scores, order, list(spec.label_names))
+        batches = gb.prompt_batches(prompts, [""] * len(prompts), batch_size, order, decoding)  # no references
+        return serve.generated_records(model, track(batches, -(-len(order) // batch_size)), order)
+
     def model_key(self, spec) -> str:
         return "causal_lm"  # one causal LM serves every generative task
 
@@ -81,13 +114,23 @@ class Generative:
 
     def eval_batches(self, tokenizer, data, split: str, spec, batch_size: int, max_length: int, order):
         prompts = encode.prompt_ids(tokenizer, data[split], spec)
-        if spec.label_names:  # about batch_size sequences per forward: rows x choices
-            choices = encode.completion_ids(tokenizer, spec, list(spec.label_names))
-            return gb.choice_batches(prompts, choices, max(1, batch_size // len(choices)), order, tokenizer.pad_token_id)
+        if spec.label_names:
+            return self._choice_batches(tokenizer, spec, prompts, batch_size, order)[0]
+        return gb.prompt_batches(prompts, encode.target_texts(spec, data[split]), batch_size, order,
+                                 self._decoding(tokenizer, spec, data))
+
+    def _choice_batches(self, tokenizer, spec, prompts: list[list[int]], batch_size: int, order):
+        """(ChoiceBatches of `order`'s rows, rows per batch): about batch_size sequences per forward (rows x choices)."""
+        choices = encode.completion_ids(tokenizer, spec, list(spec.label_names))
+        per = max(1, batch_size // len(choices))
+        return gb.choice_batches(prompts, choices, per, order, tokenizer.pad_token_id), per
+
+    def _decoding(self, tokenizer, spec, data) -> gb.Decoding:
+        """Greedy decoding for at most the longest choice, or the longest training target, + EOS tokens."""
         eos = encode.eos_id(tokenizer)
-        longest = max(len(t) for t in encode.completion_ids(tokenizer, spec, encode.target_texts(spec, data["train"])))
-        decoding = gb.Decoding(longest + 1, tokenizer.pad_token_id, eos, _decoder(tokenizer, eos), ROW_SCORES[spec.metric])
-        return gb.prompt_batches(prompts, encode.target_texts(spec, data[split]), batch_size, order, decoding)
+        texts = list(spec.label_names) or encode.target_texts(spec, data["train"])
+        longest = max(len(t) for t in encode.completion_ids(tokenizer, spec, texts))
+        return gb.Decoding(longest + 1, tokenizer.pad_token_id, eos, _decoder(tokenizer, eos), ROW_SCORES.get(spec.metric))
 
     def predict(self, model, batches, device: str = "cpu", bf16: bool = False) -> torch.Tensor:
         """Choice log-likelihoods (n x choices) or per-row generation scores (n x 1), rows in batch order."""

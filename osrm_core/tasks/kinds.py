@@ -6,6 +6,11 @@ of testing what the task is:
 - ``classification``: a sequence classifier with a task head (classes or a regression score);
 - ``generative``: a causal LM without head, prompt -> target (docs/own_tasks.md, "Generative tasks").
 
+Serving (``osrm export`` / ``osrm predict``, docs/serving.md): ``skeleton`` is the task's model on the meta device
+(shapes, head names: what an imported adapter must fit), ``standalone`` the model with an update folded in (what
+an export folder holds), ``serve`` the prediction records of new rows (a label with probabilities, a value, or
+generated text).
+
 Scores per row (``predict``): classification logits (n x num_labels); generative label-likelihood scores of
 the choices (n x choices) or a per-row exact-match / token-F1 score (n x 1). ``predictions`` turns them into
 the (n,) predictions that the metrics (osrm_core.metrics) and the paired statistics (osrm_core.stats) read.
@@ -30,12 +35,16 @@ class TaskKind(Protocol):
     """What a stage asks of a task's kind. ``ds`` is one split (columns: text fields + label), ``order`` row indices."""
 
     peft_task_type: str | None  # PEFT's task_type of the adapters (None: the pipeline's own classifier wrapping)
-    serves: frozenset[str]  # stages beyond the DAG that handle it: export, predict
+    serving_padding_side: str  # the exported tokenizer's padding side for transformers pipelines
 
     def check_labels(self, spec: TaskSpec, labels: list, split: str, where: str) -> None: ...
     def check_inputs(self, spec: TaskSpec, data, backbone: BackboneSpec, tokenizer: Callable[[], Any], max_length: int,
                      where: str) -> None: ...
     def load_model(self, backbone: BackboneSpec, spec: TaskSpec) -> nn.Module: ...
+    def skeleton(self, backbone: BackboneSpec, spec: TaskSpec) -> nn.Module: ...
+    def standalone(self, backbone: BackboneSpec, spec: TaskSpec, tokenizer, data, update: dict, head: dict) -> nn.Module: ...
+    def serve(self, model: nn.Module, tokenizer, spec: TaskSpec, data, rows: dict[str, list[str]], batch_size: int,
+              max_length: int, where: str, track: Callable[[Iterable, int | None], Iterable]) -> list[dict]: ...
     def model_key(self, spec: TaskSpec) -> Hashable: ...
     def heads(self, model: nn.Module) -> list[str]: ...
     def train_lengths(self, tokenizer, ds, spec: TaskSpec, max_length: int) -> list[int]: ...
@@ -59,15 +68,6 @@ KINDS: dict[str, TaskKind] = {"classification": Classification(), "generative": 
 def kind_of(spec: TaskSpec) -> TaskKind:
     """The behaviour of ``spec``'s kind."""
     return KINDS[spec.kind]
-
-
-def require(spec: TaskSpec, stage: str) -> None:
-    """One-line OsrmError when `stage` (export, predict) does not handle the task's kind yet."""
-    if stage not in kind_of(spec).serves:
-        from osrm_core.errors import OsrmError
-
-        raise OsrmError(f"osrm {stage}: task '{spec.name}' is {spec.kind}, which `osrm {stage}` does not handle yet; "
-                        "evaluate it with `osrm evaluate` (docs/evaluation.md)")
 
 
 def metrics(spec: TaskSpec, scores: torch.Tensor, labels: np.ndarray) -> dict:

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from osrm_core import distributed
+from osrm_core.batching import in_input_order
 from osrm_core.errors import OsrmError
 from osrm_core.tasks.kinds import kind_of, metrics
 from stages.io.adapters import individual_delta
@@ -41,6 +42,13 @@ def body_update(model: ModelRef, task: str, heads: dict[str, TaskAdapter], merge
     return merged.deltas(task)
 
 
+def task_model(run, spec, update: dict[str, torch.Tensor], head: dict[str, torch.Tensor]):
+    """The run's shared model of `spec`'s kind (a classifier per label count, one causal LM) with W0 + update and
+    the head: valid until the pool's next `get` of the same kind."""
+    kind = kind_of(spec)
+    return run.pool.get(kind.model_key(spec), update, head, load=lambda: kind.load_model(run.spec, spec))
+
+
 def task_batches(run: Run, task: str, split: str, world, cache: dict) -> tuple[list, list[int], np.ndarray]:
     """(tokenised batches of this rank's block, length-sorted order, labels (n,)), made once per task."""
     if task not in cache:
@@ -62,9 +70,6 @@ def score_task(run: Run, task: str, update: dict, head: dict, split: str, world=
     spec, _ = run.load_task(task)
     kind = kind_of(spec)
     batches, order, labels = task_batches(run, task, split, world, {} if cache is None else cache)
-    model = run.pool.get(kind.model_key(spec), update, head, load=lambda: kind.load_model(run.spec, spec))
-    part = kind.predict(model, batches)
-    logits = torch.cat([p for p in distributed.gather_objects(part, world) if p.numel()])
-    restore = torch.empty_like(logits)
-    restore[torch.as_tensor(order)] = logits  # back to dataset order
-    return metrics(spec, restore, labels), restore
+    part = kind.predict(task_model(run, spec, update, head), batches)
+    logits = in_input_order(torch.cat([p for p in distributed.gather_objects(part, world) if p.numel()]), order)
+    return metrics(spec, logits, labels), logits
