@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from osrm_core.tasks.spec import ROW_MEAN_METRICS
+
 
 def predictions(logits: np.ndarray, regression: bool) -> np.ndarray:
     """Class ids (argmax) or the regression value (n,) from logits (n x num_labels)."""
@@ -75,7 +77,7 @@ def compute(metric: str, preds: np.ndarray, labels: np.ndarray) -> dict[str, flo
         vals = {"matthews": matthews(labels, preds)}
     elif metric == "pearson_spearman":
         vals = {"pearson": pearson(preds, labels), "spearman": spearman(preds, labels)}
-    elif metric in ("exact_match", "token_f1"):  # generated text: preds are per-row scores in [0, 1]
+    elif metric in ROW_MEAN_METRICS:  # generated text: preds are per-row scores in [0, 1]
         vals = {metric: float(np.mean(preds))}
     else:
         raise ValueError(f"unknown metric {metric!r}")

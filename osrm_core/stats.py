@@ -12,6 +12,7 @@ from typing import Callable, Literal, Mapping, NamedTuple, Sequence
 import numpy as np
 
 from osrm_core.errors import OsrmError
+from osrm_core.tasks.spec import ROW_MEAN_METRICS
 
 ScoreFn = Callable[[np.ndarray, np.ndarray], float]
 Runs = Mapping[str, Mapping[str, tuple[np.ndarray, np.ndarray]]]  # seed -> task -> (preds (n,), labels (n,))
@@ -202,7 +203,7 @@ def _weighted_metric(metric: str, preds: np.ndarray, labels: np.ndarray, w: np.n
         num = correct * n - np.einsum("kb,mkb->mb", t, q)
         denom = (n * n - (q * q).sum(1)) * (n * n - (t * t).sum(0))
         parts = [np.where(denom > 0, num / np.sqrt(np.where(denom > 0, denom, 1.0)), 0.0)]
-    elif metric in ("exact_match", "token_f1"):  # generated text: preds are per-row scores in [0, 1]
+    elif metric in ROW_MEAN_METRICS:  # generated text: preds are per-row scores in [0, 1]
         parts = [(preds @ w.T) / n]
     elif metric == "pearson_spearman":
         label_ranks = _weighted_ranks(labels, w)

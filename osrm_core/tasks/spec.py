@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-Metric = Literal["accuracy", "accuracy_f1", "matthews", "pearson_spearman", "exact_match", "token_f1"]
+Metric = Literal["accuracy", "accuracy_f1", "matthews", "pearson_spearman", "exact_match", "token_f1", "rouge_l"]
 #: metrics of a generative task without choices: the mean of a per-row score in [0, 1] (docs/evaluation.md)
-ROW_MEAN_METRICS = ("exact_match", "token_f1")
+ROW_MEAN_METRICS = ("exact_match", "token_f1", "rouge_l")
 
 
 @dataclass(frozen=True)
