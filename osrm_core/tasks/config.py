@@ -16,7 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from osrm_core.configs import config_files, configs_dir  # configs_dir re-exported: one definition
 from osrm_core.errors import OsrmError
 from osrm_core.tasks.own import OwnSuite
-from osrm_core.tasks.spec import TaskSpec
+from osrm_core.tasks.prompt import GenerateFields
+from osrm_core.tasks.spec import ROW_MEAN_METRICS, Metric, TaskSpec
 
 DEFAULT_SIZES = {"train": 2000, "validation": 300, "test": 300}
 
@@ -33,15 +34,18 @@ def _check_sizes(sizes: dict[str, int] | None) -> dict[str, int] | None:
 
 
 class TaskEntry(BaseModel):
-    """One task of a suite, as written in the YAML."""
+    """One task of a suite, as written in the YAML: a classification task (text_fields, num_labels), or a
+    generative one (``generate``: its prompt over the builder's text fields; the builder's ``label`` is the target,
+    a class name mapped to ``generate.choices`` by position in ``label_names``, or free text)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(pattern=r"^[a-z0-9_]+$")
-    text_fields: tuple[str, ...] = Field(min_length=1, max_length=2)
-    num_labels: int = Field(ge=1)
-    metric: Literal["accuracy", "accuracy_f1", "matthews", "pearson_spearman"]
+    text_fields: tuple[str, ...] = Field((), max_length=2)
+    num_labels: int | None = Field(None, ge=1)
+    metric: Metric
     label_names: tuple[str, ...] = ()
+    generate: GenerateFields | None = None  # packaged suites: the task written as prompt -> target (docs/data_card.md)
     description: str = ""
     builder: str | None = None  # packaged suites: key into default_suite.BUILDERS
     sizes: dict[str, int] | None = None  # packaged suites: rows per split (caps)
@@ -56,14 +60,38 @@ class TaskEntry(BaseModel):
 
     @model_validator(mode="after")
     def _labels_match(self) -> "TaskEntry":
+        if self.generate is not None:
+            return self._generative()
+        if not self.text_fields or self.num_labels is None:
+            raise ValueError("a classification task needs text_fields and num_labels (or a `generate:` block)")
+        if self.metric in ROW_MEAN_METRICS:
+            raise ValueError(f"metric {self.metric} scores generated text; it needs a `generate:` block without choices")
         if self.num_labels > 1 and len(self.label_names) != self.num_labels:
             raise ValueError(f"label_names has {len(self.label_names)} names but num_labels is {self.num_labels}")
         if self.num_labels == 1 and self.metric != "pearson_spearman":
             raise ValueError("a regression task (num_labels: 1) must use metric pearson_spearman")
         return self
 
+    def _generative(self) -> "TaskEntry":
+        """The prompt names the text fields; the builder's `label` is the target; label_names pair with choices."""
+        gen = self.generate
+        if self.text_fields or self.num_labels is not None:
+            raise ValueError("a generative task takes its text fields from generate.prompt; remove text_fields and num_labels")
+        if gen.target != "label":
+            raise ValueError(f"generate.target is {gen.target!r}, but a packaged builder writes the target as 'label'; set target: label")
+        if (self.metric in ROW_MEAN_METRICS) == bool(gen.choices) or self.metric == "pearson_spearman":
+            raise ValueError(f"metric {self.metric} does not fit a generative task {'with' if gen.choices else 'without'} choices")
+        if len(self.label_names) != len(gen.choices):
+            raise ValueError(f"label_names (the builder's classes) has {len(self.label_names)} names but generate.choices "
+                             f"has {len(gen.choices)}; give one class per choice, in the same order")
+        return self
+
     def spec(self) -> TaskSpec:
-        """The immutable TaskSpec the rest of the pipeline uses."""
+        """The immutable TaskSpec the rest of the pipeline uses (a generative task's label names are its choices)."""
+        if self.generate is not None:
+            return TaskSpec(name=self.name, text_fields=self.generate.columns, num_labels=len(self.generate.choices),
+                            metric=self.metric, label_names=self.generate.choices, description=self.description,
+                            generation=self.generate.generation())
         return TaskSpec(
             name=self.name,
             text_fields=tuple(self.text_fields),
@@ -72,6 +100,10 @@ class TaskEntry(BaseModel):
             label_names=tuple(self.label_names),
             description=self.description,
         )
+
+    def choice_of(self) -> dict[str, str]:
+        """A generative task's builder class name -> its choice word ({} for classification and free text)."""
+        return dict(zip(self.label_names, self.generate.choices)) if self.generate is not None else {}
 
 
 class SuiteConfig(BaseModel):

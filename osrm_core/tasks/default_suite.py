@@ -140,6 +140,7 @@ BUILDERS: dict[str, Builder] = {
     "news_topic": Builder(single_sentence(news_topic_rows), ("bbc_news",)),
     "headline_match": Builder(pairs.build_headline_match, ("bbc_news",)),
     "plot_continuation": Builder(pairs.build_plot_continuation, ("rotten_tomatoes",)),
+    "news_headline": Builder(pairs.build_news_headline, ("bbc_news",)),
 }
 
 
@@ -180,6 +181,9 @@ def load_packaged_task(
     _builder(suite, entry)
     sizes = tuple(sorted(suite.sizes_for(entry).items()))
     rows = _rows(entry.builder, json.dumps(entry.options, sort_keys=True), sizes, SPLIT_SEED)
+    words = entry.choice_of()
+    if words:  # a generative task's classes are written as its choice words
+        rows = {split: [{**r, "label": words.get(r["label"], r["label"])} for r in split_rows] for split, split_rows in rows.items()}
     return cap_rows(rows_to_dataset_dict(entry.spec(), rows), max_train, max_eval)
 
 

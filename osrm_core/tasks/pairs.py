@@ -75,12 +75,17 @@ def swap_pairs(units: list[Unit], fields: tuple[str, str], labels: tuple[str, st
     return rows
 
 
-def build_pairs(units: list[Unit], sizes: dict, seed: int, salt: str, fields: tuple, labels: tuple) -> dict:
-    """Split units by group, pair them per split, and cap each split at its size."""
+def split_units(units: list[Unit], sizes: dict, seed: int, salt: str) -> dict[str, list[Unit]]:
+    """The unique units by split, whole groups each (a few spare units per split: pairing drops some)."""
     units = unique_units(units)
     spare = 3 * len({u.stratum for u in units})  # swap_pairs may drop up to 3 units per stratum
     targets = {s: sizes[s] + spare for s in SPLITS}
-    groups = assign_groups(units, targets, stable_rng(salt, "groups", seed))
+    return assign_groups(units, targets, stable_rng(salt, "groups", seed))
+
+
+def build_pairs(units: list[Unit], sizes: dict, seed: int, salt: str, fields: tuple, labels: tuple) -> dict:
+    """Split units by group, pair them per split, and cap each split at its size."""
+    groups = split_units(units, sizes, seed, salt)
     rng = stable_rng(salt, "pairs", seed)
     return {s: swap_pairs(groups[s], fields, labels, rng)[: sizes[s]] for s in SPLITS}
 
@@ -114,6 +119,20 @@ def build_headline_match(options: dict, sizes: dict, seed: int) -> dict:
     """BBC headline and a lead sentence: same story or another story of the same topic (MRPC/QQP-shaped)."""
     units = headline_units(int(options.get("min_words", 6)), int(options.get("max_words", 30)))
     return build_pairs(list(units), sizes, seed, "headline_match", ("headline", "sentence"), ("mismatch", "match"))
+
+
+def build_news_headline(options: dict, sizes: dict, seed: int) -> dict:
+    """BBC lead sentence -> its headline (free text). Articles fall in the splits they have in ``headline_match``
+    (same units, same salt and sizes), so a merge of the two tasks never trains on a test article."""
+    units = headline_units(int(options.get("min_words", 6)), int(options.get("max_words", 30)))
+    groups = split_units(list(units), sizes, seed, "headline_match")
+    rng = stable_rng("news_headline", "order", seed)
+    out = {}
+    for s in SPLITS:
+        rows = [{"sentence": u.second, "label": u.first} for u in groups[s]]
+        rng.shuffle(rows)
+        out[s] = rows[: sizes[s]]
+    return out
 
 
 @lru_cache(maxsize=4)

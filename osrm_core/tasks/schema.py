@@ -21,9 +21,13 @@ def features_for(spec: TaskSpec) -> datasets.Features:
 
 
 def encode_label(spec: TaskSpec, label: object) -> float | int:
-    """A builder's label (class name, or float for regression) as the stored value."""
+    """A builder's label (class name, float for regression, or a free-text target) as the stored value."""
     if spec.is_regression:
         return float(label)  # type: ignore[arg-type]
+    if spec.generation is not None and not spec.label_names:
+        if not str(label).strip():
+            raise OsrmError(f"task '{spec.name}': a row's target is empty; a free-text target needs text (fix the builder)")
+        return str(label)
     try:
         return spec.label_names.index(label)  # type: ignore[arg-type]
     except ValueError:
