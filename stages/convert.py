@@ -77,7 +77,7 @@ def project_one(config: Path, workdir, seed, task: str, out: Path, arm: str | No
     subspace = sub.tensors()
     lora = run.cfg.lora
     if adapter is not None:
-        src, head = source_adapter(adapter, head_from)
+        src, head = source_adapter(adapter, head_from, Backbone(run).needs_head(run.load_task(task)[0]))
         missing = sorted(set(src.modules) - set(subspace))
         if missing:
             raise OsrmError(f"{adapter}: module {missing[0]} has no subspace — build it with the adapter's lora.blocks")
@@ -109,8 +109,9 @@ def checked_map(run: Run, map_file: Path) -> dict[str, tuple[MapEntry, Adapter, 
     """{task: (entry, adapter, head)} of a --map file, every entry checked against the backbone and task first."""
     entries, backbone, jobs = read_map(map_file, run.tasks), Backbone(run), {}
     for task, e in entries.items():
-        src, head = source_adapter(e.adapter, e.head)
-        backbone.check(src, head, run.load_task(task)[0].num_labels, f"--map {map_file}: task {task!r}: {e.adapter}")
+        spec = run.load_task(task)[0]
+        src, head = source_adapter(e.adapter, e.head, backbone.needs_head(spec))
+        backbone.check(src, head, spec, f"--map {map_file}: task {task!r}: {e.adapter}")
         jobs[task] = (e, src, head)
     return jobs
 
@@ -142,7 +143,7 @@ def _upstream(e: MapEntry) -> dict[str, str]:
 
 def _template(src: Adapter, head: dict) -> dict:
     saved = set(src.config.get("modules_to_save") or []) | {k.split(".")[0] for k in head}  # a --head-from head too
-    return {**src.config, "modules_to_save": sorted(saved)}
+    return {**src.config, "modules_to_save": sorted(saved) or None}  # none: a head-less (CAUSAL_LM) adapter
 
 
 def _write_task(run: Run, arm: str, task: str, e: MapEntry, src: Adapter, head: dict, sub, moments) -> None:

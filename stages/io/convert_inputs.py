@@ -10,7 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from osrm_core.convert import project_lora, projection_residual
 from osrm_core.errors import OsrmError
-from osrm_core.models import head_module_names, load_classifier, model_source
+from osrm_core.models import head_module_names, load_classifier
+from osrm_core.tasks.kinds import kind_of
 from stages.io.adapters import Adapter
 from stages.io.guard import progress
 
@@ -50,13 +51,17 @@ def read_map(path: Path, tasks: list[str]) -> dict[str, MapEntry]:
     return out
 
 
-def source_adapter(folder: Path, head_from: Path | None) -> tuple[Adapter, dict]:
-    """(the adapter, its head) — the head from `head_from` when given; an error when there is none."""
+def source_adapter(folder: Path, head_from: Path | None, needs_head: bool = True) -> tuple[Adapter, dict]:
+    """(the adapter, its head) — the head from `head_from` when given; an error when a task that needs a head (a
+    classifier) has none, or when one is given for a task without (a generative task's adapter is LoRA only)."""
     if not folder.is_dir():
         raise OsrmError(f"{folder}: no such adapter folder — fix the path")
     src = Adapter(folder)
+    if not needs_head and head_from is not None:
+        raise OsrmError(f"head folder {head_from}: this task has no head (a generative task's adapter is LoRA only) — "
+                        "drop --head-from / `head:`")
     head = Adapter(head_from).head() if head_from is not None else src.head()
-    if not head:
+    if needs_head and not head:
         where = f"head folder {head_from}" if head_from is not None else str(folder)
         raise OsrmError(f"{where}: no task head saved (classifier/score) — give an adapter folder with one "
                         "(--head-from DIR, or `head: DIR` in the --map entry)")
@@ -64,34 +69,35 @@ def source_adapter(folder: Path, head_from: Path | None) -> tuple[Adapter, dict]
 
 
 class Backbone:
-    """Parameter shapes of the run's backbone classifier per label count, and its target modules for the arm."""
+    """Parameter shapes and head modules of the run's backbone as each task's kind builds it (a classifier per label
+    count, a causal LM), and the target modules of the arm."""
 
     def __init__(self, run: Run):
-        self.run, self._shapes = run, {}
+        self.run, self._models = run, {}
 
-    def shapes(self, num_labels: int) -> dict[str, tuple[int, ...]]:
-        """{parameter name: shape} of the classifier with `num_labels`, built on the meta device (no weights read)."""
-        if num_labels not in self._shapes:
-            import torch
-            from transformers import AutoConfig, AutoModelForSequenceClassification
+    def _model(self, spec) -> tuple[dict[str, tuple[int, ...]], list[str]]:
+        """({parameter name: shape}, head module names) of `spec`'s model, built on the meta device (no weights read)."""
+        kind = kind_of(spec)
+        key = kind.model_key(spec)
+        if key not in self._models:
+            model = kind.skeleton(self.run.spec, spec)
+            self._models[key] = {n: tuple(p.shape) for n, p in model.named_parameters()}, kind.heads(model)
+        return self._models[key]
 
-            spec = self.run.spec
-            config = AutoConfig.from_pretrained(model_source(spec), trust_remote_code=spec.trust_remote_code)
-            config.num_labels = num_labels
-            with torch.device("meta"):
-                model = AutoModelForSequenceClassification.from_config(config, trust_remote_code=spec.trust_remote_code)
-            self._shapes[num_labels] = {n: tuple(p.shape) for n, p in model.named_parameters()}
-        return self._shapes[num_labels]
+    def needs_head(self, spec) -> bool:
+        """Whether `spec`'s adapters carry a task head (classification) or none (generative: the LM head is the backbone's)."""
+        return bool(self._model(spec)[1])
 
-    def targets(self) -> list[str]:
+    def targets(self, spec) -> list[str]:
         """Module names that the arm's lora.blocks select (PEFT's suffix rule)."""
         suffixes = self.run.spec.target_suffixes(self.run.cfg.lora.blocks)
-        names = {n[: -len(".weight")] for n in self.shapes(2) if n.endswith(".weight")}
+        names = {n[: -len(".weight")] for n in self._model(spec)[0] if n.endswith(".weight")}
         return sorted(n for n in names if any(n == s or n.endswith("." + s) for s in suffixes))
 
-    def check(self, src: Adapter, head: dict, num_labels: int, where: str) -> None:
-        """The adapter targets exactly the arm's modules, its factors fit W0, its head fits the task."""
-        shapes, targets = self.shapes(num_labels), self.targets()
+    def check(self, src: Adapter, head: dict, spec, where: str) -> None:
+        """The adapter targets exactly the arm's modules, its factors fit W0, its head fits the task (a task without
+        head: the adapter saves no other tensors)."""
+        shapes, targets = self._model(spec)[0], self.targets(spec)
         if src.modules != targets:
             odd = sorted(set(src.modules) ^ set(targets))[0]
             raise OsrmError(f"{where}: targets differ from the arm's lora.blocks '{self.run.cfg.lora.blocks}' (e.g. {odd}) — "
@@ -102,10 +108,13 @@ class Backbone:
             if a.shape[1] != d_in or b.shape[0] != d_out:
                 raise OsrmError(f"{where}: {m} has A {tuple(a.shape)} / B {tuple(b.shape)}, the backbone's weight is "
                                 f"{d_out}x{d_in} — this adapter was trained on another backbone than '{self.run.spec.name}'")
+        if head and not self.needs_head(spec):
+            raise OsrmError(f"{where}: it also saves {sorted(head)[0]} (modules_to_save) — task '{spec.name}' is generative, "
+                            "its adapter is LoRA only; re-save the adapter without modules_to_save")
         for name, t in head.items():
             if shapes.get(name) != tuple(t.shape):
                 raise OsrmError(f"{where}: head tensor {name} {tuple(t.shape)} does not fit the backbone's head for "
-                                f"{num_labels} labels {shapes.get(name)} — use a head trained for this task and backbone")
+                                f"{spec.num_labels} labels {shapes.get(name)} — use a head trained for this task and backbone")
 
 
 def dense_updates(run, folder: Path, modules: list[str]):
