@@ -6,6 +6,8 @@ from __future__ import annotations
 
 
 LABEL = {"lora": "LoRA", "osrm": "LoRA+OSRM"}  # display names of the default arms; others show their own name
+#: the `base` model's name: the backbone without adapter, with the task head (classification) or zero-shot (generative)
+BASE = "pretrained, no adapter (task head only / zero-shot)"
 
 
 def normalised_score(scores: dict[str, float], individual: dict[str, float]) -> float:
@@ -103,7 +105,7 @@ def individual_table(numbers: dict, arms: list[str]) -> str:
     """Individual adapters vs the reference; ‖A₀‖_F = numbers[arm]['a0_norm'] (the initial A's Frobenius norm,
     mean over seeds, tasks and modules: lora.a_norm, docs/study.md), '–' where adapters did not record it."""
     lines = ["| model | test avg (mean ± sd) | Δ avg [95% seed-level CI] | t-interval | verdict | ‖A₀‖_F |", "|---|---|---|---|---|---|",
-             f"| pretrained (task head only) | {_pm(numbers['base'], 'average')} | – | – | – | – |"]
+             f"| {BASE} | {_pm(numbers['base'], 'average')} | – | – | – | – |"]
     for a in arms:
         e, norm = numbers[a]["individual"], numbers[a].get("a0_norm")
         lines.append(f"| {label(a)} · individual | {_pm(e, 'average')} | {_delta(e)} | {_t(e)} | {verdict_of(e)} | "
@@ -112,11 +114,12 @@ def individual_table(numbers: dict, arms: list[str]) -> str:
 
 
 def check_table(check: dict, reference: str, margin: float) -> str:
-    """'Is every task learnt?': chance, pretrained with the task head, the reference arm's individual adapter."""
-    lines = [f"| task | chance (best constant) | pretrained (task head only) | {label(reference)} · individual | gain | learnt (gain ≥ {margin:g}) |",
+    """'Is every task learnt?': chance, the model without adapter (task head only, or zero-shot prompt), the reference
+    arm's individual adapter."""
+    lines = [f"| task | chance (best constant) | {BASE} | {label(reference)} · individual | gain | learnt (gain ≥ {margin:g}) |",
              "|---|---|---|---|---|---|"]
     for t, c in check.items():
-        lines.append(f"| {t} | {c['chance']:.1f} | {c['head_only']:.1f} | {c['individual']:.1f} | {c['gain']:+.1f} | "
+        lines.append(f"| {t} | {c['chance']:.1f} | {c['floor']:.1f} | {c['individual']:.1f} | {c['gain']:+.1f} | "
                      f"{'yes' if c['learnt'] else '**no**'} |")
     bad = [t for t, c in check.items() if not c["learnt"]]
     if bad:
@@ -127,7 +130,7 @@ def check_table(check: dict, reference: str, margin: float) -> str:
 
 def task_rows(numbers: dict, arms: list[str], methods: list[str]) -> list[dict]:
     """Rows of the per-task table (means over seeds): pretrained, each arm's individual adapters and chosen merges."""
-    rows = [{"name": "pretrained (task head only)", **numbers["base"]}]
+    rows = [{"name": BASE, **numbers["base"]}]
     for a in arms:
         rows.append({"name": f"{label(a)} · individual", **numbers[a]["individual"], "normalised": 100.0})
         rows += [{"name": f"{label(a)} · {m}", **numbers[a][m]} for m in methods]

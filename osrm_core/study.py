@@ -21,9 +21,11 @@ from osrm_core.report import normalised_score
 from osrm_core.selection import params_key
 from osrm_core.inference import RowTerm, adjusted_verdict, holm, seed_interval
 from osrm_core.stats import mean_sd, paired_bootstrap, t_interval, verdict
+from osrm_core.tasks.spec import ROW_MEAN_METRICS
 
 VARIANTS = ("chosen", "default", "lambda1")
-LEARNT_MARGIN = 5.0  # a task is learnt when its individual adapter beats the pretrained body (task head only) by this much
+LEARNT_MARGIN = 5.0  # a task is learnt when its individual adapter beats the model without adapter by this much: the
+#   pretrained body with the task head (classification), the prompted base model zero-shot (generative)
 Preds = Mapping[str, Mapping[str, np.ndarray]]
 
 
@@ -145,21 +147,23 @@ def adjust_primary(numbers: dict, reference: str, primary: list[str], alpha: flo
 def chance_score(rows: Rows) -> float:
     """The best score a constant prediction gets on these rows: any one class for classification (the majority
     class for accuracy; for accuracy_f1 predicting the positive class can beat it), 0 for a regression (a
-    correlation with a constant is 0)."""
-    if rows.metric == "pearson_spearman":
+    correlation with a constant is 0), 0 for generated text (its rows hold scores, not classes: no constant answer is
+    defined, and the zero-shot model is the floor that matters)."""
+    if rows.metric == "pearson_spearman" or rows.metric in ROW_MEAN_METRICS:
         return 0.0
     return max(compute(rows.metric, np.full(len(rows.labels), c), rows.labels)["score"] for c in np.unique(rows.labels))
 
 
 def task_check(numbers: dict, rows: Mapping[str, Rows], reference: str, margin: float = LEARNT_MARGIN) -> dict:
-    """task -> {chance, head_only, individual, gain, learnt (1/0)}: is every task learnt by the reference arm's
-    individual adapters (mean over seeds ≥ pretrained-with-its-head + margin, and above chance)? A task that is
+    """task -> {chance, floor, individual, gain, learnt (1/0)}: is every task learnt by the reference arm's
+    individual adapters (mean over seeds ≥ floor + margin, and above chance)? The floor is the `base` model, the
+    backbone without adapter: with the task head (classification) or prompted zero-shot (generative). A task that is
     not learnt adds noise, not signal, to every merge average (docs/evaluation.md)."""
     out = {}
     for t, r in rows.items():
-        head, ind, chance = numbers["base"]["tasks"][t], numbers[reference]["individual"]["tasks"][t], chance_score(r)
-        out[t] = {"chance": chance, "head_only": head, "individual": ind, "gain": ind - head,
-                  "learnt": int(ind >= head + margin and ind > chance)}
+        floor, ind, chance = numbers["base"]["tasks"][t], numbers[reference]["individual"]["tasks"][t], chance_score(r)
+        out[t] = {"chance": chance, "floor": floor, "individual": ind, "gain": ind - floor,
+                  "learnt": int(ind >= floor + margin and ind > chance)}
     return out
 
 
