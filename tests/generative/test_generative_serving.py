@@ -82,27 +82,42 @@ def test_predict_ranks_the_choices_by_the_exported_models_likelihood(served, tmp
         assert [out["probabilities"][c] for c in ("negative", "positive")] == pytest.approx(want.tolist(), abs=1e-5)
 
 
-def test_exported_adapter_generates_through_plain_peft(served):
+def _peft_generates_like(adapter, folded, backbone) -> None:
+    """PeftModel.from_pretrained(backbone, adapter) is a PeftModelForCausalLM whose logits and greedy tokens are
+    those of the folded model (a folder written by export)."""
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    peft = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(backbone), adapter).eval()
+    assert type(peft).__name__ == "PeftModelForCausalLM"
+    folded = AutoModelForCausalLM.from_pretrained(folded).eval()
+    tok = AutoTokenizer.from_pretrained(backbone)
+    ids = tok(["colour of the red film ?"], return_tensors="pt")
+    greedy = {"max_new_tokens": 3, "do_sample": False, "pad_token_id": tok.pad_token_id}
+    with torch.no_grad():
+        assert torch.allclose(peft(**ids).logits, folded(**ids).logits, atol=1e-5)
+        assert torch.equal(peft.generate(**ids, **greedy), folded.generate(**ids, **greedy))
+
+
+def test_exported_and_merged_adapters_generate_through_plain_peft(served):
     _, config, exported = served
     adapter = exported / "adapter"
     cfg = json.loads((adapter / "adapter_config.json").read_text())
     assert cfg["task_type"] == "CAUSAL_LM" and not cfg["rank_pattern"] and cfg["r"] <= 16
     assert not (adapter / "heads").exists()  # head-less adapters: nothing to put into the base model first
     backbone = config.parent / "model"
-    peft = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(backbone), adapter).eval()
-    assert type(peft).__name__ == "PeftModelForCausalLM"
-    folded = AutoModelForCausalLM.from_pretrained(exported / "colour").eval()
-    tok = AutoTokenizer.from_pretrained(backbone)
-    ids = tok(["colour of the red film ?"], return_tensors="pt")
-    with torch.no_grad():
-        assert torch.allclose(peft(**ids).logits, folded(**ids).logits, atol=1e-5)  # rank 3 x 4 = 12 <= 16: exact
-        greedy = {"max_new_tokens": 3, "do_sample": False, "pad_token_id": tok.pad_token_id}
-        assert torch.equal(peft.generate(**ids, **greedy), folded.generate(**ids, **greedy))
-    summary = json.loads((exported / "export.json").read_text())
-    assert summary["adapters"]["shared"]["max_error"] < 1e-5
+    _peft_generates_like(adapter, exported / "colour", backbone)  # rank 3 x 4 = 12 <= 16: exact
+    _peft_generates_like(config.parent / "runs/merged/seed42" / MODEL, exported / "colour", backbone)  # the workdir's merge
+    assert json.loads((exported / "export.json").read_text())["adapters"]["shared"]["max_error"] < 1e-5
+
+
+def test_per_task_export_of_individual_adapters(served, tmp_path):
+    cli, config, _ = served
+    cli("export", "-c", config, "--model", "lora/individual", "--out", tmp_path / "individual")
+    for task in ("sentiment", "colour"):
+        folder = tmp_path / "individual" / "adapter" / task
+        assert json.loads((folder / "adapter_config.json").read_text())["task_type"] == "CAUSAL_LM"
+        _peft_generates_like(folder, tmp_path / "individual" / task, config.parent / "model")
 
 
 def _fails(cli, *args) -> str:
