@@ -78,30 +78,33 @@ def table(m: dict) -> str:
 
 
 def plot(m: dict, path: Path) -> None:
-    """Δ (seed-level interval) of the chosen TA and TIES merges vs the null-space fraction: one panel per comparator."""
+    """Δ (seed-level interval) of the chosen TA and TIES merges per arm with a regime, arms ordered by their null-space
+    fraction (tick labels: arm, null fraction, other-task energy at init); one panel per comparator."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    pts = [p for p in m["points"] if p["null_fraction"] is not None]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    pts = sorted((p for p in m["points"] if p["null_fraction"] is not None), key=lambda p: p["null_fraction"])
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), sharey=True)
     for ax, (side, name) in zip(axes, (("vs_reference", m["reference"]), ("vs_control", m["control"]))):
-        for i, (method, marker) in enumerate((("task_arithmetic", "o"), ("ties", "s"))):
+        for dodge, (method, marker) in zip((-0.12, 0.12), (("task_arithmetic", "o"), ("ties", "s"))):
             xs, ys, lo, hi = [], [], [], []
-            for p in pts:
+            for i, p in enumerate(pts):
                 e = p[side].get(method)
                 if e is not None and not math.isnan(e["ci_low"]):
-                    xs.append(p["null_fraction"] + 0.006 * (i - 0.5))  # dodge the two methods
-                    ys.append(e["diff"]), lo.append(e["diff"] - e["ci_low"]), hi.append(e["ci_high"] - e["diff"])
+                    xs.append(i + dodge), ys.append(e["diff"])
+                    lo.append(e["diff"] - e["ci_low"]), hi.append(e["ci_high"] - e["diff"])
             ax.errorbar(xs, ys, yerr=[lo, hi], fmt=marker, capsize=3, label=method)
-        for p in pts:
-            ax.annotate(p["arm"], (p["null_fraction"], 0), fontsize=7, rotation=90, va="bottom", alpha=0.6)
+        energy = ["–" if p["other_energy_init"] is None else f"{p['other_energy_init']:.2f}" for p in pts]
+        ax.set_xticks(range(len(pts)), [f"{p['arm']}\nnull {p['null_fraction']:.2f}\nE₀ {e}" for p, e in zip(pts, energy)],
+                      fontsize=7)
         ax.axhline(0, color="grey", lw=0.8)
-        ax.set_xlabel("null-space fraction of the other tasks' rows (median null dim / d_in)")
         ax.set_title(f"{m['backbone']}: Δ vs {name} ({len(m['seeds'])} seeds)")
-    axes[0].set_ylabel("Δ average test score (points)")
+    axes[0].set_ylabel("Δ average test score (points, chosen merge)")
     axes[0].legend()
-    fig.tight_layout()
+    fig.text(0.5, 0.01, "null = median null dim / d_in of the other tasks' rows; E₀ = their held-out token energy "
+             "captured by A at init (1 = random)", ha="center", fontsize=7)
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
     fig.savefig(path, dpi=120)
     plt.close(fig)
