@@ -132,7 +132,8 @@ def train_plain(job: Job, model, tokenizer, store, make_bar):
         log=bar.log,
     )
     state = train(model, job.batches(tokenizer), job.steps_per_epoch, job.epochs, stepper, hooks, state, job.device,
-                  job.bf16, cfg.finetune.log_every, cfg.finetune.checkpoint_every, on_batch=lambda: bar.update(1))
+                  job.bf16, cfg.finetune.log_every, cfg.finetune.checkpoint_every, on_batch=lambda: bar.update(1),
+                  loss_fn=kind_of(job.spec).loss)
     bar.close()
     return state, final_tensors(job, holder["best"], lambda: lora.trainable_state(model))
 
@@ -156,7 +157,8 @@ def train_zero(job: Job, model, tokenizer, make_bar):
         log=bar.log,
     )
     state = train(engine, job.batches(tokenizer), job.steps_per_epoch, job.epochs, stepper, hooks, state,
-                  str(engine.device), False, cfg.finetune.log_every, 0, on_batch=lambda: bar.update(1))
+                  str(engine.device), False, cfg.finetune.log_every, 0, on_batch=lambda: bar.update(1),
+                  loss_fn=kind_of(job.spec).loss)
     bar.close()
     job.zero_stage = stage
     return state, final_tensors(job, holder["best"], lambda: gathered_trainable(engine.module, stage))

@@ -78,16 +78,23 @@ class LoopHooks:
     log: Callable[[dict], None] = lambda d: None
 
 
+def model_loss(model: nn.Module, inputs: dict, labels: torch.Tensor) -> torch.Tensor:
+    """The model's own loss of a batch (inputs and labels on the model's device)."""
+    return model(**inputs, labels=labels).loss
+
+
 def train(model: nn.Module, batches: Callable[[int], Iterator], steps_per_epoch: int, epochs: int,
           stepper: Stepper, hooks: LoopHooks, state: LoopState, device: str = "cpu", bf16: bool = False,
-          log_every: int = 20, checkpoint_every: int = 0, on_batch: Callable[[], None] = lambda: None) -> LoopState:
-    """Train from `state` to the end; `batches(epoch)` must give the same sequence for the same epoch."""
+          log_every: int = 20, checkpoint_every: int = 0, on_batch: Callable[[], None] = lambda: None,
+          loss_fn: Callable[[nn.Module, dict, torch.Tensor], torch.Tensor] = model_loss) -> LoopState:
+    """Train from `state` to the end; `batches(epoch)` must give the same sequence for the same epoch;
+    `loss_fn(model, inputs, labels)` is the task kind's loss (TaskKind.loss)."""
     for epoch in range(state.epoch, epochs):
         model.train()
         it = itertools.islice(batches(epoch), state.step_in_epoch, None)
         for inputs, labels in it:
             with autocast(device, bf16):
-                loss = model(**{k: v.to(device) for k, v in inputs.items()}, labels=labels.to(device)).loss
+                loss = loss_fn(model, {k: v.to(device) for k, v in inputs.items()}, labels.to(device))
             stepper.backward(loss)
             state.step_in_epoch += 1
             if state.step_in_epoch % stepper.grad_accum == 0 or state.step_in_epoch == steps_per_epoch:

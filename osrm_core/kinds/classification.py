@@ -77,6 +77,12 @@ class Classification:
     def train_batches(self, tokenizer, ds, spec, batch_size: int, max_length: int, order):
         return iterate(tokenizer, ds, spec.text_fields, batch_size, max_length, order)
 
+    def loss(self, model, inputs: dict, labels: torch.Tensor) -> torch.Tensor:
+        """The classifier's own loss (cross-entropy over the classes, MSE for a regression)."""
+        from osrm_core.train import model_loss
+
+        return model_loss(model, inputs, labels)
+
     def feature_batches(self, tokenizer, ds, spec, batch_size: int, max_length: int, pad_to_max: bool):
         return iterate(tokenizer, ds, spec.text_fields, batch_size, max_length, pad_to_max=pad_to_max)
 

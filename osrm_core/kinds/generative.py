@@ -10,6 +10,7 @@ import torch
 from osrm_core.errors import OsrmError
 from osrm_core.generative import batches as gb
 from osrm_core.generative import encode, score, serve
+from osrm_core.generative.loss import completion_loss
 from osrm_core.generative.text_scores import ROW_SCORES
 from osrm_core.kinds.classification import Classification
 
@@ -100,6 +101,10 @@ class Generative:
 
     def train_lengths(self, tokenizer, ds, spec, max_length: int) -> list[int]:
         return [len(seq) for seq, _ in encode.examples(tokenizer, ds, spec)]
+
+    def loss(self, model, inputs: dict, labels: torch.Tensor) -> torch.Tensor:
+        """Mean cross-entropy over the target tokens, the LM head on the target-predicting columns only."""
+        return completion_loss(model, inputs, labels)
 
     def train_batches(self, tokenizer, ds, spec, batch_size: int, max_length: int, order):
         return gb.train_batches(encode.examples(tokenizer, ds, spec), batch_size, order, tokenizer.pad_token_id)
