@@ -24,6 +24,7 @@ from statistics import median
 import torch
 
 REL_TOL = 1e-10
+TOKEN_WARN = 0.5  # held-out other-task token energy in A's span (x random) above which the line warns (docs/regimes.md)
 TOLERANCE = "eigenvalues of S_not_t above 1e-10 x the largest (singular values of H above 1e-5 x the largest)"
 
 
@@ -66,6 +67,13 @@ def layer_regime(a: torch.Tensor, moment: torch.Tensor, rows: int, rel_tol: floa
             "captured_energy_vs_random": captured_energy(a, moment)}
 
 
+def other_token_moment(grams: dict[str, torch.Tensor], counts: dict[str, int], task: str) -> torch.Tensor:
+    """The other tasks' token second moment (d x d, float64): the mean over j != t of G_j / n_j, G_j the token Gram of
+    task j's held-out rows (sum of h h^T over their real tokens) and n_j its token count."""
+    others = [grams[j].double() / max(counts[j], 1) for j in grams if j != task]
+    return sum(others[1:], others[0]) / len(others)
+
+
 def summarise(layers: list[dict], rank: int) -> dict:
     """Numbers over layer_regime rows (any set: one task's layers, or every task's): layers, how many have an exact
     null space (null_dim >= rank), medians of null dim and captured energy, the range of rows and of d_in."""
@@ -75,7 +83,9 @@ def summarise(layers: list[dict], rank: int) -> dict:
             "median_null_dim": float(median(x["null_dim"] for x in layers)),
             "median_captured_energy_vs_random": float(median(x["captured_energy_vs_random"] for x in layers)),
             "rows_min": min(x["rows"] for x in layers), "rows_max": max(x["rows"] for x in layers),
-            "d_in_min": min(x["d_in"] for x in layers), "d_in_max": max(x["d_in"] for x in layers)}
+            "d_in_min": min(x["d_in"] for x in layers), "d_in_max": max(x["d_in"] for x in layers)} | (
+        {"median_token_energy_vs_random": float(median(x["token_energy_vs_random"] for x in layers))}
+        if all("token_energy_vs_random" in x for x in layers) else {})
 
 
 def _span(lo: int, hi: int) -> str:
@@ -94,7 +104,18 @@ def regime_line(summary: dict, where: str = "layers") -> str:
     if exact == 0:
         null = "" if summary["median_null_dim"] == 0 else f", median null dim {summary['median_null_dim']:g} < r={r}"
         return (f"no exact null space at any of {m} {where} ({given}{null}): OSRM's A is least-energy, not orthogonal; "
-                f"{energy} — docs/regimes.md")
+                f"{energy}{_tokens(summary)} — docs/regimes.md")
     what = f"all {m}" if exact == m else f"{exact} of {m}"
     return (f"exact null space (dim ≥ r={r}) at {what} {where} ({given}, median null dim {summary['median_null_dim']:g}): "
-            f"A can be orthogonal to the other tasks' estimator rows there; {energy} — docs/regimes.md")
+            f"A can be orthogonal to the other tasks' estimator rows there; {energy}{_tokens(summary)} — docs/regimes.md")
+
+
+def _tokens(summary: dict) -> str:
+    """What the merge feels: the other tasks' held-out TOKEN energy in A's span (the estimator's rows are means of
+    tokens; A orthogonal to the means can still carry the tokens). Warns when it is over half a random A's."""
+    e = summary.get("median_token_energy_vs_random")
+    if e is None:
+        return ""
+    note = (" — orthogonal to the estimator's rows, not to the tokens: on MiniLM such runs merged no better than a random "
+            "orthonormal A" if e > TOKEN_WARN else "")
+    return f"; their held-out tokens: {e:.2f}× a random subspace's energy (median){note}"

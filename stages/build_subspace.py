@@ -32,7 +32,7 @@ def main(config: Path = CONFIG, task: list[str] = TASKS, arm: list[str] = ARMS, 
     Reads <workdir>/features/seed<seed>/<every task> (never recomputes them), writes for each ARM and TASK
     <workdir>/subspaces/seed<seed>/<arm>/<task>/subspace.safetensors (one rank x d_in A per module), report.json (objective per
     layer vs a random orthonormal A, own/other-task energy ratios, the layer's regime: rows, d_in, rank, null dim,
-    captured other-task energy), regime.json (the task's layers summarised) and a manifest; prints each arm's
+    captured other-task energy, and of their held-out tokens), regime.json (the task's layers summarised) and a manifest; prints each arm's
     regime (docs/regimes.md). An arm with a smaller osrm.k than the features uses their first k sampled rows.
     Each task's Gram is formed once per layer and shared by every requested subspace (G_not_t = sum_j G_j - G_t)."""
     base = open_run(config, run_overrides(workdir, seed))
@@ -55,10 +55,25 @@ def main(config: Path = CONFIG, task: list[str] = TASKS, arm: list[str] = ARMS, 
         label = f"subspace {name}: " + (targets[0] if len(targets) == 1 else f"{len(targets)} tasks")
         tensors, report = subspace.solve_subspaces(caches, progress(modules, label), targets, run.cfg.osrm, run.cfg.lora.rank,
                                                    run.cfg.seed)
+        _token_energy(features, tensors, report, modules)
         upstream = {t: f.content_hash for t, f in features.items()}
         for t in targets:
             _write(run, name, t, tensors[t], report[t], upstream, first, modules)
         print(f"{name}: {regime_of(report, targets, run.cfg.lora.rank)}")
+
+
+def _token_energy(features: dict, tensors: dict, report: dict, modules: list[str]) -> None:
+    """Adds regime.token_energy_vs_random to every report row: the share of the other tasks' held-out token energy
+    in A's span vs a random subspace (what the merge feels; docs/regimes.md). Left out for features that predate
+    held-out Grams."""
+    if any(f.manifest.heldout is None for f in features.values()):
+        return
+    held = {t: f.heldout for t, f in features.items()}
+    for m in modules:
+        grams, counts = {t: h.gram(m) for t, h in held.items()}, {t: h.count(m) for t, h in held.items()}
+        for t, per in tensors.items():
+            moment = regime.other_token_moment(grams, counts, t)
+            report[t][m]["regime"]["token_energy_vs_random"] = regime.captured_energy(per[m], moment)
 
 
 def regime_of(report: dict, targets: list[str], rank: int) -> str:

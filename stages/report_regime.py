@@ -12,6 +12,7 @@ from stages.io.layout import Layout
 
 KEYS = ("layers", "exact_layers", "median_null_dim", "median_captured_energy_vs_random", "rows_min", "rows_max",
         "d_in_min", "d_in_max", "lora_rank")
+TOKENS = ("median_token_energy_vs_random",)  # absent for features without held-out Grams
 
 
 def arm_regime(run, arm: str) -> dict[int, dict]:
@@ -54,7 +55,7 @@ def regime_section(run) -> tuple[str, dict]:
             lines.append(f"- `{arm}`: no subspace report with a regime (rebuild with `osrm build-subspace`)")
             continue
         seed, first = next(iter(per_seed.items()))
-        numbers[arm] = {k: first[k] for k in KEYS}
+        numbers[arm] = {k: first[k] for k in KEYS + TOKENS if k in first}
         differ = sorted(s for s, x in per_seed.items() if (x["exact_layers"], x["median_null_dim"]) !=
                         (first["exact_layers"], first["median_null_dim"]))
         note = f" (seed {seed}; seeds {differ} differ)" if differ else f" (seed {seed}" + (
@@ -62,7 +63,8 @@ def regime_section(run) -> tuple[str, dict]:
         lines.append(f"- `{arm}`: exact null space (dim ≥ r={first['lora_rank']}) at {first['exact_layers']}/{first['layers']} "
                      f"layers × tasks, median null dim {first['median_null_dim']:g}, median captured other-task energy "
                      f"{first['median_captured_energy_vs_random']:.3g}× random, other tasks give "
-                     f"{_span(first['rows_min'], first['rows_max'])} rows for d_in {_span(first['d_in_min'], first['d_in_max'])}{note}")
+                     f"{_span(first['rows_min'], first['rows_max'])} rows for d_in {_span(first['d_in_min'], first['d_in_max'])}"
+                     + (f", their held-out tokens {first[TOKENS[0]]:.2f}× random" if TOKENS[0] in first else "") + note)
     if not lines:
         return "", {}
     text = ("\n## Regime (can A be orthogonal to the other tasks' features?)\n\n"

@@ -67,6 +67,33 @@ def test_layer_regime_summary_and_line():
     assert regime.summarise([], r) == {}
 
 
+def test_token_energy_sees_what_the_means_hide():
+    """A planted case of the map's finding (docs/regimes.md): A in the null space of 2 tasks' sample MEANS (each a
+    mean of tokens that vary in every direction) captures ~ a random A's share of their TOKEN energy; A in the
+    null space of the tokens themselves captures none. The line reports it and warns above TOKEN_WARN."""
+    d, r, g = 32, 4, torch.Generator().manual_seed(3)
+    tokens = {t: torch.randn(200, d, generator=g, dtype=torch.float64) for t in ("x", "y", "z")}
+    grams, counts = {t: h.T @ h for t, h in tokens.items()}, {t: 200 for t in tokens}
+    moment = regime.other_token_moment(grams, counts, "x")
+    torch.testing.assert_close(moment, (grams["y"] / 200 + grams["z"] / 200) / 2)
+    means = torch.stack([tokens[t][i:i + 20].mean(0) for t in ("y", "z") for i in range(0, 100, 20)])  # 10 rows
+    a_means = subspace.smallest_subspace(subspace.sample_gram(means), r)[0]
+    assert regime.captured_energy(a_means, subspace.sample_gram(means)) < 1e-9  # orthogonal to the means...
+    assert regime.captured_energy(a_means, moment) > 0.7  # ...not to the tokens
+    low = torch.cat([tokens[t][:, : d - r] for t in ("y", "z")])  # tokens leaving the last r coordinates empty
+    a_null = torch.eye(d, dtype=torch.float64)[d - r:]
+    low_grams = {"x": grams["x"], "y": low.T @ low, "z": low.T @ low}
+    low_grams = {t: torch.nn.functional.pad(v, (0, r, 0, r)) if v.shape[0] < d else v for t, v in low_grams.items()}
+    assert regime.captured_energy(a_null, regime.other_token_moment(low_grams, counts, "x")) < 1e-12
+    row = regime.layer_regime(a_means, subspace.sample_gram(means), 10) | {
+        "token_energy_vs_random": regime.captured_energy(a_means, moment)}
+    summary = regime.summarise([row], r)
+    assert summary["median_token_energy_vs_random"] == pytest.approx(row["token_energy_vs_random"])
+    line = regime.regime_line(summary)
+    assert "their held-out tokens:" in line and "not to the tokens" in line and line.endswith("docs/regimes.md")
+    assert "median_token_energy_vs_random" not in regime.summarise([regime.layer_regime(a_means, moment, 10)], r)
+
+
 class Planted:
     """FeatureSource with k planted sample-mean rows of rank m per module (and a token Gram of the same rows)."""
 

@@ -106,6 +106,7 @@ def test_regime_reported_and_printed(two_k):
                 reg = row["regime"]
                 assert reg["d_in"] == 32 and reg["null_dim"] == 32 - reg["rank"] and reg["exact"] is exact
                 assert reg["rows"] == (32 if arm == "osrm" else 16) and (reg["null_dim"] >= 16) is exact
+                assert reg["token_energy_vs_random"] > 0  # the other tasks' held-out tokens (docs/regimes.md)
             summary = json.loads((folder / "regime.json").read_text())
             assert summary["layers"] == 4 and summary["exact_layers"] == (4 if exact else 0)
             assert summary["rel_tol"] == 1e-10 and "1e-10" in summary["tolerance"] and summary["k"] == (8 if exact else 16)
@@ -113,7 +114,7 @@ def test_regime_reported_and_printed(two_k):
     assert lines["osrm"].startswith("osrm: no exact null space at any of 12 layers × tasks (3 tasks) "
                                     "(other tasks give 32 rows ≥ d_in 32")
     assert lines["osrm_k8"].startswith("osrm_k8: exact null space (dim ≥ r=4) at all 12 layers × tasks")
-    assert all(ln.endswith("docs/regimes.md") for ln in lines.values())
+    assert all(ln.endswith("docs/regimes.md") and "their held-out tokens: " in ln for ln in lines.values())
 
 
 def test_regime_section(two_k):
@@ -125,5 +126,6 @@ def test_regime_section(two_k):
     assert numbers["osrm_k8"]["median_null_dim"] >= 16 and numbers["osrm_k8"]["median_captured_energy_vs_random"] < 1e-6
     assert all(isinstance(v, (int, float)) and not isinstance(v, bool) for d in numbers.values() for v in d.values())
     assert "## Regime" in text and "`osrm_k8`: exact null space (dim ≥ r=4) at 12/12 layers × tasks" in text
-    assert "`lora`" not in text and "docs/regimes.md" in text
+    assert "`lora`" not in text and "docs/regimes.md" in text and "their held-out tokens" in text
+    assert numbers["osrm_k8"]["median_token_energy_vs_random"] > 0
     assert regime_section(open_run(two_k[2])) [0].count("\n- ") == 1
