@@ -3,7 +3,7 @@ the same ‖A₀‖ (the seed-level interval, validation-chosen merges Holm-adju
 Writes OUT.json (the numbers) and OUT.png (the plot) and prints the table (osrm_core.regime_map).
 
 Usage: python scripts/regime_map.py CONFIG CONTROL OUT [--workdir DIR]
-  e.g. python scripts/regime_map.py configs/regimes.yaml orthonormal docs/results/regimes_minilm"""
+  e.g. python scripts/regime_map.py configs/regimes.yaml orthonormal docs/results/regime_map_minilm"""
 
 from __future__ import annotations
 
