@@ -16,7 +16,8 @@ from osrm_core.convert import project_dense, projection_residual
 from osrm_core.derive import Source, posthoc_start
 from osrm_core.errors import OsrmError
 from osrm_core.lora import INITS
-from osrm_core.models import load_classifier
+from osrm_core.models import load_causal_lm, load_classifier
+from osrm_core.tasks.kinds import kind_of
 from stages.io.adapters import Adapter, head_num_labels, individual_delta, write_lora
 from stages.io.convert_inputs import Backbone, MapEntry, dense_updates, project_adapter, read_map, source_adapter
 from stages.io.derived import Moments, announce, keep_report, shares, write_adapter
@@ -85,11 +86,13 @@ def project_one(config: Path, workdir, seed, task: str, out: Path, arm: str | No
         before = {m: (*src.factors(m), src.scale) for m in src.modules}
         factors, residual = project_adapter(src, subspace, lora.scale)
     else:
-        deltas, head = dense_updates(run, dense, sorted(subspace))
+        spec = run.load_task(task)[0]
+        deltas, head = dense_updates(run, dense, sorted(subspace), spec)
         head = Adapter(head_from).head() if head_from is not None else head
         template = {"peft_type": "LORA", "target_modules": run.spec.target_suffixes(lora.blocks),
                     "modules_to_save": sorted({k.split(".")[0] for k in head}), "bias": "none", "lora_dropout": 0.0,
-                    "task_type": None, "inference_mode": True, "fan_in_fan_out": False, "init_lora_weights": True}
+                    "task_type": kind_of(spec).peft_task_type, "inference_mode": True, "fan_in_fan_out": False,
+                    "init_lora_weights": True}
         before = {m: (torch.eye(d.shape[1]), d, 1.0) for m, d in deltas.items()}  # dW = 1 · dW · I
         factors = {m: project_dense(d, subspace[m], lora.scale) for m, d in deltas.items()}
         residual = {m: projection_residual(d, subspace[m]) for m, d in deltas.items()}
@@ -215,12 +218,13 @@ def fold(config: Path = CONFIG, adapter: Path = typer.Option(..., help="PEFT LoR
     run = open_run(config)
     src = Adapter(adapter)
     head = src.head()
-    num_labels = head_num_labels(head, adapter)
-    model = load_classifier(run.spec, num_labels)
+    causal = src.config.get("task_type") == "CAUSAL_LM"  # a head-less causal-LM adapter folds into the causal LM
+    num_labels = 0 if causal else head_num_labels(head, adapter)
+    model = load_causal_lm(run.spec) if causal else load_classifier(run.spec, num_labels)
     add_deltas(model, individual_delta(src))
     load_head(model, head)
     with atomic_dir(out) as tmp:
         model.save_pretrained(tmp)
         Folded.seal(tmp, {"adapter": str(adapter)}, upstream={"adapter": content_hash(adapter)},
                     backbone=run.backbone_identity(), num_labels=num_labels)
-    print(f"folded: {out} (dense {type(model).__name__}, {num_labels} labels)")
+    print(f"folded: {out} (dense {type(model).__name__}" + ("" if causal else f", {num_labels} labels") + ")")

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from osrm_core.convert import project_lora, projection_residual
 from osrm_core.errors import OsrmError
-from osrm_core.models import head_module_names, load_classifier
+from osrm_core.models import head_module_names
 from osrm_core.tasks.kinds import kind_of
 from stages.io.adapters import Adapter
 from stages.io.guard import progress
@@ -117,20 +117,24 @@ class Backbone:
                                 f"{spec.num_labels} labels {shapes.get(name)} — use a head trained for this task and backbone")
 
 
-def dense_updates(run, folder: Path, modules: list[str]):
-    """(dW per module, head) of a dense fine-tuned checkpoint folder relative to the backbone."""
-    from transformers import AutoModelForSequenceClassification
-
+def dense_updates(run, folder: Path, modules: list[str], spec):
+    """(dW per module (d_out x d_in), head) of a dense fine-tuned checkpoint folder relative to the backbone, both
+    loaded as the task's kind builds its model: a classifier with the task's labels (head = its classifier), or the
+    causal LM of a generative task (no head: its LM head is the backbone's)."""
     if not (folder / "config.json").is_file():
         raise OsrmError(f"--dense {folder}: not a model folder (no config.json) — pass a save_pretrained() checkpoint")
+    base = kind_of(spec).load_model(run.spec, spec)
     try:
-        ft = AutoModelForSequenceClassification.from_pretrained(str(folder))
+        ft = type(base).from_pretrained(str(folder))
     except (OSError, ValueError) as err:
-        raise OsrmError(f"--dense {folder}: cannot load it ({type(err).__name__}) — pass an intact save_pretrained() checkpoint") from None
-    base = load_classifier(run.spec, ft.config.num_labels)
+        raise OsrmError(f"--dense {folder}: cannot load it as a {type(base).__name__} ({type(err).__name__}) — pass an "
+                        "intact save_pretrained() checkpoint of the task's model") from None
     fnamed, bnamed = dict(ft.named_modules()), dict(base.named_modules())
+    missing = [m for m in modules if m not in fnamed]
+    if missing:
+        raise OsrmError(f"--dense {folder}: no module {missing[0]} — pass a fine-tune of the run's backbone")
     deltas = {m: (fnamed[m].weight - bnamed[m].weight).detach().float() for m in modules}
-    head_names = head_module_names(ft)
+    head_names = head_module_names(ft) if Backbone(run).needs_head(spec) else []
     head = {n: p.detach() for n, p in ft.named_parameters() if n.split(".")[0] in head_names}
     return deltas, head
 

@@ -118,3 +118,25 @@ def test_a_generative_adapter_with_modules_to_save_is_one_line(trained, tmp_path
     res = cli("convert", "project", "-c", config, "--arm", "lora", "--map", tmp_path / "map.yaml", "--no-project", ok=False)
     assert res.exit_code == 2 and "lm_head" in res.output and "is generative" in res.output, res.output
     assert len(res.output.strip().splitlines()) == 1
+
+
+def test_fold_and_dense_project_of_a_causal_lm(trained, tmp_path):
+    """`convert fold` of a head-less CAUSAL_LM adapter writes the causal LM with W0 + PEFT's delta (no head); that
+    dense checkpoint projects (`convert project --dense`) into a CAUSAL_LM adapter whose update is delta A_tᵀA_t."""
+    from transformers import AutoModelForCausalLM
+
+    cli, config, root, refs = trained
+    res = cli("convert", "fold", "-c", config, "--adapter", root / "peft/sentiment", "--out", tmp_path / "fold")
+    assert "LlamaForCausalLM" in res.output and json.loads((tmp_path / "fold/manifest.json").read_text())["num_labels"] == 0
+    folded, w0 = (dict(AutoModelForCausalLM.from_pretrained(p).named_modules()) for p in (tmp_path / "fold", root / "model"))
+    for m, d in refs["sentiment"].items():
+        torch.testing.assert_close(folded[m].weight - w0[m].weight, d, atol=1e-6, rtol=0)
+    cli("extract-features", "-c", config, "--task", "all")
+    cli("build-subspace", "-c", config, "--arm", "osrm")
+    cli("convert", "project", "-c", config, "--task", "sentiment", "--arm", "osrm", "--dense", tmp_path / "fold",
+        "--out", tmp_path / "conv")
+    conv = Adapter(tmp_path / "conv")
+    assert conv.config["task_type"] == "CAUSAL_LM" and not conv.config["modules_to_save"] and conv.head() == {}
+    sub = load_file(root / "runs/subspaces/seed42/osrm/sentiment/subspace.safetensors")
+    for m, d in refs["sentiment"].items():
+        torch.testing.assert_close(conv.delta(m), d @ sub[m].float().T @ sub[m].float(), atol=1e-5, rtol=0)

@@ -77,7 +77,7 @@ class Converted(Artifact[ConvertManifest]):
 class FoldManifest(Manifest):
     STAGE: ClassVar[str] = "convert-fold"
     backbone: BackboneId
-    num_labels: int
+    num_labels: int  # 0: a causal LM folded from a head-less (generative) adapter
 
 
 class Folded(Artifact[FoldManifest]):
