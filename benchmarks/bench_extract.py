@@ -98,10 +98,10 @@ def main(argv=None) -> None:
     p.add_argument("--json", default=None)
     a = p.parse_args(argv)
     setup(a.threads)
-    from osrm_core.backbones import load_spec
     from osrm_core.features import target_module_names
     from osrm_core.models import load_classifier, load_tokenizer
-    from osrm_core.tasks import load_task
+    from osrm_pipeline.backbone_registry import load_spec
+    from osrm_pipeline.suites import load_task
     from stages.extract_features import sample_indices
 
     bb = load_spec("minilm")

@@ -88,16 +88,12 @@ def setup(threads: int) -> None:
 
 def build(bb, num_labels: int, seed: int):
     """MiniLM classifier + PEFT LoRA (r=8, alpha 16, q+v, head trained), identical for the same seed."""
-    from osrm_core.config import LoraConfig
-    from osrm_core.lora import attach_lora, set_freeze
+    from osrm_core.lora import attach_lora
     from osrm_core.models import head_module_names, load_classifier
 
     torch.manual_seed(seed)
     model = load_classifier(bb, num_labels)
-    cfg = LoraConfig(init="gaussian")
-    model = attach_lora(model, bb.target_suffixes(cfg.blocks), cfg, head_module_names(model))
-    set_freeze(model, cfg.freeze)
-    return model
+    return attach_lora(model, bb.target_suffixes("qv"), head_module_names(model), rank=8, alpha=16.0)
 
 
 def validation_score(model, tok, spec, ds, max_length: int) -> float:
@@ -221,9 +217,9 @@ def parse(argv=None) -> argparse.Namespace:
 def main(argv=None) -> None:
     a = parse(argv)
     setup(a.threads)
-    from osrm_core.backbones import load_spec
     from osrm_core.models import load_tokenizer
-    from osrm_core.tasks import load_task
+    from osrm_pipeline.backbone_registry import load_spec
+    from osrm_pipeline.suites import load_task
 
     bb = load_spec("minilm")
     tok = load_tokenizer(bb)

@@ -49,14 +49,10 @@ REFERENCE = "trainer (same batches)"
 
 def build(base, seed: int):
     """A fresh copy of `base` with a PEFT CAUSAL_LM LoRA (r 8, alpha 16, q+v), identical for the same seed."""
-    from osrm_core.config import LoraConfig
-    from osrm_core.lora import attach_lora, set_freeze
+    from osrm_core.lora import attach_lora
 
     torch.manual_seed(seed)
-    cfg = LoraConfig(init="gaussian")
-    model = attach_lora(copy.deepcopy(base), ["q_proj", "v_proj"], cfg, [], KIND.peft_task_type)
-    set_freeze(model, cfg.freeze)
-    return model
+    return attach_lora(copy.deepcopy(base), ["q_proj", "v_proj"], [], rank=8, alpha=16.0, task_type=KIND.peft_task_type)
 
 
 def run_ours(model, tok, spec, ds, a, seed: int, loss_fn) -> dict:

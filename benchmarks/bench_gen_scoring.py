@@ -35,9 +35,9 @@ import torch
 from bench_finetune import machine, median, setup, timed, write_json
 from gen_tasks import choice_task, headline_task, in_dataset_order, load_smollm2
 
-from osrm_core.config import EvaluateConfig
 from osrm_core.generative import encode
 from osrm_core.kinds.generative import Generative
+from osrm_pipeline.pipeline_config import EvaluateConfig
 
 BATCH = EvaluateConfig.model_fields["batch_size"].default
 KIND = Generative()

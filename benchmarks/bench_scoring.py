@@ -30,7 +30,7 @@ import torch
 
 from bench_finetune import machine, median, setup, timed, write_json
 
-from osrm_core.config import EvaluateConfig
+from osrm_pipeline.pipeline_config import EvaluateConfig
 
 BATCH = EvaluateConfig.model_fields["batch_size"].default  # what `osrm evaluate` uses unless told otherwise
 
@@ -80,10 +80,10 @@ SIDES = {"ours": ours, "plain loop": plain, "pipeline": pipe}
 def context(a) -> dict:
     from transformers import pipeline
 
-    from osrm_core.backbones import load_spec
     from osrm_core.models import head_module_names, load_classifier, load_tokenizer
     from osrm_core.scoring import ClassifierPool
-    from osrm_core.tasks import load_task
+    from osrm_pipeline.backbone_registry import load_spec
+    from osrm_pipeline.suites import load_task
 
     bb = load_spec("minilm")
     tok = load_tokenizer(bb)

@@ -14,11 +14,10 @@ import time
 
 import torch
 
-from osrm_core.backbones import load_spec
-from osrm_core.config import LoraConfig
 from osrm_core.lora import attach_lora
 from osrm_core.models import head_module_names, load_classifier, load_tokenizer, offline_env
 from osrm_core.train import autocast
+from osrm_pipeline.backbone_registry import load_spec
 
 
 def step_time(model, batch, labels, opt, bf16: bool, steps: int) -> float:
@@ -46,7 +45,7 @@ def main() -> None:
     spec = load_spec("minilm")
     tok = load_tokenizer(spec)
     model = load_classifier(spec, 2)
-    model = attach_lora(model, spec.target_suffixes("qv"), LoraConfig(), head_module_names(model)).train()
+    model = attach_lora(model, spec.target_suffixes("qv"), head_module_names(model), rank=8, alpha=16.0).train()
     text = "a quietly devastating film whose performances carry a script that keeps surprising you"
     batch = dict(tok([text] * a.batch, return_tensors="pt", padding=True))
     labels = torch.zeros(a.batch, dtype=torch.long)

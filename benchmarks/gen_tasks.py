@@ -24,7 +24,7 @@ PROMPTS = {"question_type": "Question: {sentence}\nAnswer type:", "movie_sentime
 
 def choice_task(name: str, test_rows: int, train_rows: int | None = None) -> tuple[TaskSpec, dict]:
     """(spec, {train, test}) of default-suite task `name` as a generative task with its label words as choices."""
-    from osrm_core.tasks import load_task
+    from osrm_pipeline.suites import load_task
 
     base, data = load_task("default", name, max_train=train_rows, max_eval=test_rows)
     gen = Generation(prompt=PROMPTS[name], target="label", choices=base.label_names)
@@ -34,7 +34,7 @@ def choice_task(name: str, test_rows: int, train_rows: int | None = None) -> tup
 
 def headline_task(test_rows: int, train_rows: int | None = None) -> tuple[TaskSpec, dict]:
     """(spec, {train, test}): free text, a headline (column `label`) from its article's lead sentence."""
-    from osrm_core.tasks import load_task
+    from osrm_pipeline.suites import load_task
 
     _, data = load_task("default", "headline_match")
     split = {}
@@ -72,8 +72,8 @@ def completion_rows(tokenizer, ds, spec: TaskSpec) -> datasets.Dataset:
 
 def load_smollm2():
     """(model float32 eval, tokenizer as the project loads it, a copy padding on the left for generation)."""
-    from osrm_core.backbones import load_spec
     from osrm_core.models import load_causal_lm, load_tokenizer
+    from osrm_pipeline.backbone_registry import load_spec
 
     bb = load_spec("smollm2")
     left = load_tokenizer(bb)

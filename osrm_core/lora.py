@@ -11,20 +11,21 @@ import torch
 from torch import nn
 
 from osrm_core import derive
-from osrm_core.config import LoraConfig as LoraCfg
 from osrm_core.errors import OsrmError
 from osrm_core.subspace import normalised_distance, polar, random_orthonormal
 
 PEFT_PREFIX = "base_model.model."
 
 
-def attach_lora(model: nn.Module, suffixes: list[str], cfg: LoraCfg, heads: list[str], task_type: str | None = None):
-    """Wrap `model` with a PEFT LoRA on the target suffixes; the task heads train and save with it. `task_type`:
-    PEFT's (CAUSAL_LM for a generative task: a plain causal-LM adapter; None keeps the classifier's wrapping)."""
+def attach_lora(model: nn.Module, suffixes: list[str], heads: list[str], rank: int, alpha: float, dropout: float = 0.0,
+                rslora: bool = False, init: str = "gaussian", task_type: str | None = None):
+    """Wrap `model` with a PEFT LoRA of rank r on the target suffixes, scale alpha/r (alpha/sqrt(r) with rslora);
+    PEFT draws A as INITS[init].peft says; the task heads train and save with it. `task_type`: PEFT's (CAUSAL_LM
+    for a generative task: a plain causal-LM adapter; None keeps the classifier's wrapping)."""
     from peft import LoraConfig, get_peft_model
 
-    pcfg = LoraConfig(r=cfg.rank, lora_alpha=cfg.alpha, lora_dropout=cfg.dropout, target_modules=suffixes,
-                      use_rslora=cfg.rslora, init_lora_weights=INITS[cfg.init].peft, modules_to_save=heads or None,
+    pcfg = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules=suffixes,
+                      use_rslora=rslora, init_lora_weights=INITS[init].peft, modules_to_save=heads or None,
                       bias="none", task_type=task_type)
     return get_peft_model(model, pcfg)
 
@@ -90,7 +91,7 @@ class InitMethod:
     sqrt(E||A_0||_F^2), for an r x d_in A (what lora.a_norm {match: <arm>} gives). An arm that starts from another
     arm's adapters (`from`) has `start(derive.Source) -> {module: (A, B)}`, the converted update it starts at (A and
     B set, no a_norm), and `trains`: False when that converted update is the adapter. `reads`: the arm's fields
-    besides `init` this init uses (any other one set on the arm is an error, PipelineConfig)."""
+    besides `init` this init uses (the pipeline config rejects any other one set on the arm)."""
 
     peft: bool | str
     norm: Callable[[int, int], float]
@@ -118,18 +119,17 @@ INITS: dict[str, InitMethod] = {
 }
 
 
-def target_norm(a_norm, rank: int, d_in: int) -> float | None:
-    """The Frobenius norm lora.a_norm asks of an r x d_in A_0: None for 'as_init' (keep it), the number, or
-    the expected norm of {init: X} (what an arm's view of the config has for {match: <arm>})."""
-    if isinstance(a_norm, str) and a_norm == "as_init":
+ANorm = float | str | None  # what target_norm reads: keep the init's norm, a number, or an init's expected norm
+
+
+def target_norm(a_norm: ANorm, rank: int, d_in: int) -> float | None:
+    """The Frobenius norm asked of an r x d_in A_0: None keeps it (None); a number is that norm; an init's name
+    is its expected norm for the shape, INITS[name].norm(r, d_in) (docs/study.md, "The scale confound")."""
+    if a_norm is None:
         return None
-    if isinstance(a_norm, (int, float)):
-        return float(a_norm)
-    init = getattr(a_norm, "init", None)
-    if init is None:
-        raise OsrmError(f"lora.a_norm {a_norm} is unresolved: {{match: <arm>}} is resolved in an arm's view of the config "
-                        "(PipelineConfig.for_arm) — build the model from that view")
-    return INITS[init].norm(rank, d_in)
+    if isinstance(a_norm, str):
+        return INITS[a_norm].norm(rank, d_in)
+    return float(a_norm)
 
 
 def scale_to_norm(a: torch.Tensor, target: float | None) -> torch.Tensor:
@@ -142,18 +142,19 @@ def scale_to_norm(a: torch.Tensor, target: float | None) -> torch.Tensor:
 
 
 @torch.no_grad()
-def initialise(peft_model: nn.Module, cfg: LoraCfg, seed: int, subspace: dict[str, torch.Tensor] | None = None,
-               adapter: str = "default") -> None:
-    """Start every lora_A as cfg.init says (INITS; PEFT already drew it in attach_lora), then rescale each
-    module's A_0 to the Frobenius norm cfg.a_norm asks (target_norm; 'as_init' touches nothing)."""
-    method = INITS[cfg.init]
+def initialise(peft_model: nn.Module, init: str, seed: int, subspace: dict[str, torch.Tensor] | None = None,
+               a_norm: ANorm = None, adapter: str = "default") -> None:
+    """Start every lora_A as `init` says (INITS; PEFT already drew it in attach_lora), then rescale each
+    module's A_0 (r x d_in) to the Frobenius norm `a_norm` asks (target_norm; None touches nothing).
+    subspace: module -> A_t (r x d_in), read by init osrm."""
+    method = INITS[init]
     if method.a0 is not None:
         set_a0(peft_model, method.a0(a_shapes(peft_model, adapter), seed, subspace), adapter)
-    if method.start is not None or (isinstance(cfg.a_norm, str) and cfg.a_norm == "as_init"):
+    if method.start is not None or a_norm is None:
         return  # a derived arm's A and B are set from its converted update (set_factors), never rescaled
     for layer in lora_layers(peft_model).values():
         a = layer.lora_A[adapter].weight
-        a.copy_(scale_to_norm(a, target_norm(cfg.a_norm, *a.shape)))
+        a.copy_(scale_to_norm(a, target_norm(a_norm, *a.shape)))
 
 
 @torch.no_grad()

@@ -14,7 +14,7 @@ Captured energy: tr(A S_¬t A^T) / tr(S_¬t) · d_in / r, the share of the other
 A relative to a random r-dimensional subspace (whose expected share is r / d_in, so a random A scores 1). 0 in
 the null-space regime; < 1 means A avoids the other tasks better than chance.
 
-Pure functions of plain tensors and ints; stages/build_subspace.py and stages/report_regime.py assemble them.
+Pure functions of plain tensors and ints; stages/build_subspace.py and stages/report.py assemble them.
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
 """The OSRM subspace per layer (docs/osrm.md): the paper's objective and the contrastive extension.
 
-Paper (``osrm.objective: null``): A_t = argmin ||A H_{¬t}^T||_F^2 s.t. A A^T = I_r. With G = H^T H
-(d_in x d_in), ||A H^T||_F^2 = tr(A G A^T), so by Ky Fan the optimum is the r eigenvectors of G with the
-smallest eigenvalues, as rows of A.
+Paper (objective None; the config's ``osrm.objective: null``): A_t = argmin ||A H_{¬t}^T||_F^2 s.t.
+A A^T = I_r. With G = H^T H (d_in x d_in), ||A H^T||_F^2 = tr(A G A^T), so by Ky Fan the optimum is the r
+eigenvectors of G with the smallest eigenvalues, as rows of A.
 
-Contrast (``osrm.objective: contrast``, this project's extension): A_t's rows span the top-r generalised
+Contrast (objective 'contrast', this project's extension): A_t's rows span the top-r generalised
 eigenvectors of S_t v = mu (S_¬t + eps I) v, with S_j = G_j / n_j (every task weighs the same) and
 eps = rho tr(S_¬t) / d_in. With B = S_¬t + eps I they maximise the ratio trace tr((A B A^T)^{-1} A S_t A^T),
 whose maximum is the sum of the r largest mu (invariant to A -> M A, so the orthonormalised rows attain
@@ -28,7 +28,6 @@ from typing import Iterable, Protocol
 import torch
 
 from osrm_core import regime
-from osrm_core.config import OsrmConfig
 from osrm_core.errors import OsrmError
 
 
@@ -209,17 +208,18 @@ class _Layer:
         return self.moments[task], (self.moment_total - self.moments[task]) / (len(self.moments) - 1)
 
 
-def _solve_target(layer: _Layer, task: str, cfg: OsrmConfig, rank: int, seed: int) -> tuple[torch.Tensor, dict]:
-    """A_t (rank x d, float64, orthonormal rows) at one layer under cfg.objective, and its report row."""
+def _solve_target(layer: _Layer, task: str, estimator: str, rank: int, seed: int, objective: str | None,
+                  ridge: float) -> tuple[torch.Tensor, dict]:
+    """A_t (rank x d, float64, orthonormal rows) at one layer under `objective` (None or 'contrast'), its report row."""
     g, n = leave_one_out(layer.grams, layer.counts, task, layer.total)
-    if cfg.estimator == "sample-mean" and n < rank:
+    if estimator == "sample-mean" and n < rank:
         raise OsrmError(f"osrm.k: only {n} feature rows from other tasks, fewer than lora.rank={rank} — raise osrm.k")
     s_own, s_other = layer.moments_of(task)
-    if cfg.objective == "contrast":
+    if objective == "contrast":
         if layer.counts[task] < rank:
             raise OsrmError(f"osrm.k: task '{task}' has only {layer.counts[task]} feature rows, fewer than "
                             f"lora.rank={rank}, too few for {rank} contrast directions — raise osrm.k")
-        a, mu, degenerate, eps = contrast_subspace(s_own, s_other, rank, cfg.contrast_ridge, seed)
+        a, mu, degenerate, eps = contrast_subspace(s_own, s_other, rank, ridge, seed)
         row = _report(a, g, mu, degenerate, seed) | {"ridge": eps}
     else:
         a, eigvals, degenerate = smallest_subspace(g, rank, seed)
@@ -231,9 +231,13 @@ def _solve_target(layer: _Layer, task: str, cfg: OsrmConfig, rank: int, seed: in
     return a, row
 
 
-def solve_subspaces(caches: dict[str, FeatureSource], modules: Iterable[str], targets: list[str],
-                    cfg: OsrmConfig, rank: int, seed: int) -> tuple[dict[str, dict[str, torch.Tensor]], dict[str, dict[str, dict]]]:
+def solve_subspaces(caches: dict[str, FeatureSource], modules: Iterable[str], targets: list[str], estimator: str,
+                    rank: int, seed: int, objective: str | None = None,
+                    ridge: float = 1e-2) -> tuple[dict[str, dict[str, torch.Tensor]], dict[str, dict[str, dict]]]:
     """A_t (rank x d_in, float32) and a report row for every target task and module.
+
+    estimator: 'sample-mean', 'task-mean' or 'token' (task_gram); objective: None (the paper's) or 'contrast'
+    with ridge rho (contrast_subspace); the pipeline's osrm section holds all three.
 
     caches: every task of the suite (their order fixes the float64 summation order); modules: any
     iterable of module names (e.g. wrapped in a progress bar), read once each. Per module each task's
@@ -251,8 +255,8 @@ def solve_subspaces(caches: dict[str, FeatureSource], modules: Iterable[str], ta
         raise OsrmError(f"task '{missing[0]}' has no features among {sorted(caches)}")
     tensors, report = {t: {} for t in targets}, {t: {} for t in targets}
     for module in modules:
-        layer = _Layer(caches, module, cfg.estimator)
+        layer = _Layer(caches, module, estimator)
         for t in targets:
-            a, report[t][module] = _solve_target(layer, t, cfg, rank, seed)
+            a, report[t][module] = _solve_target(layer, t, estimator, rank, seed, objective, ridge)
             tensors[t][module] = a.float()
     return tensors, report

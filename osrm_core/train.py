@@ -131,24 +131,6 @@ def predict(model: nn.Module, batches: Iterator, device: str = "cpu", bf16: bool
 
 # --- DeepSpeed ZeRO ---------------------------------------------------------------------------------
 
-def deepspeed_config(path: str, micro_batch: int, grad_accum: int, bf16: bool) -> dict:
-    """Read a DeepSpeed JSON (configs/deepspeed/) and set what the pipeline config owns: the per-rank
-    micro-batch, accumulation and bf16 (train_batch_size is derived by DeepSpeed: micro x accum x world)."""
-    import json
-
-    from osrm_core.errors import OsrmError
-    from osrm_core.hparams import read_json
-
-    cfg = read_json(path, f"finetune.deepspeed: {path} does not exist — use configs/deepspeed/zero2.json or zero3.json")
-    if "auto" in json.dumps(cfg):
-        raise OsrmError(f"{path}: 'auto' values are HF-Trainer-only — write explicit numbers")
-    cfg.pop("train_batch_size", None)
-    cfg.update(train_micro_batch_size_per_gpu=micro_batch, gradient_accumulation_steps=grad_accum)
-    cfg["bf16"] = {**cfg.get("bf16", {}), "enabled": bool(bf16)}
-    cfg.setdefault("zero_allow_untested_optimizer", True)  # torch AdamW as client optimizer (no CPU-Adam build)
-    return cfg
-
-
 class DeepSpeedStepper(Stepper):
     """DeepSpeed engine: it scales for accumulation, clips, steps optimiser and scheduler at its boundaries.
 

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from osrm_core.config import load_config
 from osrm_core.errors import OsrmError
+from osrm_pipeline.pipeline_config import load_config
 
 
 def slurm_dir(config: Path) -> Path:

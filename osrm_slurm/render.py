@@ -13,8 +13,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Mapping, Sequence
 
-from osrm_core.backbones import configs_dir
 from osrm_core.errors import OsrmError
+from osrm_pipeline.config_dirs import configs_dir
 
 
 def default_template_dir() -> Path:

@@ -12,11 +12,11 @@ from typing import Callable, Mapping
 
 import yaml
 
-from osrm_slurm import render as slurm
-from osrm_core.config import load_config
 from osrm_core.errors import OsrmError
-from osrm_slurm.render import Place, Resources
+from osrm_pipeline.pipeline_config import load_config
+from osrm_slurm import render as slurm
 from osrm_slurm.dag import Job, StageNode, build_job_dag
+from osrm_slurm.render import Place, Resources
 
 
 def default_setup() -> str:
@@ -46,7 +46,7 @@ def expand_tasks(config: Path, tasks: list[str]) -> list[str]:
     cfg = load_config(config)
     if cfg.tasks:
         return list(cfg.tasks)
-    from osrm_core import tasks as suites
+    from osrm_pipeline import suites
 
     return list(suites.list_tasks(suites.resolve_suite(cfg.suite, base_dir=Path(config).parent)))
 

@@ -21,9 +21,9 @@ echo "wall time $(( $(date +%s) - start )) s"
 .venv/bin/python - "$W" <<'PY'
 import json, sys
 from pathlib import Path
-from osrm_core.config import load_config
+from osrm_pipeline.pipeline_config import load_config
 from osrm_core.study import LEARNT_MARGIN, Rows, chance_score
-from osrm_core.tasks import load_task
+from osrm_pipeline.suites import load_task
 from osrm_core.tasks.kinds import kind_of
 w = Path(sys.argv[1])
 cfg = load_config(w / "config.yaml")

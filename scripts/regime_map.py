@@ -14,10 +14,9 @@ import typer
 
 from osrm_core import regime_map
 from osrm_core.study import study
-from stages.report import N_BOOT, diagnostics, load
-from stages.io.run import open_run
 from stages.io.options import run_overrides
-from stages.report_regime import KEYS, TOKENS, arm_regime
+from stages.io.run import open_run
+from stages.report import N_BOOT, REGIME_KEYS, REGIME_TOKENS, arm_regime, diagnostics, load
 
 
 def collect(config: Path, control: str, workdir: Path | None = None, n_boot: int = 1000) -> dict:
@@ -33,7 +32,7 @@ def collect(config: Path, control: str, workdir: Path | None = None, n_boot: int
     points = []
     for arm in run.cfg.arms:
         per_seed = arm_regime(run, arm)
-        reg = {k: v for k, v in per_seed[min(per_seed)].items() if k in KEYS + TOKENS} if per_seed else None
+        reg = {k: v for k, v in per_seed[min(per_seed)].items() if k in REGIME_KEYS + REGIME_TOKENS} if per_seed else None
         points.append(regime_map.point(arm, reg, diag.get(arm, {}).get("other_energy_init"),
                                        vs[run.cfg.reference], vs[control]))
     return {"backbone": run.spec.name, "config": str(config), "seeds": run.cfg.seeds, "reference": run.cfg.reference,

@@ -21,7 +21,6 @@ TASKS = typer.Option(["all"], "--task", "-t", help="Task name (one of the config
                      "every task of the config: one process then reads each task's features once (what dvc.yaml runs).")
 ARMS = typer.Option(["all"], "--arm", "-a", help="Arm that starts from a subspace, init osrm or refit (repeatable); 'all' = every arm of the config, "
                     "those that do not start from a subspace get a folder that says so (a stable DVC dependency).")
-UNUSED = "no_subspace.json"
 REGIME = "regime.json"  # per task: the regime of its layers (osrm_core/regime.py)
 
 
@@ -53,8 +52,9 @@ def main(config: Path = CONFIG, task: list[str] = TASKS, arm: list[str] = ARMS, 
         suffixes = tuple(run.spec.target_suffixes(run.cfg.lora.blocks))
         modules = [m for m in first.modules if m.endswith(suffixes)]
         label = f"subspace {name}: " + (targets[0] if len(targets) == 1 else f"{len(targets)} tasks")
-        tensors, report = subspace.solve_subspaces(caches, progress(modules, label), targets, run.cfg.osrm, run.cfg.lora.rank,
-                                                   run.cfg.seed)
+        osrm = run.cfg.osrm
+        tensors, report = subspace.solve_subspaces(caches, progress(modules, label), targets, osrm.estimator,
+                                                   run.cfg.lora.rank, run.cfg.seed, osrm.objective, osrm.contrast_ridge)
         _token_energy(features, tensors, report, modules)
         upstream = {t: f.content_hash for t, f in features.items()}
         for t in targets:
@@ -92,7 +92,7 @@ def _write_unused(run: Run, arm: str, features: dict) -> None:
     if reads:
         body["features"] = {t: f.content_hash for t, f in features.items()}
     with atomic_dir(out) as tmp:
-        (tmp / UNUSED).write_text(json.dumps(body) + "\n")
+        (tmp / Subspace.UNUSED).write_text(json.dumps(body) + "\n")
 
 
 def _regime_summary(report: dict, cfg) -> dict:

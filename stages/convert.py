@@ -11,18 +11,18 @@ import typer
 from pydantic import ValidationError
 
 from osrm_core.apply import add_deltas, load_head
-from osrm_core.config import ArmConfig
 from osrm_core.convert import project_dense, projection_residual
 from osrm_core.derive import Source, posthoc_start
 from osrm_core.errors import OsrmError
 from osrm_core.lora import INITS
 from osrm_core.models import load_causal_lm, load_classifier
 from osrm_core.tasks.kinds import kind_of
+from osrm_pipeline.pipeline_config import ArmConfig
 from stages.io.adapters import Adapter, head_num_labels, individual_delta, write_lora
-from stages.io.convert_inputs import Backbone, MapEntry, dense_updates, project_adapter, read_map, source_adapter
-from stages.io.derived import Moments, announce, keep_report, shares, write_adapter
 from stages.io.artifacts import Converted, Folded, Subspace
 from stages.io.atomic import atomic_dir
+from stages.io.convert_inputs import Backbone, MapEntry, dense_updates, project_adapter, read_map, source_adapter
+from stages.io.derived import Moments, announce, keep_report, shares, write_adapter
 from stages.io.guard import guarded
 from stages.io.manifest import content_hash
 from stages.io.options import CONFIG, SEED, WORKDIR, run_overrides

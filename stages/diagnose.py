@@ -18,10 +18,10 @@ from osrm_core import diagnose, diagnose_plots, lora
 from osrm_core.ablation import VARIANTS, ablation_table, ablation_updates, others_sum
 from osrm_core.diagnose_summary import one_thread, pool, scalars, summary_md
 from osrm_core.errors import OsrmError
+from stages.io.adapters import individual_delta
 from stages.io.artifacts import Diagnostics, DiagnosticsSummary, Features, Subspace, TaskAdapter
 from stages.io.atomic import atomic_dir, write_json_atomic
 from stages.io.guard import guarded, progress
-from stages.io.adapters import individual_delta
 from stages.io.options import ARM, CONFIG, SEED, WORKDIR, expand_all, run_overrides
 from stages.io.run import Run, open_run
 from stages.io.served import score_task
@@ -55,7 +55,7 @@ def initial_a(run: Run, arm: str, trained: Nested) -> Nested | None:
     method = lora.INITS[run.cfg.lora.init]
     if method.a0 is None:
         return None
-    norm, out = run.cfg.lora.a_norm, {}
+    norm, out = run.cfg.lora.a0_norm, {}
     for t, mods in trained.items():
         sub = Subspace.open(run, arm, t).tensors() if method.needs_subspace else None
         raw = method.a0({m: tuple(a.shape) for m, a in mods.items()}, run.cfg.seed, sub)

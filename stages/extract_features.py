@@ -16,12 +16,12 @@ from osrm_core.batching import shuffled
 from osrm_core.errors import OsrmError
 from osrm_core.features import capture, target_module_names
 from osrm_core.models import load_tokenizer
-from osrm_core.tasks import task_fingerprint
 from osrm_core.tasks.kinds import kind_of
+from osrm_pipeline.suites import task_fingerprint
 from stages.io import feature_store
+from stages.io.artifacts import Features
 from stages.io.atomic import atomic_dir
 from stages.io.guard import guarded, progress
-from stages.io.artifacts import Features
 from stages.io.options import CONFIG, SEED, TASKS, WORKDIR, expand_all, run_overrides
 from stages.io.run import open_run
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import typer
 
 from osrm_core import distributed, lora
-from osrm_core.finetune import Job, make_job, start_deepspeed, train_plain, train_zero
 from osrm_core.tasks.kinds import kind_of
 from osrm_core.train import LoopState
+from osrm_pipeline.finetune import Job, make_job, start_deepspeed, train_plain, train_zero
 from stages.io import checkpoint, derived
 from stages.io.artifacts import Subspace, TaskAdapter
 from stages.io.atomic import atomic_dir
@@ -32,9 +32,9 @@ def build_model(run: Run, task: str, spec):
     begin = derived.start(run, task) if method.start is not None else None  # a derived arm's converted update
     seed_everything(run.cfg.seed)  # the same head and PEFT A for the same seed
     model = kind.load_model(run.spec, spec)
-    model = lora.attach_lora(model, run.spec.target_suffixes(run.cfg.lora.blocks), run.cfg.lora, kind.heads(model),
-                             task_type=kind.peft_task_type)
-    lora.initialise(model, run.cfg.lora, run.cfg.seed, None if sub is None else sub.tensors())
+    model = lora.attach_lora(model, run.spec.target_suffixes(run.cfg.lora.blocks), kind.heads(model),
+                             **run.cfg.lora.adapter_args(), task_type=kind.peft_task_type)
+    lora.initialise(model, run.cfg.lora.init, run.cfg.seed, None if sub is None else sub.tensors(), run.cfg.lora.a0_norm)
     upstream = {} if sub is None else {"subspace": sub.content_hash}
     if begin is not None:
         derived.apply(model, begin)

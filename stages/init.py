@@ -15,8 +15,8 @@ from pathlib import Path
 import typer
 import yaml
 
-from osrm_core.configs import configs_dir
 from osrm_core.errors import OsrmError
+from osrm_pipeline.config_dirs import configs_dir
 from stages.io.guard import guarded
 
 #: dependencies on the repository's own files, which a project made anywhere does not have

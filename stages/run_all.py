@@ -14,9 +14,9 @@ from pathlib import Path
 
 import typer
 
-from osrm_core.config import load_config
 from osrm_core.errors import OsrmError
-from stages.build_subspace import UNUSED
+from osrm_pipeline.pipeline_config import load_config
+from stages.io.artifacts import Subspace
 from stages.io.guard import guarded
 from stages.io.layout import Layout, ModelRef
 from stages.io.options import CONFIG
@@ -48,7 +48,7 @@ def _done(folder: Path | None) -> bool:
     (the plan checks the last arm's, which build-subspace writes last)."""
     if folder is None or not folder.is_dir():
         return False
-    return (folder / UNUSED).is_file() or any(folder.rglob("manifest.json"))
+    return (folder / Subspace.UNUSED).is_file() or any(folder.rglob("manifest.json"))
 
 
 @guarded

@@ -25,7 +25,8 @@ def pytest_configure(config):
 
 
 def minilm_dir() -> Path:
-    from osrm_core.backbones import load_spec, resolve_source
+    from osrm_core.backbones import resolve_source
+    from osrm_pipeline.backbone_registry import load_spec
 
     return Path(resolve_source(load_spec("minilm"))[0])
 

@@ -22,40 +22,40 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from osrm_core import configs
-from osrm_core.config import load_config
 from osrm_core.errors import OsrmError
-from osrm_core.tasks import list_tasks, load_task, resolve_suite
+from osrm_pipeline import config_dirs
+from osrm_pipeline.pipeline_config import load_config
+from osrm_pipeline.suites import list_tasks, load_task, resolve_suite
 from stages.cli import app
 from stages.init import render_dvc, write_starter
 
 from tests.conftest import save_tiny
 
 REPO = Path(__file__).resolve().parents[1]
-SOURCES = ("pyproject.toml", "osrm_core", "osrm_slurm", "stages", "configs")
+SOURCES = ("pyproject.toml", "osrm_core", "osrm_pipeline", "osrm_slurm", "stages", "configs")
 
 
 def test_configs_dir_env_and_checkout(tmp_path, monkeypatch):
-    monkeypatch.delenv(configs.ENV, raising=False)
-    assert configs.configs_dir() == REPO / "configs"  # a source checkout uses its own configs, not another one's
-    monkeypatch.setenv(configs.ENV, str(tmp_path))
-    assert configs.configs_dir() == tmp_path
+    monkeypatch.delenv(config_dirs.ENV, raising=False)
+    assert config_dirs.configs_dir() == REPO / "configs"  # a source checkout uses its own configs, not another one's
+    monkeypatch.setenv(config_dirs.ENV, str(tmp_path))
+    assert config_dirs.configs_dir() == tmp_path
 
 
 def test_project_configs_override_shipped(tmp_path, monkeypatch):
-    monkeypatch.delenv(configs.ENV, raising=False)
+    monkeypatch.delenv(config_dirs.ENV, raising=False)
     own = tmp_path / "configs" / "backbones"
     own.mkdir(parents=True)
     (own / "minilm.yaml").write_text("name: mine\n")
     (own / "extra.yaml").write_text("name: extra\n")
-    assert configs.find_config("backbones", "minilm", tmp_path) == own / "minilm.yaml"
-    assert configs.find_config("backbones", "minilm") == REPO / "configs" / "backbones" / "minilm.yaml"
-    assert configs.find_config("backbones", "roberta-large", tmp_path) == REPO / "configs" / "backbones" / "roberta-large.yaml"
-    assert configs.find_config("backbones", "nope", tmp_path) is None
-    files = configs.config_files("backbones", tmp_path)
+    assert config_dirs.find_config("backbones", "minilm", tmp_path) == own / "minilm.yaml"
+    assert config_dirs.find_config("backbones", "minilm") == REPO / "configs" / "backbones" / "minilm.yaml"
+    assert config_dirs.find_config("backbones", "roberta-large", tmp_path) == REPO / "configs" / "backbones" / "roberta-large.yaml"
+    assert config_dirs.find_config("backbones", "nope", tmp_path) is None
+    files = config_dirs.config_files("backbones", tmp_path)
     assert files["minilm"] == own / "minilm.yaml" and files["extra"] == own / "extra.yaml"
     assert files["t5-large"].parent == REPO / "configs" / "backbones"
-    assert configs.search_dirs("suites", REPO) == [REPO / "configs" / "suites"]  # the repo itself: listed once
+    assert config_dirs.search_dirs("suites", REPO) == [REPO / "configs" / "suites"]  # the repo itself: listed once
 
 
 def test_starter_is_valid_and_refuses_non_empty(tmp_path):
@@ -81,7 +81,7 @@ def test_starter_dvc_is_current():
     assert text == render_dvc(REPO / "dvc.yaml"), "configs/starter/dvc.yaml is stale: run `python scripts/render_starter_dvc.py` in the repo root"
     dvc = yaml.safe_load(text)
     deps = [d for s in dvc["stages"].values() for d in s.get("do", s).get("deps", [])]
-    assert not [d for d in deps if d.startswith(("osrm_core", "stages", "configs/backbones"))]
+    assert not [d for d in deps if d.startswith(("osrm_core", "osrm_pipeline", "stages", "configs/backbones"))]
     assert "data" in dvc["stages"]["extract"]["deps"] and "data" in dvc["stages"]["finetune"]["deps"]
 
 
@@ -103,7 +103,7 @@ def wheel(tmp_path_factory) -> Path:
 
 def test_wheel_has_every_module_and_config(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
-    modules = {p.relative_to(REPO).as_posix() for d in ("osrm_core", "stages") for p in (REPO / d).rglob("*.py")}
+    modules = {p.relative_to(REPO).as_posix() for d in ("osrm_core", "osrm_pipeline", "osrm_slurm", "stages") for p in (REPO / d).rglob("*.py")}
     assert modules - names == set(), "a package is missing from [tool.setuptools] packages in pyproject.toml"
     shipped = {"osrm_configs/" + p.relative_to(REPO / "configs").as_posix()
                for p in (REPO / "configs").rglob("*") if p.is_file() and "__pycache__" not in p.parts}
@@ -117,7 +117,7 @@ def _venv(root: Path, wheel: Path) -> tuple[Path, dict]:
     purelib = Path(subprocess.run([root / "bin" / "python", "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
                                   check=True, capture_output=True, text=True).stdout.strip())
     (purelib / "_osrm_test_deps.pth").write_text("\n".join(site.getsitepackages()) + "\n")
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", configs.ENV, "VIRTUAL_ENV")}
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", config_dirs.ENV, "VIRTUAL_ENV")}
     env.update(OSRM_NO_PROGRESS="1", HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false",
                PATH=f"{root / 'bin'}{os.pathsep}{os.environ['PATH']}")
     subprocess.run([root / "bin" / "python", "-m", "pip", "install", "-q", "--no-deps", "--no-index", "--ignore-installed",
@@ -142,7 +142,7 @@ def test_installed_wheel_runs_a_starter_project(wheel, tmp_path):
     venv, env = _venv(tmp_path / "venv", wheel)
     work = tmp_path / "empty"
     work.mkdir()
-    where = subprocess.run([venv / "bin" / "python", "-c", "import stages, osrm_core; from osrm_core.configs import configs_dir; "
+    where = subprocess.run([venv / "bin" / "python", "-c", "import stages, osrm_core; from osrm_pipeline.config_dirs import configs_dir; "
                             "print(stages.__file__, osrm_core.__file__, configs_dir(), sep='\\n')"],
                            cwd=work, env=env, check=True, capture_output=True, text=True).stdout.split()
     assert all(Path(p).is_relative_to(venv) for p in where), where
@@ -166,7 +166,7 @@ def test_project_configs_win_in_a_run(tmp_path, tiny_backbone, monkeypatch):
     """A backbone / suite name in pipeline.yaml is looked up in <pipeline.yaml folder>/configs/<kind>/ first."""
     from stages.io.run import open_run
 
-    monkeypatch.delenv(configs.ENV, raising=False)
+    monkeypatch.delenv(config_dirs.ENV, raising=False)
     proj = tmp_path / "proj"
     write_starter(proj)
     (proj / "configs" / "backbones").mkdir()

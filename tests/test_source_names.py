@@ -1,7 +1,7 @@
 """Docstrings and comments name what exists, and code has a caller outside the tests: every `osrm <command>`
 is a command of the CLI, every ``python -m <module>`` runs as a script, every artifact path has its seed<S>
 level (stages/io/layout.py), every shared option is used by a stage, and every public function or class of
-osrm_core/ and stages/ is used outside tests/."""
+osrm_core/, osrm_pipeline/ and stages/ is used outside tests/."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import typer
 from stages.cli import COMMANDS
 
 REPO = Path(__file__).resolve().parents[1]
-CODE = sorted(p for d in ("osrm_core", "stages") for p in (REPO / d).rglob("*.py"))
+CODE = sorted(p for d in ("osrm_core", "osrm_pipeline", "stages") for p in (REPO / d).rglob("*.py"))
 USERS = CODE + sorted(p for d in ("benchmarks", "scripts") for p in (REPO / d).rglob("*.py"))
 KINDS = "features|subspaces|adapters|checkpoints|merged|eval|selection|diagnostics"
 
@@ -32,7 +32,7 @@ def test_named_commands_exist():
 def test_python_m_modules_run_as_scripts():
     bad = []
     for p in USERS:
-        for module in re.findall(r"python -m ((?:osrm_core|stages)[\w.]*)", p.read_text()):
+        for module in re.findall(r"python -m ((?:osrm_core|osrm_pipeline|stages)[\w.]*)", p.read_text()):
             path = REPO / (module.replace(".", "/") + ".py")
             if not path.is_file() or '__name__ == "__main__"' not in path.read_text():
                 bad.append((_rel(p), module))

@@ -47,7 +47,7 @@ def load(folder: Path, config_hash: str):
 
 
 class Store:
-    """The checkpoint folder of one fine-tuning run, as osrm_core.finetune.train_plain uses it."""
+    """The checkpoint folder of one fine-tuning run, as osrm_pipeline.finetune.train_plain uses it."""
 
     def __init__(self, folder: Path, resume: bool = True):
         self.folder, self.resume = Path(folder), resume

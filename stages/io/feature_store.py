@@ -181,7 +181,7 @@ class HeldOutGrams:
 
 class FeaturePrefix:
     """The sample-mean rows of the first k draws of a FeatureCache (subspace.FeatureSource). Token Grams and counts
-    are sums over every stored row and cannot be cut: they raise (the config refuses such arms: osrm_core/config.py)."""
+    are sums over every stored row and cannot be cut: they raise (the config refuses such arms: osrm_pipeline/pipeline_config.py)."""
 
     def __init__(self, cache: FeatureCache, keep: torch.Tensor, k: int):
         self.cache, self.keep, self.k = cache, keep, k

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from osrm_core.config import PipelineConfig
+from osrm_pipeline.pipeline_config import PipelineConfig
 
 
 def _help(model, field: str) -> str:

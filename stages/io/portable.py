@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from osrm_core.backbones import _HUB_ID, BackboneSpec
+from osrm_core.backbones import HUB_ID, BackboneSpec
 from stages.io.adapters import CONFIG
 
 
@@ -34,7 +34,7 @@ def portable_base(spec: BackboneSpec) -> str:
     src = spec.source
     if Path(src).expanduser().is_absolute() or src.startswith("~"):
         return spec.name
-    return src if (_HUB_ID.match(src) or src.startswith(("package:", "."))) else spec.name
+    return src if (HUB_ID.match(src) or src.startswith(("package:", "."))) else spec.name
 
 
 def rank_fields(factors: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> dict:

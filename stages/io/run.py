@@ -10,13 +10,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from osrm_core import tasks as suites
-from osrm_core.backbones import BackboneSpec, check_local, check_max_length, load_spec, weights_fingerprint
-from osrm_core.config import PipelineConfig, load_config
+from osrm_core.backbones import BackboneSpec, check_local, check_max_length, weights_fingerprint
 from osrm_core.errors import OsrmError
 from osrm_core.models import load_classifier, load_tokenizer, offline_env
 from osrm_core.scoring import ClassifierPool
 from osrm_core.tasks.kinds import kind_of
+from osrm_pipeline import suites
+from osrm_pipeline.backbone_registry import load_spec
+from osrm_pipeline.pipeline_config import PipelineConfig, load_config
 from stages.io.layout import Layout
 
 SPLITS = ("train", "validation", "test")
@@ -28,7 +29,7 @@ class Run:
     spec: BackboneSpec
     tasks: list[str]
     layout: Layout
-    suite: object = None  # the parsed suite (osrm_core.tasks.resolve_suite): a shipped suite, a file, or inline
+    suite: object = None  # the parsed suite (osrm_pipeline.suites.resolve_suite): a shipped suite, a file, or inline
     arm: str | None = None  # the arm this process runs (cfg is then that arm's view: PipelineConfig.for_arm)
     _tasks: dict = field(default_factory=dict, repr=False)
 

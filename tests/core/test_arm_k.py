@@ -3,8 +3,8 @@ draw, and the token estimator (Grams summed over every row) refuses it at config
 
 import pytest
 
-from osrm_core.config import parse_config
 from osrm_core.errors import OsrmError
+from osrm_pipeline.pipeline_config import parse_config
 from stages.extract_features import sample_draw, sample_indices
 
 ARMS = {"lora": {"init": "gaussian"}, "osrm": {"init": "osrm"}, "k20": {"init": "osrm", "osrm": {"k": 20}},

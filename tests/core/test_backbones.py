@@ -3,8 +3,9 @@
 
 import pytest
 
-from osrm_core.backbones import configs_dir, load_spec
 from osrm_core.errors import OsrmError
+from osrm_pipeline.backbone_registry import load_spec
+from osrm_pipeline.config_dirs import configs_dir
 
 NAMES = sorted(p.stem for p in (configs_dir() / "backbones").glob("*.yaml"))
 

@@ -12,9 +12,9 @@ import torch
 import yaml
 
 from osrm_core import lora
-from osrm_core.config import parse_config
 from osrm_core.errors import OsrmError
 from osrm_core.subspace import random_orthonormal
+from osrm_pipeline.pipeline_config import parse_config
 from tests.conftest import TINY_TASKS, tiny_pipeline
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -44,7 +44,8 @@ def init_comparisons(source: str) -> list[int]:
 
 
 def test_no_if_chain_on_an_init_name_outside_the_registry():
-    files = [p for d in ("osrm_core", "stages", "osrm_slurm") for p in sorted((ROOT / d).rglob("*.py")) if p != REGISTRY]
+    files = [p for d in ("osrm_core", "osrm_pipeline", "stages", "osrm_slurm") for p in sorted((ROOT / d).rglob("*.py"))
+             if p != REGISTRY]
     bad = [f"{p.relative_to(ROOT)}:{n}" for p in files for n in init_comparisons(p.read_text())]
     assert not bad, f"ask osrm_core.lora.INITS (add a field to InitMethod) instead of comparing init names: {bad}"
 
@@ -128,7 +129,7 @@ def test_every_arm_with_subspaces_refuses_a_token_k_it_cannot_honour():
 
 
 def test_report_regime_covers_every_arm_with_subspaces(monkeypatch):
-    import stages.report_regime as rr
+    import stages.report as rr
 
     monkeypatch.setattr(rr, "arm_regime", lambda run, arm: {})
     cfg = parse_config({"arms": {"lora": {"init": "gaussian"}, "osrm": {"init": "osrm"}, "ortho": {"init": "orthonormal"},

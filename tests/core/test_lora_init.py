@@ -12,10 +12,10 @@ import torch
 import yaml
 
 from osrm_core import lora
-from osrm_core.config import Init, parse_config
 from osrm_core.errors import OsrmError
 from osrm_core.report import individual_table
 from osrm_core.subspace import random_orthonormal
+from osrm_pipeline.pipeline_config import Init, parse_config
 from tests.conftest import TINY_TASKS, tiny_pipeline
 
 TASK = TINY_TASKS[0]
@@ -92,10 +92,10 @@ def test_osrm_as_init_is_the_subspace_itself(tmp_path, tiny_backbone):
     sub = {n: random_orthonormal(*a.shape, 7 + i).float() for i, (n, a) in enumerate(sorted(lora.a_matrices(model).items()))}
     ref = _state(_peft_reference(run, "gaussian", lambda m: lora.set_a0(m, sub)))
     got = _peft_reference(run, "gaussian")
-    lora.initialise(got, run.cfg.lora, run.cfg.seed, sub)
+    lora.initialise(got, run.cfg.lora.init, run.cfg.seed, sub)
     _assert_same(_state(got), ref)
     with pytest.raises(OsrmError, match="build-subspace"):
-        lora.initialise(got, run.cfg.lora, run.cfg.seed, None)
+        lora.initialise(got, run.cfg.lora.init, run.cfg.seed, None)
 
 
 def test_kaiming_is_peft_default_init(tmp_path, tiny_backbone):
@@ -160,7 +160,7 @@ def test_match_resolves_through_arms_and_bad_names_are_one_line_errors():
     assert cfg.for_arm("lora").lora.a_norm == "as_init" and cfg.for_arm("num").lora.a_norm == 3.0
     assert cfg.for_arm("ref").lora.a_norm.init == "gaussian" == cfg.for_arm("chain").lora.a_norm.init
     assert cfg.for_arm("to_num").lora.a_norm == 3.0
-    assert lora.target_norm(cfg.for_arm("ref").lora.a_norm, 8, 384) == pytest.approx(math.sqrt(48))
+    assert lora.target_norm(cfg.for_arm("ref").lora.a0_norm, 8, 384) == pytest.approx(math.sqrt(48))
     for bad, words in (({"match": "lorra"}, "match 'lorra' is not one of arms"), (-1, "not a positive number"),
                        ({"match": "x2"}, "closes a cycle")):
         with pytest.raises(OsrmError) as err:
@@ -193,7 +193,7 @@ def test_individual_table_shows_a0_norm():
 def test_study_config_has_the_scale_controls():
     from pathlib import Path
 
-    from osrm_core.config import load_config
+    from osrm_pipeline.pipeline_config import load_config
 
     cfg = load_config(Path(__file__).parents[2] / "configs/study.yaml")
     assert list(cfg.arms) == ["lora", "lora_kaiming", "osrm", "osrm_refnorm", "orthonormal", "contrast", "contrast_refnorm"]

@@ -5,7 +5,6 @@ import pytest
 import torch
 
 from osrm_core import regime, subspace
-from osrm_core.config import OsrmConfig
 
 
 def planted(n: int, m: int, d: int, seed: int = 0) -> torch.Tensor:
@@ -117,7 +116,7 @@ class Planted:
 ])
 def test_solve_subspaces_reports_the_regime(estimator, k, expect_null):
     caches = {t: Planted(k, min(k, 32), 32, seed=i) for i, t in enumerate("abc")}
-    _, report = subspace.solve_subspaces(caches, ["m0", "m1"], ["a"], OsrmConfig(estimator=estimator, k=k), 4, 7)
+    _, report = subspace.solve_subspaces(caches, ["m0", "m1"], ["a"], estimator, 4, 7)
     for row in report["a"].values():
         reg = row["regime"]
         assert reg["d_in"] == 32 and reg["null_dim"] == expect_null and reg["exact"] == (expect_null >= 4)

@@ -5,8 +5,8 @@ import scipy.linalg
 import torch
 
 from osrm_core import subspace
-from osrm_core.config import OsrmConfig, parse_config
 from osrm_core.errors import OsrmError
+from osrm_pipeline.pipeline_config import parse_config
 
 
 def _gen(seed):
@@ -91,9 +91,8 @@ def _planted(d=24, r=3, n=4000):
 def test_planted_subspace_found_by_contrast_avoided_by_paper(estimator):
     caches, planted, empty = _planted()
     r, d = planted.shape
-    cfg = OsrmConfig(estimator=estimator, k=4000)
-    a_null, rep_null = subspace.solve_subspaces(caches, ["m"], ["a"], cfg, r, 42)
-    a_con, rep_con = subspace.solve_subspaces(caches, ["m"], ["a"], cfg.model_copy(update={"objective": "contrast"}), r, 42)
+    a_null, rep_null = subspace.solve_subspaces(caches, ["m"], ["a"], estimator, r, 42)
+    a_con, rep_con = subspace.solve_subspaces(caches, ["m"], ["a"], estimator, r, 42, "contrast")
     a_null, rep_null, a_con, rep_con = a_null["a"]["m"], rep_null["a"]["m"], a_con["a"]["m"], rep_con["a"]["m"]
     p = _projector(planted)
     assert (_projector(a_con) - p).norm() / (2 * r) ** 0.5 < 0.1  # contrast finds the planted span
@@ -116,7 +115,7 @@ def test_energy_ratios_against_naive_formula():
     caches, _, _ = _planted(d=10, r=2, n=30)
     caches["c"] = PlantedCache(torch.linspace(0.1, 3, 10, dtype=torch.float64), torch.eye(10, dtype=torch.float64), 90, 9)
     for objective in (None, "contrast"):
-        tensors, report = subspace.solve_subspaces(caches, ["m"], ["b"], OsrmConfig(estimator="token", objective=objective), 2, 42)
+        tensors, report = subspace.solve_subspaces(caches, ["m"], ["b"], "token", 2, 42, objective)
         q = tensors["b"]["m"].double()
         s = {t: c.gram("m") / c.count("m") for t, c in caches.items()}
         s_other = (s["a"] + s["c"] + s["d"]) / 3
@@ -142,7 +141,7 @@ def test_contrast_too_few_own_rows_is_one_line_error():
     caches = {t: PlantedCache(torch.ones(10, dtype=torch.float64), torch.eye(10, dtype=torch.float64), n, i)
               for i, (t, n) in enumerate({"a": 2, "b": 9, "c": 9}.items())}
     with pytest.raises(OsrmError, match=r"^osrm.k: task 'a' has only 2 feature rows, fewer than lora.rank=3.*raise osrm.k$"):
-        subspace.solve_subspaces(caches, ["m"], ["a"], OsrmConfig(k=2, objective="contrast"), 3, 42)
+        subspace.solve_subspaces(caches, ["m"], ["a"], "sample-mean", 3, 42, "contrast")
 
 
 def _ratio_trace(a, s, b):

@@ -8,7 +8,6 @@ import pytest
 import torch
 
 from osrm_core import subspace
-from osrm_core.config import OsrmConfig
 from osrm_core.errors import OsrmError
 
 
@@ -137,8 +136,7 @@ def make_caches(tasks, modules, k, d, seed=0):
 def test_paper_objective_bit_identical_to_previous_stage(estimator, k, d):
     tasks, modules, rank = ["a", "b", "c", "d"], ["l0.q", "l0.v", "l1.q"], 3
     caches = make_caches(tasks, modules, k, d)
-    cfg = OsrmConfig(estimator=estimator, k=k)
-    got_t, got_r = subspace.solve_subspaces(caches, modules, ["c", "a"], cfg, rank, 7)
+    got_t, got_r = subspace.solve_subspaces(caches, modules, ["c", "a"], estimator, rank, 7)
     ref_t, ref_r = _frozen_stage(caches, modules, ["c", "a"], estimator, rank, 7)
     assert list(got_t) == list(ref_t) and list(got_r) == list(ref_r)
     for t in ref_t:
@@ -157,15 +155,15 @@ def test_paper_objective_bit_identical_to_previous_stage(estimator, k, d):
 def test_sample_mean_too_few_rows_is_one_line_error():
     caches = make_caches(["a", "b"], ["m"], 2, 10)
     with pytest.raises(OsrmError, match=r"^osrm.k: only 2 feature rows from other tasks, fewer than lora.rank=3 — raise osrm.k$"):
-        subspace.solve_subspaces(caches, ["m"], ["a"], OsrmConfig(k=2), 3, 42)
+        subspace.solve_subspaces(caches, ["m"], ["a"], "sample-mean", 3, 42)
 
 
 def test_unknown_target_and_single_task_are_errors():
     caches = make_caches(["a", "b"], ["m"], 5, 8)
     with pytest.raises(OsrmError, match="'z' has no features"):
-        subspace.solve_subspaces(caches, ["m"], ["z"], OsrmConfig(), 2, 42)
+        subspace.solve_subspaces(caches, ["m"], ["z"], "sample-mean", 2, 42)
     with pytest.raises(OsrmError, match="at least 2 tasks"):
-        subspace.solve_subspaces({"a": caches["a"]}, ["m"], ["a"], OsrmConfig(), 2, 42)
+        subspace.solve_subspaces({"a": caches["a"]}, ["m"], ["a"], "sample-mean", 2, 42)
 
 
 def test_total_summed_once_per_module(monkeypatch):
@@ -174,5 +172,5 @@ def test_total_summed_once_per_module(monkeypatch):
     real = subspace.gram_total
     monkeypatch.setattr(subspace, "gram_total", lambda grams: calls.append(1) or real(grams))
     caches = make_caches(list("abcde"), ["m0", "m1"], 6, 8)
-    subspace.solve_subspaces(caches, ["m0", "m1"], list("abcde"), OsrmConfig(k=6), 2, 42)
+    subspace.solve_subspaces(caches, ["m0", "m1"], list("abcde"), "sample-mean", 2, 42)
     assert len(calls) == 2 * 2

@@ -5,7 +5,6 @@ import pytest
 from transformers import BertConfig, BertForSequenceClassification
 
 from osrm_core import lora
-from osrm_core.config import LoraConfig
 from osrm_core.train import gathered_trainable
 
 
@@ -13,7 +12,7 @@ from osrm_core.train import gathered_trainable
 def test_gathered_state_keeps_the_frozen_factor(freeze):
     body = BertForSequenceClassification(BertConfig(vocab_size=64, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
                                                     intermediate_size=32, max_position_embeddings=32, num_labels=2))
-    model = lora.attach_lora(body, ["query", "value"], LoraConfig(rank=2, alpha=4), ["classifier"])
+    model = lora.attach_lora(body, ["query", "value"], ["classifier"], rank=2, alpha=4)
     lora.set_freeze(model, freeze)
     got = gathered_trainable(model, stage=2)  # ZeRO-2: no partitions to gather, the same selection as ZeRO-3
     assert any(f".lora_{freeze}." in k for k in got), f"lora_{freeze} is missing"

@@ -4,8 +4,8 @@ import pytest
 import torch
 import yaml
 
-from osrm_core.backbones import load_spec
 from osrm_core.models import load_classifier, load_tokenizer
+from osrm_pipeline.backbone_registry import load_spec
 from tests.conftest import save_tiny
 
 TEXTS = ["a rather long sentence with quite a few more tokens than the other", "short one"]

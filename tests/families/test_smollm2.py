@@ -7,8 +7,9 @@ import json
 import pytest
 import yaml
 
-from osrm_core.backbones import load_spec, resolve_source
+from osrm_core.backbones import resolve_source
 from osrm_core.errors import OsrmError
+from osrm_pipeline.backbone_registry import load_spec
 
 TASK, OTHER = "movie_sentiment", "sentiment_score"  # the subspace of TASK is built from OTHER's features
 

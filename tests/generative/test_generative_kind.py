@@ -12,8 +12,8 @@ import yaml
 from osrm_core.errors import OsrmError
 from osrm_core.generative import encode
 from osrm_core.generative.batches import IGNORE
-from osrm_core.tasks import load_task, resolve_suite
 from osrm_core.tasks.kinds import kind_of
+from osrm_pipeline.suites import load_task, resolve_suite
 from tests.generative.tiny_lm import TASKS, save_tiny_llama, tiny_tokenizer, write_data, write_project
 
 
@@ -102,8 +102,8 @@ def test_chat_template_missing_is_one_line(cli, tmp_path):
 
 
 def test_a_tokenizer_without_pad_pads_with_eos_masked(tmp_path):
-    from osrm_core.backbones import load_spec
     from osrm_core.models import load_tokenizer
+    from osrm_pipeline.backbone_registry import load_spec
 
     spec = save_tiny_llama(tmp_path / "model", pad=False)
     (tmp_path / "b.yaml").write_text(yaml.safe_dump(spec))

@@ -9,8 +9,8 @@ from osrm_core.errors import OsrmError
 from osrm_core.generative.text_scores import exact_match, normalise, token_f1
 from osrm_core.metrics import compute
 from osrm_core.stats import paired_bootstrap
-from osrm_core.tasks import load_task, resolve_suite
 from osrm_core.tasks.kinds import kind_of
+from osrm_pipeline.suites import load_task, resolve_suite
 from tests.generative.tiny_lm import TASKS, write_data
 
 

@@ -11,7 +11,7 @@ import pytest
 from osrm_core.generative.text_scores import ROW_SCORES, rouge_l, token_f1
 from osrm_core.metrics import compute
 from osrm_core.stats import paired_bootstrap
-from osrm_core.tasks import load_task, resolve_suite
+from osrm_pipeline.suites import load_task, resolve_suite
 from tests.generative.tiny_lm import write_data
 
 

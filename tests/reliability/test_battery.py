@@ -76,8 +76,8 @@ def _bad_backbone(w, mp, edit):
 
 
 def _patch_task(w, mp, edit):
-    import osrm_core.tasks as suites
-    from osrm_core.tasks import registry
+    import osrm_pipeline.suites as suites
+    from osrm_pipeline.suites import registry
 
     def fake(*a, **k):
         spec, data = registry.load_task(*a, **k)

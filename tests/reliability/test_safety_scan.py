@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-ROOTS = ("osrm_core", "stages", "scripts", "benchmarks", "tests")
+ROOTS = ("osrm_core", "osrm_pipeline", "stages", "scripts", "benchmarks", "tests")
 
 
 @lru_cache(maxsize=1)
@@ -80,7 +80,9 @@ def test_trust_remote_code_only_from_the_backbone_spec():
 
 
 def test_trust_remote_code_defaults_off():
-    from osrm_core.backbones import BackboneSpec, configs_dir, load_spec
+    from osrm_core.backbones import BackboneSpec
+    from osrm_pipeline.backbone_registry import load_spec
+    from osrm_pipeline.config_dirs import configs_dir
 
     assert BackboneSpec.model_fields["trust_remote_code"].default is False
     for yaml_path in sorted((configs_dir() / "backbones").glob("*.yaml")):

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from osrm_pipeline.pipeline_config import load_config
 from osrm_slurm import jobs as slurm_jobs
-from osrm_core.config import load_config
 from stages import submit
 from stages.io.layout import Layout
 

@@ -48,11 +48,11 @@ def test_osrm_adapter_loads_with_plain_peft(cli, tiny_config):
     from peft import PeftModel
     from safetensors.torch import load_file as load
 
-    from osrm_core.backbones import load_spec
     from osrm_core.batching import iterate
     from osrm_core.models import load_classifier, load_tokenizer
-    from osrm_core.tasks import load_task
     from osrm_core.train import predict
+    from osrm_pipeline.backbone_registry import load_spec
+    from osrm_pipeline.suites import load_task
 
     root = tiny_config.parent / "runs"
     for t in TINY_TASKS:

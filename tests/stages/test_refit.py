@@ -12,8 +12,8 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from osrm_core.config import load_config, parse_config
 from osrm_core.errors import OsrmError
+from osrm_pipeline.pipeline_config import load_config, parse_config
 from stages.io.adapters import Adapter
 from tests.conftest import TINY_TASKS, tiny_pipeline
 

@@ -1,5 +1,5 @@
 """build-subspace honours an arm's osrm.k (a prefix of the seeded feature sample) and reports the regime; the
-report's Regime section (stages/report_regime.py). Tiny random BERT: d_in = 32, 3 tasks, r = 4."""
+report's Regime section (stages/report.py). Tiny random BERT: d_in = 32, 3 tasks, r = 4."""
 
 import json
 
@@ -9,7 +9,6 @@ import yaml
 from safetensors.torch import load_file
 
 from osrm_core import subspace
-from osrm_core.config import OsrmConfig
 from osrm_core.errors import OsrmError
 from stages.io.artifacts import Features, Subspace
 from stages.io.feature_store import FeatureCache
@@ -72,7 +71,7 @@ def test_arm_k_equals_the_first_k_rows_exactly(two_k):
         m = next(iter(full.aliases))
         assert cut.rows(m).shape == (8, 32) and all(any(torch.equal(r, x) for x in full.rows(m)) for r in cut.rows(m))
         assert features[t].sample(16) is features[t].cache  # the whole cache: unchanged (bit-identical subspaces)
-    got, _ = subspace.solve_subspaces(caches, features[TINY_TASKS[0]].manifest.modules, TINY_TASKS, OsrmConfig(k=8), 4, 42)
+    got, _ = subspace.solve_subspaces(caches, features[TINY_TASKS[0]].manifest.modules, TINY_TASKS, "sample-mean", 4, 42)
     for t in TINY_TASKS:
         stored, _, _ = _sub(both, "osrm_k8", t)
         assert all(torch.equal(stored[m], got[t][m]) for m in stored)
@@ -118,7 +117,7 @@ def test_regime_reported_and_printed(two_k):
 
 
 def test_regime_section(two_k):
-    from stages.report_regime import regime_section
+    from stages.report import regime_section
 
     text, numbers = regime_section(open_run(two_k[0]))
     assert set(numbers) == {"osrm", "osrm_k8"}  # lora does not start from a subspace

@@ -16,8 +16,8 @@ def fake_adapters(config, arm: str, seed: int, run_seed: int | None = None) -> N
     """Write a PEFT adapter (random B, task head) + finetune manifest per task, as `osrm finetune` would."""
     from osrm_core import lora
     from osrm_core.models import head_module_names, load_classifier
-    from stages.io.atomic import atomic_dir
     from stages.io.artifacts import TaskAdapter
+    from stages.io.atomic import atomic_dir
     from stages.io.run import open_run
 
     run = open_run(config, {"seed": run_seed})
@@ -25,7 +25,8 @@ def fake_adapters(config, arm: str, seed: int, run_seed: int | None = None) -> N
         spec, _ = run.load_task(task)
         torch.manual_seed(seed + i)
         model = load_classifier(run.spec, spec.num_labels)
-        model = lora.attach_lora(model, run.spec.target_suffixes(run.cfg.lora.blocks), run.cfg.lora, head_module_names(model))
+        model = lora.attach_lora(model, run.spec.target_suffixes(run.cfg.lora.blocks), head_module_names(model),
+                                 **run.cfg.lora.adapter_args())
         with torch.no_grad():
             for layer in lora.lora_layers(model).values():
                 layer.lora_B["default"].weight.normal_(0, 0.05)

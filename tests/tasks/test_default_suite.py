@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from osrm_core.tasks import list_tasks, load_task, task_spec
-from osrm_core.tasks.config import read_suite
-from osrm_core.tasks.default_suite import _rows
+from osrm_pipeline.suites import list_tasks, load_task, task_spec
+from osrm_pipeline.suites.default_suite import _rows
+from osrm_pipeline.suites.files import read_suite
 
 TASKS = list_tasks("default")
 PAIR_TASKS = [n for n in TASKS if len(task_spec("default", n).text_fields) == 2]

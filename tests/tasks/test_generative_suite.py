@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 
 from osrm_core.errors import OsrmError
-from osrm_core.tasks import list_tasks, load_task
-from osrm_core.tasks.config import validate_suite
-from osrm_core.tasks.schema import encode_label
+from osrm_pipeline.suites import list_tasks, load_task
+from osrm_pipeline.suites.files import validate_suite
+from osrm_pipeline.suites.schema import encode_label
 
 CHOICE_TASKS = ("question_type", "movie_sentiment", "sms_spam", "headline_match")
 
@@ -68,7 +68,7 @@ def test_an_empty_free_text_target_is_one_line():
 def test_the_generative_study_config_loads():
     from pathlib import Path
 
-    from osrm_core.config import load_config
+    from osrm_pipeline.pipeline_config import load_config
 
     cfg = load_config(Path(__file__).resolve().parents[2] / "configs/generative.yaml")
     assert cfg.backbone == "smollm2" and cfg.suite == "generative" and set(cfg.arms) == {"lora", "osrm", "contrast"}

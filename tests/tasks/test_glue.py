@@ -9,7 +9,7 @@ import huggingface_hub.constants
 import pytest
 
 from osrm_core.errors import OsrmError
-from osrm_core.tasks import list_tasks, load_task
+from osrm_pipeline.suites import list_tasks, load_task
 
 GLUE = list_tasks("glue")
 

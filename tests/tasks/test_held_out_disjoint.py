@@ -15,8 +15,8 @@ import datasets
 import pytest
 import yaml
 
-from osrm_core.tasks import default_suite, glue, list_tasks, load_task, resolve_suite
-from osrm_core.tasks.splits import halve, text_key
+from osrm_pipeline.suites import default_suite, glue, list_tasks, load_task, resolve_suite
+from osrm_pipeline.suites.splits import halve, text_key
 
 
 def _keys(spec, ds) -> list[tuple[str, ...]]:
@@ -53,7 +53,7 @@ def test_default_suite_splits_take_distinct_pool_rows(name):
 
 def test_question_type_duplicate_lines_stay_out_of_two_splits():
     """TREC's file has many duplicate lines; they are de-duplicated before the split."""
-    from osrm_core.tasks import sources
+    from osrm_pipeline.suites import sources
 
     raw = [q for _, q in sources.read_trec()]
     assert len({text_key({"s": q}, ["s"]) for q in raw}) < len(raw)  # the source does repeat itself

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from osrm_core.errors import OsrmError
-from osrm_core.tasks import load_task, task_fingerprint
+from osrm_pipeline.suites import load_task, task_fingerprint
 
 FEATURES = datasets.Features({"sentence": datasets.Value("string"), "label": datasets.ClassLabel(names=["neg", "pos"])})
 SPLITS = {

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from osrm_core.errors import OsrmError
-from osrm_core.tasks import list_tasks, load_task, resolve_suite, task_fingerprint, task_spec
+from osrm_pipeline.suites import list_tasks, load_task, resolve_suite, task_fingerprint, task_spec
 
 ROWS = {
     "train": [("a fine film", "good"), ("dull and long", "bad"), ("loved it", "good"), ("awful", "bad"), ("meh", "okay")],

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from osrm_core.config import load_config
 from osrm_core.errors import OsrmError
-from osrm_core.tasks import list_tasks, load_task, resolve_suite, suite_name, task_fingerprint
+from osrm_pipeline.pipeline_config import load_config
+from osrm_pipeline.suites import list_tasks, load_task, resolve_suite, suite_name, task_fingerprint
 
 TASK = {"name": "mine", "loader": "files", "path": "data/all.csv", "text": ["premise", "hypothesis"], "label": "gold",
         "metric": "accuracy_f1"}

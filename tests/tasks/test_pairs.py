@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections import Counter
 
-from osrm_core.tasks import pairs
-from osrm_core.tasks.splits import stable_rng
+from osrm_pipeline.suites import pairs
+from osrm_pipeline.suites.splits import stable_rng
 
 FIELDS, LABELS = ("a", "b"), ("no", "yes")
 

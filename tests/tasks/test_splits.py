@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections import Counter
 
-from osrm_core.tasks.sources import first_sentences, split_sentences, strip_urls
-from osrm_core.tasks.splits import dedupe, quantile_strata, split_rows
+from osrm_pipeline.suites.sources import first_sentences, split_sentences, strip_urls
+from osrm_pipeline.suites.splits import dedupe, quantile_strata, split_rows
 
 SIZES = {"train": 60, "validation": 20, "test": 20}
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from osrm_core.errors import OsrmError
-from osrm_core.tasks import list_suites, list_tasks, load_task, task_fingerprint, task_spec
-from osrm_core.tasks.config import configs_dir
+from osrm_pipeline.suites import list_suites, list_tasks, load_task, task_fingerprint, task_spec
+from osrm_pipeline.suites.files import configs_dir
 
 EXPECTED_DEFAULT = [
     "movie_sentiment",

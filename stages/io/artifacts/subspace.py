@@ -32,6 +32,7 @@ class SubspaceManifest(Manifest):
 
 class Subspace(Artifact[SubspaceManifest]):
     Manifest = SubspaceManifest
+    UNUSED: ClassVar[str] = "no_subspace.json"  # in the folder of an arm that starts from no subspace, instead of tasks
 
     @staticmethod
     def path(layout, arm: str, task: str):

@@ -16,7 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo, field_validator, model_validator
 
 from osrm_core.errors import OsrmError
-from osrm_core.tasks.own import SuiteField
+from osrm_pipeline.suites.own import SuiteField
 
 Init = Literal["gaussian", "kaiming", "osrm", "orthonormal", "refit", "posthoc"]  # osrm_core.lora.INITS: how each one starts A
 Freeze = Literal["N", "A", "B"]
@@ -98,6 +98,21 @@ class LoraConfig(Strict):
     @property
     def scale(self) -> float:
         return self.alpha / (self.rank**0.5 if self.rslora else self.rank)
+
+    def adapter_args(self) -> dict[str, Any]:
+        """The fields osrm_core.lora.attach_lora takes: rank, alpha, dropout, rslora, init."""
+        return {"rank": self.rank, "alpha": self.alpha, "dropout": self.dropout, "rslora": self.rslora, "init": self.init}
+
+    @property
+    def a0_norm(self) -> float | str | None:
+        """a_norm as osrm_core.lora.target_norm reads it: None for 'as_init', the number, or the init X of {init: X}
+        (whose expected norm it asks). {match: <arm>} is resolved only in an arm's view (PipelineConfig.for_arm)."""
+        if isinstance(self.a_norm, NormOfArm):
+            raise OsrmError(f"lora.a_norm {self.a_norm} is unresolved: {{match: <arm>}} is resolved in an arm's view of "
+                            "the config (PipelineConfig.for_arm) — build the model from that view")
+        if isinstance(self.a_norm, NormOfInit):
+            return self.a_norm.init
+        return None if self.a_norm == "as_init" else self.a_norm
 
 
 class OsrmConfig(Strict):
@@ -253,7 +268,7 @@ class PipelineConfig(Strict):
         """Features are extracted once, at feature_k; an arm with a smaller osrm.k uses a prefix of their seeded
         sample (docs/regimes.md). The token estimator's Grams are summed over every sampled row, so it cannot. Every
         arm with subspaces (INITS[init].needs_subspace: osrm, refit) builds them from that sample."""
-        from osrm_core.lora import INITS  # the registry imports this module
+        from osrm_core.lora import INITS  # the registry imports torch: only when a config is built
 
         if info.context and "feature_k" in info.context:  # an arm's view (for_arm): the base config was checked
             self._feature_k = info.context["feature_k"]
@@ -314,7 +329,7 @@ class PipelineConfig(Strict):
     @model_validator(mode="after")
     def _arm_sources(self) -> "PipelineConfig":
         """Each arm sets only the fields its init reads (osrm_core.lora.INITS); `from` names an arm, without cycles."""
-        from osrm_core.lora import INITS  # the registry imports this module
+        from osrm_core.lora import INITS  # the registry imports torch: only when a config is built
 
         for name, arm in self.arms.items():
             method = INITS[arm.init]

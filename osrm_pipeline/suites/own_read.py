@@ -16,8 +16,8 @@ import datasets
 from datasets.exceptions import DatasetNotFoundError
 
 from osrm_core.errors import OsrmError
-from osrm_core.tasks.own import DatasetsTask, FilesTask
-from osrm_core.tasks.splits import SPLITS
+from osrm_pipeline.suites.own import DatasetsTask, FilesTask
+from osrm_pipeline.suites.splits import SPLITS
 
 
 @dataclass

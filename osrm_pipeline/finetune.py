@@ -15,12 +15,12 @@ import torch
 
 from osrm_core import distributed, lora
 from osrm_core.batching import length_grouped
-from osrm_core.config import PipelineConfig
 from osrm_core.errors import OsrmError
-from osrm_core.hparams import task_hparams
 from osrm_core.tasks.kinds import kind_of, metrics
-from osrm_core.train import (LoopHooks, LoopState, Stepper, deepspeed_config, deepspeed_engine, gathered_trainable,
-                              linear_warmup_schedule, train, zero_stage)
+from osrm_pipeline.pipeline_config import PipelineConfig
+from osrm_core.train import (LoopHooks, LoopState, Stepper, deepspeed_engine, gathered_trainable, linear_warmup_schedule,
+                             train, zero_stage)
+from osrm_pipeline.hparams import read_json, task_hparams
 
 
 def device_and_bf16(mode: str, local_rank: int = 0) -> tuple[str, bool]:
@@ -136,6 +136,19 @@ def train_plain(job: Job, model, tokenizer, store, make_bar):
                   loss_fn=kind_of(job.spec).loss)
     bar.close()
     return state, final_tensors(job, holder["best"], lambda: lora.trainable_state(model))
+
+
+def deepspeed_config(path: str, micro_batch: int, grad_accum: int, bf16: bool) -> dict:
+    """Read a DeepSpeed JSON (configs/deepspeed/) and set what the pipeline config owns: the per-rank
+    micro-batch, accumulation and bf16 (train_batch_size is derived by DeepSpeed: micro x accum x world)."""
+    cfg = read_json(path, f"finetune.deepspeed: {path} does not exist — use configs/deepspeed/zero2.json or zero3.json")
+    if "auto" in json.dumps(cfg):
+        raise OsrmError(f"{path}: 'auto' values are HF-Trainer-only — write explicit numbers")
+    cfg.pop("train_batch_size", None)
+    cfg.update(train_micro_batch_size_per_gpu=micro_batch, gradient_accumulation_steps=grad_accum)
+    cfg["bf16"] = {**cfg.get("bf16", {}), "enabled": bool(bf16)}
+    cfg.setdefault("zero_allow_untested_optimizer", True)  # torch AdamW as client optimizer (no CPU-Adam build)
+    return cfg
 
 
 def train_zero(job: Job, model, tokenizer, make_bar):

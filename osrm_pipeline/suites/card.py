@@ -1,6 +1,6 @@
 """Print the data-card tables of a suite (split sizes, label balance, text lengths) as Markdown.
 
-Usage: ``python -m osrm_core.tasks.card [--suite default] [--seed 42]``. The numbers in
+Usage: ``python -m osrm_pipeline.suites.card [--suite default] [--seed 42]``. The numbers in
 docs/data_card.md were produced by this command.
 """
 
@@ -12,8 +12,8 @@ from collections import Counter
 
 import datasets
 
-from osrm_core.tasks import list_tasks, load_task, task_fingerprint
 from osrm_core.tasks.spec import TaskSpec
+from osrm_pipeline.suites import list_tasks, load_task, task_fingerprint
 
 
 def balance(spec: TaskSpec, ds: datasets.Dataset) -> str:

@@ -1,6 +1,6 @@
 """Suite configuration files: ``configs/suites/<suite>.yaml``, validated with pydantic.
 
-The configs folder is :func:`osrm_core.configs.configs_dir` (the shipped configs, or ``$OSRM_CONFIGS_DIR``,
+The configs folder is :func:`osrm_pipeline.config_dirs.configs_dir` (the shipped configs, or ``$OSRM_CONFIGS_DIR``,
 read on every call so that tests and stages can point elsewhere).
 """
 
@@ -13,11 +13,11 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from osrm_core.configs import config_files, configs_dir  # configs_dir re-exported: one definition
 from osrm_core.errors import OsrmError
-from osrm_core.tasks.own import OwnSuite
 from osrm_core.tasks.prompt import GenerateFields
 from osrm_core.tasks.spec import ROW_MEAN_METRICS, Metric, TaskSpec
+from osrm_pipeline.config_dirs import config_files, configs_dir
+from osrm_pipeline.suites.own import OwnSuite
 
 DEFAULT_SIZES = {"train": 2000, "validation": 300, "test": 300}
 

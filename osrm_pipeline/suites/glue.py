@@ -8,7 +8,7 @@ they are read with ``load_dataset(<format>, data_files=...)``.
 Splits (docs/evaluation.md, "Splits"): ``train`` = GLUE train (first ``caps.train`` rows, 105,000 by
 default as in the paper). GLUE's test labels are hidden (-1), so GLUE's validation split (MNLI:
 validation_matched; its first ``caps.validation`` rows, 15,000) is the labelled held-out pool, and it
-is divided once into two disjoint halves by :func:`osrm_core.tasks.splits.halve`: ``validation`` (merge
+is divided once into two disjoint halves by :func:`osrm_pipeline.suites.splits.halve`: ``validation`` (merge
 parameters, epochs, every choice) and ``test`` (the reported scores). The halving is stratified (by
 label; STS-B by label quantile bin), keeps copies of one text in one half, and is seeded by the
 loader's ``seed`` (the stages pass ``data.split_seed``); ``max_eval`` then keeps the first rows of
@@ -24,10 +24,10 @@ import datasets
 from datasets.exceptions import DatasetNotFoundError
 
 from osrm_core.errors import OsrmError
-from osrm_core.tasks.config import SuiteConfig, TaskEntry
-from osrm_core.tasks.schema import features_for
 from osrm_core.tasks.spec import TaskSpec
-from osrm_core.tasks.splits import halve
+from osrm_pipeline.suites.files import SuiteConfig, TaskEntry
+from osrm_pipeline.suites.schema import features_for
+from osrm_pipeline.suites.splits import halve
 
 GLUE_HUB = "nyu-mll/glue"
 

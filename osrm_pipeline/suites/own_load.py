@@ -13,12 +13,12 @@ from pathlib import Path
 import datasets
 
 from osrm_core.errors import OsrmError
-from osrm_core.tasks.own import DatasetsTask, FilesTask, OwnSuite
-from osrm_core.tasks.own_classes import check_case, check_seen_in_train
-from osrm_core.tasks.own_read import RawSplit, dataset_splits, file_splits, local_files, resolve
-from osrm_core.tasks.schema import features_for
 from osrm_core.tasks.spec import TaskSpec
-from osrm_core.tasks.splits import SPLITS, halve, stable_rng, text_key
+from osrm_pipeline.suites.own import DatasetsTask, FilesTask, OwnSuite
+from osrm_pipeline.suites.own_classes import check_case, check_seen_in_train
+from osrm_pipeline.suites.own_read import RawSplit, dataset_splits, file_splits, local_files, resolve
+from osrm_pipeline.suites.schema import features_for
+from osrm_pipeline.suites.splits import SPLITS, halve, stable_rng, text_key
 
 OwnTask = FilesTask | DatasetsTask
 
@@ -184,7 +184,7 @@ def load_own_task(
     """Spec and train/validation/test data of an own task (caps keep the first rows, after any shuffle).
 
     Validation and test never share a text (docs/own_tasks.md, "Validation and test"): when both name
-    the same rows, those rows are halved (:func:`osrm_core.tasks.splits.halve`, seeded by ``seed``,
+    the same rows, those rows are halved (:func:`osrm_pipeline.suites.splits.halve`, seeded by ``seed``,
     before the caps); otherwise validation rows whose texts are also in test are dropped.
     """
     raws, class_names = read_raw(suite, entry, data_dir)

@@ -19,10 +19,10 @@ from typing import NamedTuple
 import datasets
 
 from osrm_core.errors import OsrmError
-from osrm_core.tasks import pairs, sources
-from osrm_core.tasks.config import SuiteConfig, TaskEntry, suite_files
-from osrm_core.tasks.schema import cap_rows, rows_to_dataset_dict
-from osrm_core.tasks.splits import Row, dedupe, quantile_strata, split_rows
+from osrm_pipeline.suites import pairs, sources
+from osrm_pipeline.suites.files import SuiteConfig, TaskEntry, suite_files
+from osrm_pipeline.suites.schema import cap_rows, rows_to_dataset_dict
+from osrm_pipeline.suites.splits import Row, dedupe, quantile_strata, split_rows
 
 #: Seed of every packaged task's split (42: the seed the suite's data card and sizes were made with).
 SPLIT_SEED = 42

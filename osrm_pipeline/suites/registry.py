@@ -19,11 +19,11 @@ from typing import NamedTuple
 import datasets
 
 from osrm_core.errors import OsrmError
-from osrm_core.tasks import default_suite, glue
-from osrm_core.tasks.config import SuiteConfig, read_suite, read_suite_file, suite_files, validate_suite
-from osrm_core.tasks.own import OwnSuite
-from osrm_core.tasks.own_load import load_own_task, own_files, own_spec
 from osrm_core.tasks.spec import TaskSpec
+from osrm_pipeline.suites import default_suite, glue
+from osrm_pipeline.suites.files import SuiteConfig, read_suite, read_suite_file, suite_files, validate_suite
+from osrm_pipeline.suites.own import OwnSuite
+from osrm_pipeline.suites.own_load import load_own_task, own_files, own_spec
 
 #: a suite name (configs/suites/<name>.yaml), a suite YAML path, an inline mapping, or a parsed suite
 SuiteRef = str | Path | dict | SuiteConfig | OwnSuite

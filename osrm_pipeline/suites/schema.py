@@ -10,7 +10,7 @@ import datasets
 
 from osrm_core.errors import OsrmError
 from osrm_core.tasks.spec import TaskSpec
-from osrm_core.tasks.splits import SPLITS, Row
+from osrm_pipeline.suites.splits import SPLITS, Row
 
 
 def features_for(spec: TaskSpec) -> datasets.Features:

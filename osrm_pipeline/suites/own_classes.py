@@ -4,8 +4,8 @@ validation or test hold but train never does. Both stop with one line naming the
 from __future__ import annotations
 
 from osrm_core.errors import OsrmError
-from osrm_core.tasks.own_read import RawSplit
 from osrm_core.tasks.spec import TaskSpec
+from osrm_pipeline.suites.own_read import RawSplit
 
 
 def check_case(names: tuple[str, ...], task: str, column: str) -> None:

@@ -16,8 +16,8 @@ from collections import Counter, defaultdict
 from functools import lru_cache
 from typing import NamedTuple
 
-from osrm_core.tasks import sources
-from osrm_core.tasks.splits import SPLITS, Row, stable_rng, text_key
+from osrm_pipeline.suites import sources
+from osrm_pipeline.suites.splits import SPLITS, Row, stable_rng, text_key
 
 
 class Unit(NamedTuple):
