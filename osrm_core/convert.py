@@ -10,6 +10,8 @@ other would rescale the update by sqrt(r).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+
 import torch
 
 
@@ -23,6 +25,19 @@ def project_lora(a: torch.Tensor, b: torch.Tensor, scale_in: float, a_t: torch.T
     """Project a LoRA (A: r x d_in, B: d_out x r, scale_in) without forming dW: B' = s_in B (A A_t^T) / s_out."""
     at = a_t.float()
     return at.clone(), (b.float() @ (a.float() @ at.T)) * (scale_in / scale_out)
+
+
+def project_factors(factors: Callable[[str], tuple[torch.Tensor, torch.Tensor]], modules: Iterable[str], scale_in: float,
+                    subspace: dict[str, torch.Tensor], scale_out: float) -> tuple[dict, dict]:
+    """({module: (A_t, B')}, {module: residual}) of a LoRA whose factors(m) are (A: r x d_in, B: d_out x r) at
+    scale_in, moved into the subspace (module -> A_t: r x d_in) at scale_out: dW' = dW A_t^T A_t. `modules`: any
+    iterable of module names (e.g. wrapped in a progress bar), read once each."""
+    projected, residual = {}, {}
+    for m in modules:
+        a, b = factors(m)
+        projected[m] = project_lora(a, b, scale_in, subspace[m], scale_out)
+        residual[m] = projection_residual(scale_in * (b @ a), subspace[m])
+    return projected, residual
 
 
 def projection_residual(delta: torch.Tensor, a_t: torch.Tensor) -> float:

@@ -11,7 +11,7 @@ import typer
 from pydantic import ValidationError
 
 from osrm_core.apply import add_deltas, load_head
-from osrm_core.convert import project_dense, projection_residual
+from osrm_core.convert import project_dense, project_factors, projection_residual
 from osrm_core.derive import Source, posthoc_start
 from osrm_core.errors import OsrmError
 from osrm_core.lora import INITS
@@ -21,9 +21,9 @@ from osrm_pipeline.pipeline_config import ArmConfig
 from stages.io.adapters import Adapter, head_num_labels, individual_delta, write_lora
 from stages.io.artifacts import Converted, Folded, Subspace
 from stages.io.atomic import atomic_dir
-from stages.io.convert_inputs import Backbone, MapEntry, dense_updates, project_adapter, read_map, source_adapter
+from stages.io.convert_inputs import Backbone, MapEntry, dense_updates, read_map, source_adapter
 from stages.io.derived import Moments, announce, keep_report, shares, write_adapter
-from stages.io.guard import guarded
+from stages.io.guard import guarded, progress
 from stages.io.manifest import content_hash
 from stages.io.options import CONFIG, SEED, WORKDIR, run_overrides
 from stages.io.run import Run, open_run
@@ -84,7 +84,7 @@ def project_one(config: Path, workdir, seed, task: str, out: Path, arm: str | No
             raise OsrmError(f"{adapter}: module {missing[0]} has no subspace — build it with the adapter's lora.blocks")
         template = src.config
         before = {m: (*src.factors(m), src.scale) for m in src.modules}
-        factors, residual = project_adapter(src, subspace, lora.scale)
+        factors, residual = project_factors(src.factors, progress(src.modules, "project"), src.scale, subspace, lora.scale)
     else:
         spec = run.load_task(task)[0]
         deltas, head = dense_updates(run, dense, sorted(subspace), spec)
@@ -157,7 +157,7 @@ def _write_task(run: Run, arm: str, task: str, e: MapEntry, src: Adapter, head: 
         write_adapter(run, arm, task, {m: src.factors(m) for m in src.modules}, head, _template(src, head),
                       (src.rank, float(src.config["lora_alpha"]), bool(src.config.get("use_rslora"))), params, upstream, "imported")
         return
-    factors, residual = project_adapter(src, sub.tensors(), lora.scale)
+    factors, residual = project_factors(src.factors, progress(src.modules, "project"), src.scale, sub.tensors(), lora.scale)
     report = keep_report(moments, task, {m: (*src.factors(m), src.scale) for m in src.modules},
                          {m: (*f, lora.scale) for m, f in factors.items()})
     write_adapter(run, arm, task, factors, head, _template(src, head), (lora.rank, lora.alpha, lora.rslora), params,

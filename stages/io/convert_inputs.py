@@ -8,12 +8,10 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from osrm_core.convert import project_lora, projection_residual
 from osrm_core.errors import OsrmError
 from osrm_core.models import head_module_names
 from osrm_core.tasks.kinds import kind_of
 from stages.io.adapters import Adapter
-from stages.io.guard import progress
 
 
 class MapEntry(BaseModel):
@@ -138,12 +136,3 @@ def dense_updates(run, folder: Path, modules: list[str], spec):
     head = {n: p.detach() for n, p in ft.named_parameters() if n.split(".")[0] in head_names}
     return deltas, head
 
-
-def project_adapter(src: Adapter, subspace: dict, scale: float) -> tuple[dict, dict]:
-    """({module: (A_t, B')}, {module: residual}) — dW' = dW A_t^T A_t at the target scale (docs/osrm.md, "Convert")."""
-    factors, residual = {}, {}
-    for m in progress(src.modules, "project"):
-        a, b = src.factors(m)
-        factors[m] = project_lora(a, b, src.scale, subspace[m], scale)
-        residual[m] = projection_residual(src.scale * (b @ a), subspace[m])
-    return factors, residual
