@@ -14,8 +14,8 @@ import typer
 
 from osrm_core import regime_map
 from osrm_core.study import study
+from osrm_pipeline.run import open_run
 from stages.io.options import run_overrides
-from stages.io.run import open_run
 from stages.report import N_BOOT, REGIME_KEYS, REGIME_TOKENS, arm_regime, diagnostics, load
 
 

@@ -10,11 +10,11 @@ import typer
 from osrm_core import regime, subspace
 from osrm_core.errors import OsrmError
 from osrm_core.lora import INITS
+from osrm_pipeline.run import Run, check_arm, open_run
 from stages.io.artifacts import Features, Subspace
 from stages.io.atomic import atomic_dir
 from stages.io.guard import guarded, progress
 from stages.io.options import CONFIG, SEED, WORKDIR, expand_all, run_overrides
-from stages.io.run import Run, check_arm, open_run
 from stages.io.tensors import save_file
 
 TASKS = typer.Option(["all"], "--task", "-t", help="Task name (one of the config's `tasks`). Repeat for several, or 'all' = "

@@ -18,6 +18,7 @@ from osrm_core.lora import INITS
 from osrm_core.models import load_causal_lm, load_classifier
 from osrm_core.tasks.kinds import kind_of
 from osrm_pipeline.pipeline_config import ArmConfig
+from osrm_pipeline.run import Run, open_run
 from stages.io.adapters import Adapter, head_num_labels, individual_delta, write_lora
 from stages.io.artifacts import Converted, Folded, Subspace
 from stages.io.atomic import atomic_dir
@@ -26,7 +27,6 @@ from stages.io.derived import Moments, announce, keep_report, shares, write_adap
 from stages.io.guard import guarded, progress
 from stages.io.manifest import content_hash
 from stages.io.options import CONFIG, SEED, WORKDIR, run_overrides
-from stages.io.run import Run, open_run
 
 app = typer.Typer(help="Convert updates: `project` into a task's OSRM subspace (or import them into an arm), "
                   "or `fold` an adapter into dense weights.", no_args_is_help=True)

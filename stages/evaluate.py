@@ -8,12 +8,12 @@ from pathlib import Path
 import typer
 
 from osrm_core import distributed
+from osrm_pipeline.layout import ModelRef, parse_models
+from osrm_pipeline.run import Run, open_run
 from stages.io.artifacts import Evaluation
 from stages.io.atomic import atomic_dir
 from stages.io.guard import guarded, progress
-from stages.io.layout import ModelRef, parse_models
 from stages.io.options import CONFIG, SEED, WORKDIR, run_overrides
-from stages.io.run import Run, open_run
 from stages.io.served import body_update, open_model, score_task
 from stages.io.tensors import save_file
 

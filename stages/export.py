@@ -13,15 +13,15 @@ import typer
 
 from osrm_core.export import serving_factors, truncation_summary, uniform_rank
 from osrm_core.tasks.kinds import kind_of
+from osrm_pipeline.layout import ModelRef
+from osrm_pipeline.run import Run, open_run
 from stages.io.adapters import Adapter, write_lora
 from stages.io.artifacts import Merged, TaskAdapter
 from stages.io.artifacts.exported import Exported
 from stages.io.atomic import atomic_dir
 from stages.io.guard import guarded, progress
-from stages.io.layout import ModelRef
 from stages.io.options import CONFIG, SEED, WORKDIR, run_overrides
 from stages.io.portable import headless, patch_adapter_config, portable_base, rank_fields
-from stages.io.run import Run, open_run
 from stages.io.served import body_update, one_model, open_model
 from stages.io.tensors import save_file
 

@@ -17,13 +17,13 @@ from osrm_core.errors import OsrmError
 from osrm_core.features import capture, target_module_names
 from osrm_core.models import load_tokenizer
 from osrm_core.tasks.kinds import kind_of
+from osrm_pipeline.run import open_run
 from osrm_pipeline.suites import task_fingerprint
 from stages.io import feature_store
 from stages.io.artifacts import Features
 from stages.io.atomic import atomic_dir
 from stages.io.guard import guarded, progress
 from stages.io.options import CONFIG, SEED, TASKS, WORKDIR, expand_all, run_overrides
-from stages.io.run import open_run
 
 
 #: the split whose rows give the held-out Grams: never a subspace's, and not the reported test split

@@ -14,13 +14,13 @@ from osrm_core import distributed, lora
 from osrm_core.tasks.kinds import kind_of
 from osrm_core.train import LoopState
 from osrm_pipeline.finetune import Job, make_job, start_deepspeed, train_plain, train_zero
+from osrm_pipeline.run import Run, open_run, seed_everything
 from stages.io import checkpoint, derived
 from stages.io.artifacts import Subspace, TaskAdapter
 from stages.io.atomic import atomic_dir
 from stages.io.guard import guarded, progress
 from stages.io.options import ARM, CONFIG, SEED, TASKS, WORKDIR, expand_all, run_overrides
 from stages.io.portable import patch_adapter_config, portable_base
-from stages.io.run import Run, open_run, seed_everything
 
 
 def build_model(run: Run, task: str, spec):

@@ -12,6 +12,7 @@ from osrm_core.export import serving_factors
 from osrm_core.merge import get_method, parse_params
 from osrm_core.merge.engine import merge_modules
 from osrm_core.merge.lowrank import truncate
+from osrm_pipeline.run import Run, open_run
 from stages.io.adapters import write_lora
 from stages.io.artifacts import Merged
 from stages.io.atomic import atomic_dir
@@ -19,7 +20,6 @@ from stages.io.guard import guarded, progress
 from stages.io.merge_inputs import MergeInputs
 from stages.io.options import ARM, CONFIG, SEED, WORKDIR, expand_all, run_overrides
 from stages.io.portable import headless, patch_adapter_config, portable_base, rank_fields
-from stages.io.run import Run, open_run
 from stages.io.shards import ShardWriter
 
 METHODS_OPT = typer.Option(..., "--method", "-m", help="Merge method (a key of osrm_core.merge.METHODS, e.g. ties). "

@@ -12,9 +12,9 @@ import typer
 
 from osrm_core.errors import OsrmError
 from osrm_core.tasks.kinds import kind_of
+from osrm_pipeline.run import open_run
 from stages.io.guard import guarded, progress
 from stages.io.options import CONFIG, SEED, TASK, WORKDIR, run_overrides
-from stages.io.run import open_run
 from stages.io.served import body_update, one_model, open_model, task_model
 
 FORMATS = {".jsonl": "jsonl", ".json": "jsonl", ".csv": "csv"}

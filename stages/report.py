@@ -23,12 +23,12 @@ from osrm_core.selection import edge_numbers
 from osrm_core.study import LEARNT_MARGIN, Rows, study, task_check
 from osrm_core.sweep_plots import lambda_rows, plot_lambda, plot_normalised, plot_tasks, tasks_rows
 from osrm_core.tasks.kinds import kind_of
+from osrm_pipeline.layout import Layout, ModelRef
+from osrm_pipeline.run import Run, open_run
 from stages.io.artifacts import DiagnosticsSummary, Evaluation, Report, Selection, Subspace, TaskAdapter
 from stages.io.atomic import atomic_dir
 from stages.io.guard import guarded
-from stages.io.layout import Layout, ModelRef
 from stages.io.options import CONFIG, WORKDIR, run_overrides
-from stages.io.run import Run, open_run
 
 N_BOOT = typer.Option(1000, "--n-boot", min=1, help="Bootstrap replicates of every paired interval (seeded: reproducible).")
 NOTE = ("Every interval and verdict rests on the seed-level interval (`" + METHOD + "`, docs/statistics.md): the "

@@ -15,10 +15,10 @@ from pathlib import Path
 import typer
 
 from osrm_core.errors import OsrmError
+from osrm_pipeline.layout import Layout, ModelRef
 from osrm_pipeline.pipeline_config import load_config
 from stages.io.artifacts import Subspace
 from stages.io.guard import guarded
-from stages.io.layout import Layout, ModelRef
 from stages.io.options import CONFIG
 
 STEPS = ("extract-features", "build-subspace", "finetune", "merge", "evaluate", "select", "diagnose", "report")

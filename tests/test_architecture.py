@@ -61,5 +61,5 @@ def test_the_walk_sees_imports():
     is seen as a.b."""
     assert any(n.startswith("osrm_slurm") for n in _imports(ROOT / "stages/submit.py"))
     assert {"stages.finetune", "stages.report", "stages.run_all"} <= _stage_modules()
-    assert "stages.io.run" in _imports(ROOT / "stages/finetune.py")
+    assert "osrm_pipeline.run" in _imports(ROOT / "stages/finetune.py")
     assert "osrm_pipeline.pipeline_config.load_config" in _imports(ROOT / "stages/run_all.py")

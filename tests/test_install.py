@@ -164,7 +164,7 @@ def test_installed_wheel_runs_a_starter_project(wheel, tmp_path):
 
 def test_project_configs_win_in_a_run(tmp_path, tiny_backbone, monkeypatch):
     """A backbone / suite name in pipeline.yaml is looked up in <pipeline.yaml folder>/configs/<kind>/ first."""
-    from stages.io.run import open_run
+    from osrm_pipeline.run import open_run
 
     monkeypatch.delenv(config_dirs.ENV, raising=False)
     proj = tmp_path / "proj"

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from stages.io.layout import Layout, ModelRef
+from osrm_pipeline.layout import Layout, ModelRef
 
 REPO = Path(__file__).resolve().parents[1]
 ANY = "*"
@@ -45,7 +45,7 @@ def test_every_dvc_out_is_a_layout_folder_or_inside_one():
     layout = _layout_paths()
     for out in _outs():
         ok = any(_covers(out, p) or _covers(p, out) for p in layout)
-        assert ok, f"dvc.yaml out {out} is not a Layout path (stages/io/layout.py)"
+        assert ok, f"dvc.yaml out {out} is not a Layout path (osrm_pipeline/layout.py)"
 
 
 def test_every_layout_artifact_is_an_out_of_dvc_yaml():
@@ -57,7 +57,7 @@ def test_every_layout_artifact_is_an_out_of_dvc_yaml():
 def test_model_grammar_all_arms():
     """'all/<what>' expands to every arm in config order; a bad arm names the choices."""
     from osrm_core.errors import OsrmError
-    from stages.io.layout import parse_models
+    from osrm_pipeline.layout import parse_models
 
     arms, methods = ["lora", "osrm"], ["ties", "task_arithmetic"]
     assert parse_models(["base", "all/individual", "osrm/individual"], arms, methods) == \

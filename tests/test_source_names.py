@@ -1,6 +1,6 @@
 """Docstrings and comments name what exists, and code has a caller outside the tests: every `osrm <command>`
 is a command of the CLI, every ``python -m <module>`` runs as a script, every artifact path has its seed<S>
-level (stages/io/layout.py), every shared option is used by a stage, and every public function or class of
+level (osrm_pipeline/layout.py), every shared option is used by a stage, and every public function or class of
 osrm_core/, osrm_pipeline/ and stages/ is used outside tests/."""
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def test_artifact_paths_name_their_seed():
     """<workdir>/<kind>/seed<S>/...: neither <kind>/<task> (no seed) nor <workdir>/seed<S>/<kind> (the seed first)."""
     missing, first = rf"(?<![/\w])(?:{KINDS})/<[\w.]+>", r"workdir>?/seed<\w+>/\w+"
     bad = [(_rel(p), m) for p in CODE for m in re.findall(f"{missing}|{first}", p.read_text())]
-    assert bad == [], f"artifact paths without their seed<S> level where stages/io/layout.py has it: {bad}"
+    assert bad == [], f"artifact paths without their seed<S> level where osrm_pipeline/layout.py has it: {bad}"
 
 
 def test_shared_options_are_used():

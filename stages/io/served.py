@@ -11,9 +11,9 @@ from osrm_core import distributed
 from osrm_core.batching import in_input_order
 from osrm_core.errors import OsrmError
 from osrm_core.tasks.kinds import kind_of, metrics
+from osrm_pipeline.layout import ModelRef, parse_models
 from stages.io.adapters import individual_delta
 from stages.io.artifacts import Merged, TaskAdapter
-from stages.io.layout import ModelRef, parse_models
 
 
 def one_model(run, text: str, allow_base: bool = False) -> ModelRef:

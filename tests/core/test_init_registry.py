@@ -58,7 +58,7 @@ def test_the_walk_sees_a_comparison():
 # ---------------------------------------------------------------- behaviour through the registry
 
 def _run(tmp_path, backbone, arm: dict):
-    from stages.io.run import open_run
+    from osrm_pipeline.run import open_run
 
     cfg = tiny_pipeline(tmp_path / "runs", backbone, arms={"lora": {"init": "gaussian"}, "arm": arm},
                         lora={"rank": 4, "alpha": 8, "blocks": "qv"})

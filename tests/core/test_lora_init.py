@@ -22,7 +22,7 @@ TASK = TINY_TASKS[0]
 
 
 def _run(tmp_path, backbone, arms: dict, arm: str, **lora_section):
-    from stages.io.run import open_run
+    from osrm_pipeline.run import open_run
 
     arms = {"lora": {"init": "gaussian"}, **arms}
     cfg = tiny_pipeline(tmp_path / "runs", backbone, arms=arms, lora={"rank": 4, "alpha": 8, "blocks": "qv", **lora_section})
@@ -46,7 +46,7 @@ def _peft_reference(run, init_lora_weights, after=None):
     from peft import LoraConfig, get_peft_model
 
     from osrm_core.models import head_module_names, load_classifier
-    from stages.io.run import seed_everything
+    from osrm_pipeline.run import seed_everything
 
     c = run.cfg.lora
     seed_everything(run.cfg.seed)

@@ -53,7 +53,7 @@ def _merged_delta(model) -> dict[str, torch.Tensor]:
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """(cli, config, root, {task: PEFT's merged delta}): PEFT-trained adapters under root/peft/<task>, a map file."""
-    from stages.io.run import open_run
+    from osrm_pipeline.run import open_run
     from tests.conftest import Cli
 
     root = tmp_path_factory.mktemp("gen-convert")
@@ -110,7 +110,7 @@ def test_projection_into_the_osrm_subspace(trained):
 
 
 def test_a_generative_adapter_with_modules_to_save_is_one_line(trained, tmp_path):
-    from stages.io.run import open_run
+    from osrm_pipeline.run import open_run
 
     cli, config, root, _ = trained
     _peft_trained(open_run(config), "colour", CONFIGS["colour"], modules_to_save=["lm_head"]).save_pretrained(tmp_path / "a")

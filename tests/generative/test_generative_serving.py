@@ -33,7 +33,7 @@ def served(tmp_path_factory):
 
 def _rows(config, columns: list[str]) -> list[dict]:
     """The test rows' prompt columns, with an `id` of the user's (kept in the output)."""
-    from stages.io.run import open_run
+    from osrm_pipeline.run import open_run
 
     _, data = open_run(config).load_task("colour" if "thing" in columns else "sentiment")
     return [{"id": f"r{i}", **{c: data["test"][i][c] for c in columns}} for i in range(len(data["test"]))]

@@ -29,10 +29,10 @@ def leftovers(root: Path) -> list[str]:
 def write_adapter(root: Path, arm: str, task: str, cfg_path: Path, rank: int = 4, blocks: str = "qv",
                   weights: str | None = None, seed: int = 0) -> Path:
     """A synthetic PEFT LoRA adapter + finetune manifest for `task`, shaped like the tiny BERT's."""
+    from osrm_pipeline.run import open_run
     from stages.io.adapters import write_lora
-    from stages.io.atomic import atomic_dir
     from stages.io.artifacts import TaskAdapter
-    from stages.io.run import open_run
+    from stages.io.atomic import atomic_dir
 
     run = open_run(cfg_path)
     suffixes = tuple(run.spec.target_suffixes(blocks))

@@ -10,9 +10,9 @@ import pytest
 from rel_lib import write_adapter
 
 from osrm_core.errors import OsrmError
+from osrm_pipeline.layout import ModelRef
+from osrm_pipeline.run import open_run
 from stages.io.artifacts import Evaluation, Features, Merged, Subspace, TaskAdapter
-from stages.io.layout import ModelRef
-from stages.io.run import open_run
 from tests.conftest import TINY_TASKS
 
 T0 = TINY_TASKS[0]

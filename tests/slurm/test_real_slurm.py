@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from osrm_pipeline.layout import Layout
 from osrm_pipeline.pipeline_config import load_config
 from osrm_slurm import jobs as slurm_jobs
 from stages import submit
-from stages.io.layout import Layout
 
 pytestmark = pytest.mark.slurm
 OSRM = str(Path(sys.executable).parent / "osrm")

@@ -82,8 +82,8 @@ def test_osrm_init_starts_at_base_model(cli, tiny_config):
     from osrm_core.batching import iterate
     from osrm_core.models import load_classifier, load_tokenizer
     from osrm_core.train import predict
+    from osrm_pipeline.run import open_run, seed_everything
     from stages.finetune import build_model
-    from stages.io.run import open_run, seed_everything
 
     for t in TINY_TASKS:
         cli("extract-features", "-c", tiny_config, "--task", t)

@@ -52,7 +52,7 @@ def _merged_delta(model) -> dict[str, torch.Tensor]:
 def third(tmp_path_factory, tiny_backbone):
     """(cli, config, root, {task: PEFT's dense update}): features, the 'ext' arm's subspaces, three PEFT
     adapters under root/peft/ and a head-only donor for the headless one."""
-    from stages.io.run import open_run
+    from osrm_pipeline.run import open_run
 
     root = tmp_path_factory.mktemp("convert-bulk")
     cfg = tiny_pipeline(root / "runs", tiny_backbone, arms={"ext": {"init": "osrm"}, "raw": {"init": "gaussian"},
@@ -90,7 +90,7 @@ def test_import_matches_peft(third):
     assert Adapter(root / "runs/adapters/seed42/raw" / PATTERN).factors(Q0)[0].shape[0] == 2
     # PEFT reads our rewritten config (rank/alpha patterns, rslora) to the same update
     from osrm_core.models import load_classifier
-    from stages.io.run import open_run
+    from osrm_pipeline.run import open_run
 
     run = open_run(path)
     for task in (RSLORA, PATTERN):
@@ -228,8 +228,8 @@ def test_posthoc_keeps_the_stated_share(third):
     """`convert posthoc`: each adapter keeps >= keep_share of its own output shift (no warning), the other tasks'
     shift drops, the update equals osrm_core.keep.keep_lora on the cached moments, and it merges like any adapter."""
     from osrm_core.keep import keep_lora
+    from osrm_pipeline.run import open_run
     from stages.io.derived import Moments
-    from stages.io.run import open_run
 
     cli, path, root, _ = third
     res = cli("convert", "posthoc", "-c", path, "--arm", "raw", "--map", root / "map.json", "--share", "0.8")

@@ -8,9 +8,9 @@ import pytest
 import torch
 import yaml
 
+from osrm_pipeline.layout import Layout
+from osrm_pipeline.run import open_run
 from stages.io.artifacts import Diagnostics, Features, Subspace, TaskAdapter
-from stages.io.layout import Layout
-from stages.io.run import open_run
 from tests.conftest import TINY_TASKS, tiny_pipeline
 
 ARMS = {"lora": {"init": "gaussian"}, "ortho": {"init": "orthonormal"},

@@ -23,8 +23,8 @@ ZEROED = "bert.encoder.layer.0.attention.self.query"  # task 0's update is zero 
 
 def _zero_module(config: Path, arm: str, task: str, module: str) -> None:
     """Zero one module's lora_B in a task's adapter and re-seal its manifest (as if it had learnt nothing there)."""
+    from osrm_pipeline.run import open_run
     from stages.io.artifacts import TaskAdapter
-    from stages.io.run import open_run
     from stages.io.tensors import save_file
 
     folder = open_run(config).layout.adapter(arm, task)
@@ -57,7 +57,7 @@ def _eval_logits(config: Path, model: str) -> dict[str, torch.Tensor]:
 
 
 def _test_rows(config: Path, task: str):
-    from stages.io.run import open_run
+    from osrm_pipeline.run import open_run
 
     spec, data = open_run(config).load_task(task)
     return spec, data["test"]
@@ -88,9 +88,9 @@ def test_exported_task_folders_load_in_transformers_and_match_evaluate(setup, tm
 
 def test_shared_adapter_truncation_error_is_recorded_and_exact(setup, tmp_path):
     """Dense ties truncated to rank 2: export.json's error per module is ||Δ - B A|| / ||Δ|| of the written factors."""
+    from osrm_pipeline.run import open_run
     from stages.io.adapters import Adapter
     from stages.io.artifacts import Merged
-    from stages.io.run import open_run
 
     cli, config = setup
     out = tmp_path / "ties"
@@ -113,8 +113,8 @@ def _peft_logits(config: Path, task: str, adapter: Path, head_from: Path | None)
 
     from osrm_core.apply import load_head
     from osrm_core.models import load_classifier
+    from osrm_pipeline.run import open_run
     from stages.io.adapters import Adapter
-    from stages.io.run import open_run
 
     run = open_run(config)
     spec, rows = _test_rows(config, task)
@@ -240,7 +240,7 @@ def test_finetuned_adapter_records_no_machine_path(cli, tiny_config):
     cli("finetune", "-c", tiny_config, "--task", TINY_TASKS[0], "--arm", "lora")
     folder = tiny_config.parent / f"runs/adapters/seed42/lora/{TINY_TASKS[0]}"
     assert json.loads((folder / "adapter_config.json").read_text())["base_model_name_or_path"] == "tiny-encoder"
+    from osrm_pipeline.run import open_run
     from stages.io.artifacts import TaskAdapter
-    from stages.io.run import open_run
 
     TaskAdapter.open(open_run(tiny_config), "lora", TINY_TASKS[0])  # every file's hash verifies: patched before sealing

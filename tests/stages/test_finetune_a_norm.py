@@ -10,8 +10,8 @@ from tests.conftest import TINY_TASKS, tiny_pipeline
 
 
 def test_finetune_records_a0_norm(cli, tmp_path, tiny_backbone):
+    from osrm_pipeline.run import open_run
     from stages.io.artifacts import TaskAdapter
-    from stages.io.run import open_run
     from stages.report import a0_norms
 
     arms = {"lora": {"init": "gaussian"}, "ortho": {"init": "orthonormal", "lora": {"a_norm": 2.5}}}

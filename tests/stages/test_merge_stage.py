@@ -79,10 +79,10 @@ def test_emr_serves_each_task_its_own_masked_update(trained):
     module = Adapter(runs / "adapters/seed42/lora" / TINY_TASKS[0]).modules[0]
     per_task = [deltas[f"{t}::{module}"] for t in TINY_TASKS]
     assert not torch.equal(per_task[0], per_task[1])
-    from stages.io.served import body_update
+    from osrm_pipeline.layout import ModelRef
+    from osrm_pipeline.run import open_run
     from stages.io.artifacts import Merged, TaskAdapter
-    from stages.io.layout import ModelRef
-    from stages.io.run import open_run
+    from stages.io.served import body_update
 
     run = open_run(path)
     hashes = {t: TaskAdapter.open(run, "lora", t).content_hash for t in TINY_TASKS}

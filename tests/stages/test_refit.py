@@ -121,8 +121,8 @@ def test_convert_study_config_loads():
 def test_a_rebuilt_source_makes_the_derived_adapter_stale(study):
     """The derived adapter's manifest names the source adapter's hash: once that adapter changes, opening the derived
     one fails in one line that says to rerun its fine-tune (what `osrm merge` / `select` / `evaluate` run first)."""
+    from osrm_pipeline.run import open_run
     from stages.io.artifacts import TaskAdapter
-    from stages.io.run import open_run
 
     root, path, _ = study
     manifest = _adapter(root, "lora", TASKS[0]) / "manifest.json"

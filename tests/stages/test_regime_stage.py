@@ -10,9 +10,9 @@ from safetensors.torch import load_file
 
 from osrm_core import subspace
 from osrm_core.errors import OsrmError
+from osrm_pipeline.run import open_run
 from stages.io.artifacts import Features, Subspace
 from stages.io.feature_store import FeatureCache
-from stages.io.run import open_run
 from tests.conftest import TINY_TASKS, tiny_pipeline
 
 ARMS = {"lora": {"init": "gaussian"}, "osrm": {"init": "osrm"}, "osrm_k8": {"init": "osrm", "osrm": {"k": 8}}}

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from safetensors.torch import load_file
 
-from osrm_core.metrics import predictions
 from osrm_core.inference import seed_interval
+from osrm_core.metrics import predictions
 from osrm_core.stats import paired_bootstrap, t_interval
 from tests.conftest import TINY_TASKS
 from tests.stages.test_sweep import select_config
@@ -78,7 +78,7 @@ def test_report_metrics_are_nested_numbers(study_run):
 def test_report_numbers_equal_a_direct_seed_interval(study_run):
     """diff / CI of osrm − lora (ties, chosen) equal the seed-level interval (per-seed differences + the rows-only
     paired bootstrap) on the stored logits; t-interval and mean too; ties is primary and Holm-adjusted."""
-    from stages.io.run import open_run
+    from osrm_pipeline.run import open_run
 
     config, root, _ = study_run
     run = open_run(config)

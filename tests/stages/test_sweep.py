@@ -16,9 +16,9 @@ def fake_adapters(config, arm: str, seed: int, run_seed: int | None = None) -> N
     """Write a PEFT adapter (random B, task head) + finetune manifest per task, as `osrm finetune` would."""
     from osrm_core import lora
     from osrm_core.models import head_module_names, load_classifier
+    from osrm_pipeline.run import open_run
     from stages.io.artifacts import TaskAdapter
     from stages.io.atomic import atomic_dir
-    from stages.io.run import open_run
 
     run = open_run(config, {"seed": run_seed})
     for i, task in enumerate(run.tasks):
@@ -110,7 +110,7 @@ def test_select_records_edges_and_identical_variants(cli, tmp_path, tiny_backbon
 
 def test_scrambled_test_labels_do_not_change_the_choice(cli, sweep_config, monkeypatch):
     """The choice sees validation only: corrupting every TEST label changes test scores, never the chosen params."""
-    from stages.io.run import Run
+    from osrm_pipeline.run import Run
 
     cli("select", "-c", sweep_config, "--arm", "lora")
     clean = _results(sweep_config)

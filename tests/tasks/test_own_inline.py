@@ -39,7 +39,7 @@ def test_inline_suite_resolves_against_the_pipeline_folder(project, tmp_path, mo
 
 
 def test_stage_checks_accept_own_task_data(project):
-    from stages.io.run import check_task_data
+    from osrm_pipeline.run import check_task_data
 
     spec, dd = load_task(resolve_suite({"tasks": [TASK]}, project), "mine")
     check_task_data(spec, dd, where="task 'mine'")

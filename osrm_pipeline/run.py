@@ -17,8 +17,8 @@ from osrm_core.scoring import ClassifierPool
 from osrm_core.tasks.kinds import kind_of
 from osrm_pipeline import suites
 from osrm_pipeline.backbone_registry import load_spec
+from osrm_pipeline.layout import Layout
 from osrm_pipeline.pipeline_config import PipelineConfig, load_config
-from stages.io.layout import Layout
 
 SPLITS = ("train", "validation", "test")
 
