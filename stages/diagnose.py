@@ -19,12 +19,12 @@ from osrm_core.ablation import VARIANTS, ablation_table, ablation_updates, other
 from osrm_core.diagnose_summary import one_thread, pool, scalars, summary_md
 from osrm_core.errors import OsrmError
 from osrm_pipeline.run import Run, open_run
+from osrm_pipeline.task_scores import score_task
 from stages.io.adapters import individual_delta
 from stages.io.artifacts import Diagnostics, DiagnosticsSummary, Features, Subspace, TaskAdapter
 from stages.io.atomic import atomic_dir, write_json_atomic
 from stages.io.guard import guarded, progress
 from stages.io.options import ARM, CONFIG, SEED, WORKDIR, expand_all, run_overrides
-from stages.io.served import score_task
 
 app = typer.Typer(help="Interference diagnostics of trained adapters (no forward pass; docs/diagnostics.md).", no_args_is_help=True)
 HEATMAP = "heatmap.png"

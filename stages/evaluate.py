@@ -10,11 +10,12 @@ import typer
 from osrm_core import distributed
 from osrm_pipeline.layout import ModelRef, parse_models
 from osrm_pipeline.run import Run, open_run
+from osrm_pipeline.task_scores import score_task
 from stages.io.artifacts import Evaluation
 from stages.io.atomic import atomic_dir
 from stages.io.guard import guarded, progress
 from stages.io.options import CONFIG, SEED, WORKDIR, run_overrides
-from stages.io.served import body_update, open_model, score_task
+from stages.io.served import body_update, open_model
 from stages.io.tensors import save_file
 
 MODEL = typer.Option(..., "--model", help="What to score: 'base' (pretrained body, each task's head), '<arm>/individual', "

@@ -13,9 +13,10 @@ import typer
 from osrm_core.errors import OsrmError
 from osrm_core.tasks.kinds import kind_of
 from osrm_pipeline.run import open_run
+from osrm_pipeline.task_scores import task_model
 from stages.io.guard import guarded, progress
 from stages.io.options import CONFIG, SEED, TASK, WORKDIR, run_overrides
-from stages.io.served import body_update, one_model, open_model, task_model
+from stages.io.served import body_update, one_model, open_model
 
 FORMATS = {".jsonl": "jsonl", ".json": "jsonl", ".csv": "csv"}
 MODEL = typer.Option(..., "--model", help="Which model labels the rows: 'base', '<arm>/individual' or '<arm>/<method>'.")

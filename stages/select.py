@@ -26,13 +26,13 @@ from osrm_core.report import normalised_score
 from osrm_core.selection import choose_on_validation, grid_edges, param_bounds, params_key
 from osrm_core.study import Plan, plan, variant_params
 from osrm_pipeline.run import Run, open_run
+from osrm_pipeline.task_scores import score_task
 from stages.io.adapters import individual_delta
 from stages.io.artifacts import Selection
 from stages.io.atomic import atomic_dir
 from stages.io.guard import guarded, progress
 from stages.io.merge_inputs import MergeInputs
 from stages.io.options import ARM, CONFIG, SEED, WORKDIR, run_overrides
-from stages.io.served import score_task
 from stages.io.tensors import save_file
 
 

@@ -1,5 +1,6 @@
 """What the merges of one arm read, opened once per process (`osrm merge --method all`, `osrm select`):
-the checked adapters, and on demand W0, the tasks' checked feature Grams and the tasks' Fishers."""
+the checked adapters, and on demand W0, the tasks' checked feature Grams and the tasks' Fishers (computed by
+osrm_pipeline/fisher.py into a scratch folder, read back here one module at a time)."""
 
 from __future__ import annotations
 
@@ -10,12 +11,10 @@ from pathlib import Path
 
 import torch
 
-from osrm_core.apply import add_deltas, load_head
-from osrm_core.batching import shuffled
-from osrm_core.merge.engine import FisherTask, UpdateSource, task_fishers
+from osrm_core.merge.engine import UpdateSource
 from osrm_core.merge.types import MergeMethod
 from osrm_core.models import load_classifier
-from osrm_core.tasks.kinds import kind_of
+from osrm_pipeline.fisher import fisher_files
 from stages.io.adapters import individual_delta
 from stages.io.artifacts import Features, TaskAdapter
 from stages.io.guard import progress
@@ -47,35 +46,15 @@ class MergeInputs:
     def count(self, task: str, module: str) -> int:
         return self.features[task].cache.count(module)
 
-    def fisher_tasks(self) -> dict[str, FisherTask]:
-        run, cfg = self.run, self.run.cfg
-
-        def task(t: str) -> FisherTask:
-            spec, data = run.load_task(t)
-            ds, adapter, kind = data["train"], self.adapters[t], kind_of(spec)
-            order = shuffled(len(ds), cfg.seed)[: cfg.merge.fisher_samples]
-
-            def model():
-                m = kind.load_model(run.spec, spec)
-                add_deltas(m, individual_delta(adapter))
-                load_head(m, adapter.head())
-                return m
-
-            batches = lambda: kind.fisher_batches(run.tokenizer, ds, spec, cfg.merge.fisher_batch_size,  # noqa: E731
-                                                  cfg.data.max_length, order)
-            return FisherTask(model, batches, spec.is_regression, kind.fisher_objective(spec))
-
-        return {t: task(t) for t in self.adapters}
-
     def source(self, method: MergeMethod, stack: ExitStack) -> UpdateSource:
         """The module inputs `method` needs; Fishers are computed into a scratch folder closed with `stack`."""
         fishers = None
         if "fishers" in method.needs:
             from safetensors import safe_open
 
-            cfg = self.run.cfg.merge
             scratch = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=".fisher-", dir=self.run.layout.workdir)))
-            paths = task_fishers(self.fisher_tasks(), self.modules, cfg.fisher_labels, self.run.cfg.seed, scratch, progress)
+            updates = {t: lambda a=a: (individual_delta(a), a.head()) for t, a in self.adapters.items()}
+            paths = fisher_files(self.run, updates, self.modules, scratch, progress)
             handles = {t: stack.enter_context(safe_open(str(p), "pt")) for t, p in paths.items()}
             fishers = lambda t, name: handles[t].get_tensor(name).float()  # noqa: E731
         return UpdateSource(self.adapters, base=self.base if "base" in method.needs else None,
