@@ -20,7 +20,7 @@ from osrm_pipeline.config_dirs import configs_dir
 from stages.io.guard import guarded
 
 #: dependencies on the repository's own files, which a project made anywhere does not have
-SOURCE_DEPS = ("osrm_core/", "stages/", "configs/backbones/")
+SOURCE_DEPS = ("osrm_core/", "osrm_pipeline/", "stages/", "configs/backbones/")
 #: the starter's task files (its suite and data folder), deps of the stages that read task rows
 PROJECT_INPUTS = ["suite.yaml", "data"]
 DATA_STAGES = ("extract", "finetune", "merge", "evaluate_base", "evaluate", "select")
