@@ -14,6 +14,7 @@ from safetensors.torch import load_file
 
 from stages.io.adapters import Adapter
 from tests.generative.tiny_lm import write_project
+from tests.peft_reference import merged_delta
 
 #: each task's adapter as someone else trained it (the arm's lora.blocks: q, v)
 CONFIGS = {"sentiment": {"r": 4, "lora_alpha": 8, "use_rslora": True},
@@ -42,14 +43,6 @@ def _peft_trained(run, task: str, cfg: dict, **extra):
     return model.eval()
 
 
-def _merged_delta(model) -> dict[str, torch.Tensor]:
-    """PEFT's own update per target module: merge_and_unload() weight minus W0."""
-    w0 = {n[len("base_model.model."):-len(".base_layer.weight")]: p.detach().clone()
-          for n, p in model.named_parameters() if n.endswith(".base_layer.weight")}
-    merged = dict(model.merge_and_unload().named_modules())
-    return {m: merged[m].weight.detach() - w for m, w in w0.items()}
-
-
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """(cli, config, root, {task: PEFT's merged delta}): PEFT-trained adapters under root/peft/<task>, a map file."""
@@ -63,7 +56,7 @@ def trained(tmp_path_factory):
     for task, cfg in CONFIGS.items():
         model = _peft_trained(run, task, cfg)
         model.save_pretrained(root / "peft" / task)
-        refs[task] = _merged_delta(model)
+        refs[task] = merged_delta(model)
     (root / "map.yaml").write_text(yaml.safe_dump({t: f"peft/{t}" for t in CONFIGS}))
     return Cli(), config, root, refs
 
@@ -85,7 +78,7 @@ def test_import_equals_peft_merge_and_unload(trained):
             torch.testing.assert_close(imported.delta(m), d, atol=1e-6, rtol=0)
         reloaded = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(root / "model"), folder)
         assert type(reloaded).__name__ == "PeftModelForCausalLM"
-        for m, d in _merged_delta(reloaded).items():  # PEFT reads our rewritten config (rslora, patterns) alike
+        for m, d in merged_delta(reloaded).items():  # PEFT reads our rewritten config (rslora, patterns) alike
             torch.testing.assert_close(d, ref[m], atol=1e-6, rtol=0)
     assert Adapter(root / "runs/adapters/seed42/lora/topic").factors("model.layers.0.self_attn.v_proj")[0].shape[0] == 2
     cli("merge", "-c", config, "--arm", "lora", "--method", "task_arithmetic")  # the imported arm merges as its own

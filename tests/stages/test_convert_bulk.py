@@ -14,6 +14,7 @@ from safetensors.torch import load_file
 
 from stages.io.adapters import Adapter
 from tests.conftest import TINY_TASKS, Cli, tiny_pipeline
+from tests.peft_reference import merged_delta
 from tests.reliability.rel_lib import snapshot
 
 RSLORA, PATTERN, HEADLESS = TINY_TASKS
@@ -40,14 +41,6 @@ def _peft_model(run, task: str, cfg: dict, head: bool, seed: int):
     return model
 
 
-def _merged_delta(model) -> dict[str, torch.Tensor]:
-    """PEFT's own update per target module: merge_and_unload() weight minus W0."""
-    w0 = {n[len("base_model.model."):-len(".base_layer.weight")]: p.detach().clone()
-          for n, p in model.named_parameters() if n.endswith(".base_layer.weight")}
-    merged = dict(model.merge_and_unload().named_modules())
-    return {m: merged[m].weight.detach() - w for m, w in w0.items()}
-
-
 @pytest.fixture(scope="module")
 def third(tmp_path_factory, tiny_backbone):
     """(cli, config, root, {task: PEFT's dense update}): features, the 'ext' arm's subspaces, three PEFT
@@ -67,7 +60,7 @@ def third(tmp_path_factory, tiny_backbone):
     for i, (task, c) in enumerate(CONFIGS.items()):
         model = _peft_model(run, task, c, head=task != HEADLESS, seed=i)
         model.save_pretrained(root / "peft" / task)
-        refs[task] = _merged_delta(model)
+        refs[task] = merged_delta(model)
     _peft_model(run, HEADLESS, CONFIGS[HEADLESS], head=True, seed=9).save_pretrained(root / "peft" / "donor")
     mapping = {RSLORA: f"peft/{RSLORA}", PATTERN: str(root / "peft" / PATTERN),
                HEADLESS: {"adapter": f"peft/{HEADLESS}", "head": "peft/donor"}}
@@ -96,7 +89,7 @@ def test_import_matches_peft(third):
     for task in (RSLORA, PATTERN):
         base = load_classifier(run.spec, run.load_task(task)[0].num_labels)
         peft = PeftModel.from_pretrained(base, str(root / "runs/adapters/seed42/raw" / task))
-        for m, d in _merged_delta(peft).items():
+        for m, d in merged_delta(peft).items():
             torch.testing.assert_close(d, refs[task][m], atol=1e-5, rtol=0)
 
 
