@@ -16,7 +16,7 @@ from osrm_core import regime_map
 from osrm_core.study import study
 from osrm_pipeline.run import open_run
 from stages.io.options import run_overrides
-from stages.report import N_BOOT, REGIME_KEYS, REGIME_TOKENS, arm_regime, diagnostics, load
+from stages.report import N_BOOT, diagnostics, load, regime_section
 
 
 def collect(config: Path, control: str, workdir: Path | None = None, n_boot: int = 1000) -> dict:
@@ -29,12 +29,9 @@ def collect(config: Path, control: str, workdir: Path | None = None, n_boot: int
     vs = {name: study(models, base, rows, name, n_boot=n_boot, primary=primary, level=run.cfg.study.level)
           for name in (run.cfg.reference, control)}
     _, diag = diagnostics(run.layout.diagnostics_summary())
-    points = []
-    for arm in run.cfg.arms:
-        per_seed = arm_regime(run, arm)
-        reg = {k: v for k, v in per_seed[min(per_seed)].items() if k in REGIME_KEYS + REGIME_TOKENS} if per_seed else None
-        points.append(regime_map.point(arm, reg, diag.get(arm, {}).get("other_energy_init"),
-                                       vs[run.cfg.reference], vs[control]))
+    _, regimes = regime_section(run)  # the report's regime numbers (first seed with subspaces)
+    points = [regime_map.point(arm, regimes.get(arm), diag.get(arm, {}).get("other_energy_init"),
+                               vs[run.cfg.reference], vs[control]) for arm in run.cfg.arms]
     return {"backbone": run.spec.name, "config": str(config), "seeds": run.cfg.seeds, "reference": run.cfg.reference,
             "control": control, "primary": list(primary), "points": points}
 
