@@ -16,7 +16,7 @@ import torch
 
 from osrm_core.convert import project_lora
 from osrm_core.errors import OsrmError
-from osrm_core.keep import keep_lora
+from osrm_core.keep import keep_lora, report
 
 Factors = dict[str, tuple[torch.Tensor, torch.Tensor]]
 
@@ -54,3 +54,9 @@ def posthoc_start(src: Source) -> Factors:
         kept = keep_lora(a, b, src.scale_in, *src.moments(m), share=src.share, ridge=src.ridge)
         out[m] = (kept.a, kept.b * (src.scale_in / src.scale_out))
     return out
+
+
+def kept(src: Source, factors: Factors) -> dict:
+    """What the conversion src.factors (at scale_in) -> factors (at scale_out) keeps of the task (keep.report)."""
+    return report(src.moments, {m: (*f, src.scale_in) for m, f in src.factors.items()},
+                  {m: (*f, src.scale_out) for m, f in factors.items()})

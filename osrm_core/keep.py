@@ -22,6 +22,7 @@ would mix in the dropped components (V is not orthogonal) and neither sum would 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -59,6 +60,50 @@ def aggregate(per_module: dict[str, dict[str, float]]) -> dict[str, float]:
         after = sum(m[f"{q}_after"] for m in per_module.values())
         out[q] = after / before if before > 0 else 0.0
     return out
+
+
+Update = dict[str, tuple[torch.Tensor, torch.Tensor, float]]  # {module: (A, B, scale)}: the update scale · B A
+
+
+def report(moments: Callable[[str], tuple[torch.Tensor, torch.Tensor]], before: Update, after: Update) -> dict:
+    """What the conversion before -> after keeps of a task, moments(module) -> (S_t, S_¬t): {"modules": {module: kept
+    shares and energies}, "update", "own", "others": the shares over modules (aggregate)}."""
+    per_module = {}
+    for m, (a, b, s) in before.items():
+        s_own, s_others = moments(m)
+        per_module[m] = kept(energies(a, b, s, s_own, s_others), energies(*after[m], s_own, s_others))
+    return {**aggregate(per_module), "modules": per_module}
+
+
+def shares(kept_report: dict) -> dict[str, float]:
+    """The task-level shares of a report (what a converted adapter's manifest records as `kept`)."""
+    return {q: kept_report[q] for q in SHARES}
+
+
+class Moments:
+    """Per-token second moments of every task's tokens at a module's input, float64: S_j = G_j / n_j and S_¬t, the
+    mean of the other tasks' S_j. read(module) -> {task: (G_j, n_j)} (token Gram, token count) is called once per
+    input: modules with the same canonical(module) share it."""
+
+    def __init__(self, read: Callable[[str], dict[str, tuple[torch.Tensor, int]]],
+                 canonical: Callable[[str], str] = lambda module: module):
+        self._read, self._canonical = read, canonical
+        self._s: dict[str, dict[str, torch.Tensor]] = {}
+
+    def _of(self, module: str) -> dict[str, torch.Tensor]:
+        key = self._canonical(module)
+        if key not in self._s:
+            self._s[key] = {t: g.double() / max(n, 1) for t, (g, n) in self._read(module).items()}
+        return self._s[key]
+
+    def of(self, task: str, module: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """(S_t, S_¬t), d_in x d_in float64."""
+        s = self._of(module)
+        return s[task], sum(v for t, v in s.items() if t != task) / (len(s) - 1)
+
+    def of_task(self, task: str) -> Callable[[str], tuple[torch.Tensor, torch.Tensor]]:
+        """module -> (S_t, S_¬t) of `task`: what report and derive.Source read."""
+        return lambda module: self.of(task, module)
 
 
 def generalised_eigvecs(s_own: torch.Tensor, s_others: torch.Tensor, ridge: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -175,6 +175,21 @@ def set_factors(peft_model: nn.Module, factors: dict[str, tuple[torch.Tensor, to
         wb.copy_(b.to(wb.dtype))
 
 
+@torch.no_grad()
+def set_start(peft_model: nn.Module, factors: dict[str, tuple[torch.Tensor, torch.Tensor]], head: dict[str, torch.Tensor],
+              source_arm: str) -> None:
+    """A derived arm's start: the LoRA factors (set_factors) and the trainable head copy (modules_to_save) set to those
+    converted from arm `source_arm`'s adapter."""
+    set_factors(peft_model, factors)
+    copies = {n.replace(".modules_to_save.default.", ".").removeprefix(PEFT_PREFIX): p  # the trained copy of each head tensor
+              for n, p in peft_model.named_parameters() if ".modules_to_save.default." in n}
+    for name, t in head.items():
+        if name not in copies or tuple(copies[name].shape) != tuple(t.shape):
+            raise OsrmError(f"head tensor {name} {tuple(t.shape)} of arm {source_arm}'s adapter does not fit "
+                            "this arm's model — start it from an arm of the same backbone and tasks")
+        copies[name].copy_(t)
+
+
 def a_norms(a: dict[str, torch.Tensor]) -> dict[str, float]:
     """||A||_F per module."""
     return {n: float(torch.linalg.matrix_norm(t.double())) for n, t in a.items()}

@@ -10,9 +10,10 @@ import torch
 import typer
 from pydantic import ValidationError
 
+from osrm_core import keep
 from osrm_core.apply import add_deltas, load_head
 from osrm_core.convert import project_dense, project_factors, projection_residual
-from osrm_core.derive import Source, posthoc_start
+from osrm_core.derive import Source, kept, posthoc_start
 from osrm_core.errors import OsrmError
 from osrm_core.lora import INITS
 from osrm_core.models import load_causal_lm, load_classifier
@@ -23,7 +24,7 @@ from stages.io.adapters import Adapter, head_num_labels, individual_delta, write
 from stages.io.artifacts import Converted, Folded, Subspace
 from stages.io.atomic import atomic_dir
 from stages.io.convert_inputs import Backbone, MapEntry, dense_updates, read_map, source_adapter
-from stages.io.derived import Moments, announce, keep_report, shares, write_adapter
+from stages.io.derived import Moments, announce, write_adapter
 from stages.io.guard import guarded, progress
 from stages.io.manifest import content_hash
 from stages.io.options import CONFIG, SEED, WORKDIR, run_overrides
@@ -96,13 +97,13 @@ def project_one(config: Path, workdir, seed, task: str, out: Path, arm: str | No
         before = {m: (torch.eye(d.shape[1]), d, 1.0) for m, d in deltas.items()}  # dW = 1 · dW · I
         factors = {m: project_dense(d, subspace[m], lora.scale) for m, d in deltas.items()}
         residual = {m: projection_residual(d, subspace[m]) for m, d in deltas.items()}
-    report = keep_report(Moments.of_run(run), task, before, {m: (*f, lora.scale) for m, f in factors.items()})
+    report = keep.report(Moments.of_run(run).of_task(task), before, {m: (*f, lora.scale) for m, f in factors.items()})
     with atomic_dir(out) as tmp:
         write_lora(tmp, factors, head, template, lora.rank, lora.alpha, lora.rslora)
         (tmp / "projection.json").write_text(json.dumps({"residual": residual, "kept": report}, indent=1, sort_keys=True) + "\n")
         Converted.seal(tmp, {"task": task, "lora": lora.model_dump()},
                        upstream={"subspace": sub.content_hash, "source": content_hash(adapter or dense)},
-                       backbone=sub.manifest.backbone, task=task, source=str(adapter or dense), kept=shares(report))
+                       backbone=sub.manifest.backbone, task=task, source=str(adapter or dense), kept=keep.shares(report))
     mean_res = sum(residual.values()) / len(residual)
     print(f"converted: {out} (mean fraction of the update outside the subspace: {mean_res:.3f})")
     announce(task, report)
@@ -158,11 +159,11 @@ def _write_task(run: Run, arm: str, task: str, e: MapEntry, src: Adapter, head: 
                       (src.rank, float(src.config["lora_alpha"]), bool(src.config.get("use_rslora"))), params, upstream, "imported")
         return
     factors, residual = project_factors(src.factors, progress(src.modules, "project"), src.scale, sub.tensors(), lora.scale)
-    report = keep_report(moments, task, {m: (*src.factors(m), src.scale) for m in src.modules},
+    report = keep.report(moments.of_task(task), {m: (*src.factors(m), src.scale) for m in src.modules},
                          {m: (*f, lora.scale) for m, f in factors.items()})
     write_adapter(run, arm, task, factors, head, _template(src, head), (lora.rank, lora.alpha, lora.rslora), params,
                   {**upstream, "subspace": sub.content_hash, **moments.upstream}, "converted",
-                  {"residual": residual, "kept": report}, kept=shares(report))
+                  {"residual": residual, "kept": report}, kept=keep.shares(report))
     announce(task, report)
 
 
@@ -183,18 +184,17 @@ def posthoc(config: Path = CONFIG, workdir: Path = WORKDIR, seed: int = SEED,
     moments = Moments.of_run(run)
     done = {}  # every task solved before any is written: a failing one leaves the arm as it was
     for task, (e, src, head) in jobs.items():
-        source = Source({m: src.factors(m) for m in src.modules}, src.scale, src.scale, moments=lambda m, t=task: moments.of(t, m),
+        source = Source({m: src.factors(m) for m in src.modules}, src.scale, src.scale, moments=moments.of_task(task),
                         share=share, ridge=run.cfg.osrm.contrast_ridge)
         factors = posthoc_start(source)  # at the source's own scale: B' A' keeps its rank and alpha
-        done[task] = factors, keep_report(moments, task, {m: (*f, src.scale) for m, f in source.factors.items()},
-                                          {m: (*f, src.scale) for m, f in factors.items()})
+        done[task] = factors, kept(source, factors)
     for task, (factors, report) in done.items():
         e, src, head = jobs[task]
         write_adapter(run, arm, task, factors, head, _template(src, head),
                       (src.rank, float(src.config["lora_alpha"]), bool(src.config.get("use_rslora"))),
                       {"source": str(e.adapter), "head": str(e.head) if e.head else None, "keep_share": share,
                        "contrast_ridge": run.cfg.osrm.contrast_ridge}, {**_upstream(e), **moments.upstream}, "posthoc",
-                      {"kept": report}, kept=shares(report))
+                      {"kept": report}, kept=keep.shares(report))
         announce(task, report)
     print(f"converted {len(jobs)} adapters post hoc into arm '{arm}' (keep_share {share}){_missing(run, jobs)}")
 

@@ -1,6 +1,8 @@
-"""Adapters made from other adapters (`osrm convert project` / `posthoc`, and arms with `from`: refit, posthoc):
-the task moments they are judged on, what a conversion keeps (printed, with a warning when a task loses most of
-itself), the source a derived arm starts from, and how such an adapter is written (docs/osrm.md, "Convert")."""
+"""Adapters made from other adapters (`osrm convert project` / `posthoc`, and arms with `from`: refit, posthoc): the
+artifacts they read (the tasks' token Grams, the source adapter and subspace a derived arm starts from), what a
+conversion kept, printed (a warning when a task loses most of itself), and how such an adapter is written
+(docs/osrm.md, "Convert"). The computing is the core's: the moments and what a conversion keeps (osrm_core.keep),
+a derived arm's start (osrm_core.derive) and setting it in the model (osrm_core.lora.set_start)."""
 
 from __future__ import annotations
 
@@ -8,31 +10,31 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 import typer
 
 from osrm_core import keep
-from osrm_core.derive import Source
-from osrm_core.errors import OsrmError
-from osrm_core.lora import INITS
+from osrm_core.derive import Source, kept
+from osrm_core.lora import INITS, set_start
 from stages.io.adapters import write_lora
 from stages.io.artifacts import Features, Subspace, TaskAdapter
 from stages.io.artifacts.base import recorded_hash
 from stages.io.atomic import atomic_dir
 
-Update = dict[str, tuple[torch.Tensor, torch.Tensor, float]]  # {module: (A, B, scale)}: the update scale · B A
 WARN_BELOW = 0.5  # a task that keeps less than half of its own output shift is warned about
 
 
-class Moments:
-    """Per-token second moments S_j = G_j / n_j of every task's tokens at each module's input, from the cached
-    in-sample token Grams (features artifact); read once per module (modules sharing an input share it)."""
+class Moments(keep.Moments):
+    """keep.Moments of the run's tasks, from the in-sample token Grams of their features artifacts."""
 
     _open: dict = {}  # per process, by the features' recorded hashes: an arm's tasks read the Grams once, not per task
 
     def __init__(self, run):
         self.features = Features.open_all(run, run.tasks)
-        self._s: dict[str, dict[str, torch.Tensor]] = {}
+        aliases = next(iter(self.features.values())).cache.aliases  # modules sharing an input share its moments
+        super().__init__(self._grams, lambda module: aliases.get(module, module))
+
+    def _grams(self, module: str) -> dict[str, tuple]:
+        return {t: (f.cache.gram(module), f.cache.count(module)) for t, f in self.features.items()}
 
     @classmethod
     def of_run(cls, run) -> "Moments":
@@ -44,26 +46,6 @@ class Moments:
     @property
     def upstream(self) -> dict[str, str]:
         return {f"features/{t}": f.content_hash for t, f in self.features.items()}
-
-    def _of(self, module: str) -> dict[str, torch.Tensor]:
-        key = next(iter(self.features.values())).cache.aliases.get(module, module)
-        if key not in self._s:
-            self._s[key] = {t: f.cache.gram(module).double() / max(f.cache.count(module), 1) for t, f in self.features.items()}
-        return self._s[key]
-
-    def of(self, task: str, module: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """(S_t, S_¬t = mean of the other tasks' S_j), d_in x d_in float64."""
-        s = self._of(module)
-        return s[task], sum(v for t, v in s.items() if t != task) / (len(s) - 1)
-
-
-def keep_report(moments: Moments, task: str, before: Update, after: Update) -> dict:
-    """{"modules": {module: shares and energies}, "update", "own", "others": token-energy-weighted shares}."""
-    per_module = {}
-    for m, (a, b, s) in before.items():
-        s_own, s_others = moments.of(task, m)
-        per_module[m] = keep.kept(keep.energies(a, b, s, s_own, s_others), keep.energies(*after[m], s_own, s_others))
-    return {**keep.aggregate(per_module), "modules": per_module}
 
 
 def announce(task: str, report: dict) -> None:
@@ -83,15 +65,9 @@ def start_of(run, arm: str, task: str) -> tuple[TaskAdapter, Source, Subspace | 
     sub = Subspace.open(run, arm, task) if method.needs_subspace else None
     moments = Moments.of_run(run)
     source = Source({m: src.peft.factors(m) for m in src.peft.modules}, src.peft.scale, run.cfg.lora.scale,
-                    None if sub is None else sub.tensors(), lambda m: moments.of(task, m), spec.keep_share,
+                    None if sub is None else sub.tensors(), moments.of_task(task), spec.keep_share,
                     run.cfg.osrm.contrast_ridge)
     return src, source, sub
-
-
-def kept_of(run, task: str, source: Source, factors: dict, scale: float) -> dict:
-    """keep_report of a conversion: source.factors (at source.scale_in) -> factors (at scale)."""
-    return keep_report(Moments.of_run(run), task, {m: (*f, source.scale_in) for m, f in source.factors.items()},
-                       {m: (*f, scale) for m, f in factors.items()})
 
 
 def write_adapter(run, arm: str, task: str, factors: dict, head: dict, template: dict, lora: tuple[int, float, bool],
@@ -112,16 +88,10 @@ def write_adapter(run, arm: str, task: str, factors: dict, head: dict, template:
     return run.layout.adapter(arm, task)
 
 
-def shares(report: dict) -> dict[str, float]:
-    """The task-level shares of a keep_report (what the adapter's manifest records as `kept`)."""
-    return {q: report[q] for q in keep.SHARES}
-
-
-
 @dataclass(frozen=True)
 class Start:
     """Where a derived arm's adapter of one task starts: {module: (A, B)} at the arm's scale, the source's head,
-    the upstream hashes (source adapter, subspace, features) and what the conversion kept (keep_report)."""
+    the upstream hashes (source adapter, subspace, features) and what the conversion kept (osrm_core.keep.report)."""
 
     factors: dict
     head: dict
@@ -135,22 +105,12 @@ def start(run, task: str) -> Start:
     src, source, sub = start_of(run, run.arm, task)
     factors = INITS[run.cfg.lora.init].start(source)
     upstream = {"from": src.content_hash, **({"subspace": sub.content_hash} if sub else {}), **Moments.of_run(run).upstream}
-    return Start(factors, src.peft.head(), upstream, kept_of(run, task, source, factors, run.cfg.lora.scale), src)
+    return Start(factors, src.peft.head(), upstream, kept(source, factors), src)
 
 
-@torch.no_grad()
 def apply(model, begin: Start) -> None:
-    """Set the PEFT model's LoRA factors and its trainable head copy (modules_to_save) to the start's."""
-    from osrm_core.lora import PEFT_PREFIX, set_factors
-
-    set_factors(model, begin.factors)
-    copies = {n.replace(".modules_to_save.default.", ".").removeprefix(PEFT_PREFIX): p  # the trained copy of each head tensor
-              for n, p in model.named_parameters() if ".modules_to_save.default." in n}
-    for name, t in begin.head.items():
-        if name not in copies or tuple(copies[name].shape) != tuple(t.shape):
-            raise OsrmError(f"head tensor {name} {tuple(t.shape)} of arm {begin.source.manifest.arm}'s adapter does not fit "
-                            "this arm's model — start it from an arm of the same backbone and tasks")
-        copies[name].copy_(t)
+    """Set the PEFT model's LoRA factors and its trainable head copy to the start's (osrm_core.lora.set_start)."""
+    set_start(model, begin.factors, begin.head, begin.source.manifest.arm)
 
 
 def write_start(run, task: str) -> Path:
@@ -160,6 +120,6 @@ def write_start(run, task: str) -> Path:
     out = write_adapter(run, run.arm, task, begin.factors, begin.head, src.peft.config, (lora.rank, lora.alpha, lora.rslora),
                         {"arm_spec": run.cfg.arms[run.arm].model_dump(mode="json", by_alias=True), "osrm": run.cfg.osrm.model_dump()},
                         begin.upstream, run.cfg.lora.init, {"kept": begin.report},
-                        kept=shares(begin.report), source_arm=src.manifest.arm)
+                        kept=keep.shares(begin.report), source_arm=src.manifest.arm)
     announce(task, begin.report)
     return out

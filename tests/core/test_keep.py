@@ -7,7 +7,7 @@ import pytest
 import scipy.linalg
 import torch
 
-from osrm_core.keep import aggregate, energies, generalised_eigvecs, keep_lora, kept, shift
+from osrm_core.keep import Moments, aggregate, energies, generalised_eigvecs, keep_lora, kept, report, shares, shift
 
 
 def _planted(d: int = 16, seed: int = 0):
@@ -44,6 +44,26 @@ def test_shift_and_shares_match_dense_traces():
     assert agg["own"] == pytest.approx((0.25 + 1.0) / 2)
     big = kept({q: 3 * v for q, v in before.items()}, {q: 3 * v for q, v in before.items()})
     assert aggregate({"m1": shares, "m2": big})["own"] == pytest.approx((0.25 + 3) / 4)
+
+
+def test_moments_and_report_by_hand():
+    """keep.Moments: S_j = G_j / n_j, S_¬t the mean of the other tasks' S_j, read once per shared input; keep.report
+    is kept() per module and aggregate() over them, with the moments of each module."""
+    s_own, s_oth = _planted()
+    grams = {"t": (3 * s_own, 3), "u": (2 * s_oth, 2), "v": (4 * s_oth, 1)}
+    reads = []
+    moments = Moments(lambda m: reads.append(m) or grams, canonical=lambda m: "q" if m in ("q", "k") else m)
+    own, others = moments.of("t", "q")
+    torch.testing.assert_close(own, s_own)
+    torch.testing.assert_close(others, 2.5 * s_oth)
+    moments.of("u", "k")
+    assert reads == ["q"]
+    a, b = _lora(10, 16, 4)
+    out = report(moments.of_task("t"), {"q": (a, b, 2.0), "k": (a, b, 1.0)}, {"q": (a, 0.5 * b, 2.0), "k": (a, b, 1.0)})
+    per = {"q": kept(energies(a, b, 2.0, own, others), energies(a, 0.5 * b, 2.0, own, others)),
+           "k": kept(energies(a, b, 1.0, own, others), energies(a, b, 1.0, own, others))}
+    assert out == {**aggregate(per), "modules": per}
+    assert shares(out) == {q: out[q] for q in ("update", "own", "others")}
 
 
 def test_generalised_eigvecs_match_scipy():

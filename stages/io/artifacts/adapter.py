@@ -24,7 +24,7 @@ class AdapterManifest(Manifest):
     scale: float | None = None
     a0_norm: float | None = None  # mean over modules of ||A_0||_F (lora.a_norm); absent before it was recorded
     source_arm: str | None = None  # the arm whose adapter it starts from (init refit / posthoc; upstream "from")
-    kept: dict[str, float] | None = None  # a conversion's shares kept: update, own, others (stages/io/derived.py)
+    kept: dict[str, float] | None = None  # a conversion's shares kept: update, own, others (osrm_core.keep.shares)
 
 
 class TaskAdapter(Artifact[AdapterManifest]):

@@ -65,7 +65,7 @@ class ConvertManifest(Manifest):
     backbone: BackboneId
     task: str
     source: str
-    kept: dict[str, float] | None = None  # shares kept: update, own, others (stages/io/derived.py)
+    kept: dict[str, float] | None = None  # shares kept: update, own, others (osrm_core.keep.shares)
 
 
 class Converted(Artifact[ConvertManifest]):
