@@ -192,6 +192,12 @@ class ArmConfig(Strict):
     osrm: dict[str, Any] = Field(default_factory=dict, description="Overrides of the osrm section, e.g. {objective: contrast}.")
 
 
+class DerivedArmConfig(ArmConfig):
+    """An arm made from arm `from`'s trained adapters (init refit / posthoc), written under `derived` (a list) so
+    that dvc.yaml's derive stage can name its edge to `from`: a matrix over the `arms` mapping sees only names."""
+    arm: str = Field(..., description="The arm's name: it joins `arms` under this key.")
+
+
 class EvaluateConfig(Strict):
     split: Literal["validation", "test"] = Field("test", description="Split that is scored (model selection uses validation).")
     batch_size: int = Field(32, ge=1, description="Evaluation batch size (rows are sorted by token count, so smaller batches pad less).")
@@ -215,6 +221,10 @@ class PipelineConfig(Strict):
     arms: dict[str, ArmConfig] = Field(
         default_factory=lambda: {"lora": ArmConfig(init="gaussian"), "osrm": ArmConfig(init="osrm")},
         description="The arms compared: name -> an init plus overrides of the lora / osrm sections (docs/study.md).")
+    derived: list[DerivedArmConfig] = Field(default_factory=list, description="Arms made from another arm's trained "
+                                            "adapters (init refit / posthoc, each with `from` and `arm`, its name): each joins "
+                                            "`arms`; `dvc repro` runs them after arm `from` (dvc.yaml stage derive), which an "
+                                            "arm with `from` written under `arms` gets only from `osrm run` (docs/osrm.md, \"Re-fit\").")
     reference: str = Field("lora", description="The arm every other arm is compared with (paired differences, verdicts).")
     seeds: list[int] = Field(default_factory=lambda: [42], min_length=1, description="Training seeds: each drives LoRA init, "
                              "data order, the k-sample of the features and DARE/Fisher sampling; every seed's artifacts live apart.")
@@ -242,6 +252,18 @@ class PipelineConfig(Strict):
         if len(set(v)) != len(v):
             raise ValueError("duplicate seeds: list each seed once")
         return v
+
+    @model_validator(mode="after")
+    def _derived_join_arms(self) -> "PipelineConfig":
+        """Each entry of `derived` becomes arms[entry.arm] (a dump holds it in both places: the same settings pass)."""
+        for i, entry in enumerate(self.derived):
+            if entry.from_ is None:
+                raise ValueError(f"derived[{i}].from: an arm under derived starts from another arm's adapters — name that arm")
+            arm = ArmConfig.model_validate(entry.model_dump(by_alias=True, exclude={"arm"}))
+            if self.arms.get(entry.arm, arm) != arm:
+                raise ValueError(f"derived[{i}].arm: {entry.arm!r} is also a key of arms, with other settings — define it once")
+            self.arms[entry.arm] = arm
+        return self
 
     @model_validator(mode="after")
     def _arms_and_seed(self) -> "PipelineConfig":

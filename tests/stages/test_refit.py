@@ -105,6 +105,33 @@ def test_bad_sources_fail_in_one_line(arms, needle):
     assert needle in msg and "\n" not in msg and msg.startswith("pipeline.yaml"), msg
 
 
+DERIVED_BAD = [
+    ([{"arm": "r", "init": "refit"}], "derived[0].from: an arm under derived starts from another arm's adapters"),
+    ([{"arm": "lora", "init": "refit", "from": "lora"}], "derived[0].arm: 'lora' is also a key of arms, with other settings"),
+    ([{"init": "refit", "from": "lora"}], "derived.0.arm"),
+]
+
+
+@pytest.mark.parametrize("derived,needle", DERIVED_BAD, ids=[b[1][:30] for b in DERIVED_BAD])
+def test_bad_derived_entries_fail_in_one_line(derived, needle):
+    with pytest.raises(OsrmError) as err:
+        parse_config({"arms": {"lora": {"init": "gaussian"}}, "derived": derived}, "pipeline.yaml")
+    msg = str(err.value)
+    assert needle in msg and "\n" not in msg and msg.startswith("pipeline.yaml"), msg
+
+
+def test_derived_arms_join_arms_and_survive_a_dump():
+    """An entry of `derived` is arms[entry.arm] (after its source in arm_order); a dump holds it in both places and
+    loads back to the same config (an arm's view, for_arm, is such a dump)."""
+    from osrm_pipeline.pipeline_config import PipelineConfig
+
+    cfg = parse_config({"arms": {"lora": {"init": "gaussian"}},
+                        "derived": [{"arm": "refit", "init": "refit", "from": "lora", "refit_epochs": 0}]}, "pipeline.yaml")
+    assert cfg.arms["refit"].from_ == "lora" and cfg.arms["refit"].refit_epochs == 0 and cfg.arm_order() == ["lora", "refit"]
+    assert PipelineConfig.model_validate(cfg.model_dump(by_alias=True)) == cfg
+    assert cfg.for_arm("refit").lora.init == "refit"
+
+
 def test_convert_study_config_loads():
     """configs/convert_study.yaml: the imported-LoRA reference, projected, projected + re-fit and post-hoc arms, several
     seeds, TA and TIES chosen on validation (study.primary)."""
