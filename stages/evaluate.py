@@ -15,12 +15,13 @@ from stages.io.artifacts import Evaluation
 from stages.io.atomic import atomic_dir
 from stages.io.guard import guarded, progress
 from stages.io.options import CONFIG, SEED, WORKDIR, run_overrides
-from stages.io.served import body_update, open_model
+from stages.io.served import body_update, open_model, task_head
 from stages.io.tensors import save_file
 
-MODEL = typer.Option(..., "--model", help="What to score: 'base' (pretrained body, each task's head), '<arm>/individual', "
-                     "'<arm>/<method>', or '<arm>/merges' (every method of merge.methods); 'all' as the arm = every arm "
-                     "('all/individual'). Repeat to score several in one process.")
+MODEL = typer.Option(..., "--model", help="What to score: 'base' (the pretrained body: a classification task with the reference "
+                     "arm's head, a generative task zero-shot, no adapter), '<arm>/individual', '<arm>/<method>', or "
+                     "'<arm>/merges' (every method of merge.methods); 'all' as the arm = every arm ('all/individual'). "
+                     "Repeat to score several in one process.")
 
 
 @guarded(preload=("transformers.modeling_utils",))  # imported when the model loads anyway: start-up, not work
@@ -49,8 +50,9 @@ def _evaluate(run: Run, model: ModelRef, world, batches: dict) -> None:
     heads, merged = open_model(run, model)
     for task in progress(run.tasks, f"evaluate {model}"):
         update = body_update(model, task, heads, merged)
-        upstream[task] = heads[task].content_hash
-        results[task], logits[task] = score_task(run, task, update, heads[task].peft.head(), split, world, batches)
+        if task in heads:  # the base model of a head-less (generative) task is the backbone alone
+            upstream[task] = heads[task].content_hash
+        results[task], logits[task] = score_task(run, task, update, task_head(heads, task), split, world, batches)
     if not world.main:
         return
     if merged is not None:

@@ -16,7 +16,7 @@ from osrm_pipeline.run import open_run
 from osrm_pipeline.task_scores import task_model
 from stages.io.guard import guarded, progress
 from stages.io.options import CONFIG, SEED, TASK, WORKDIR, run_overrides
-from stages.io.served import body_update, one_model, open_model
+from stages.io.served import body_update, one_model, open_model, task_head
 
 FORMATS = {".jsonl": "jsonl", ".json": "jsonl", ".csv": "csv"}
 MODEL = typer.Option(..., "--model", help="Which model labels the rows: 'base', '<arm>/individual' or '<arm>/<method>'.")
@@ -105,8 +105,8 @@ def main(config: Path = CONFIG, model: str = MODEL, task: str = TASK, input: Pat
     spec, data = run.load_task(run.check_task(task))
     inputs = read_rows(input, spec.text_fields)
     ref = one_model(run, model, allow_base=True)
-    heads, merged = open_model(run, ref)
-    net = task_model(run, spec, body_update(ref, task, heads, merged), heads[task].peft.head())
+    heads, merged = open_model(run, ref, tasks=[task])
+    net = task_model(run, spec, body_update(ref, task, heads, merged), task_head(heads, task))
     track = lambda batches, total: progress(batches, f"predict {ref} on {task}", total=total)  # noqa: E731
     rows = {f: [str(r[f]) for r in inputs] for f in spec.text_fields}
     predictions = kind_of(spec).serve(net, run.tokenizer, spec, data, rows, batch_size or run.cfg.evaluate.batch_size,

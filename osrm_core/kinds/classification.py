@@ -13,6 +13,7 @@ from osrm_core.errors import OsrmError
 class Classification:
     peft_task_type = None  # the classifier's head is wrapped through modules_to_save, not a PEFT task type
     serving_padding_side = "right"  # BERT-style pooling reads position 0: pipelines pad on the right
+    has_head = True  # a trained task head: even the pretrained body is scored with one (the reference arm's)
 
     def check_labels(self, spec, labels: list, split: str, where: str) -> None:
         """Finite labels; class ids in range and >= 2 classes in train (one-line OsrmError)."""

@@ -29,6 +29,7 @@ def _decoder(tokenizer, eos: int):
 class Generative:
     peft_task_type = "CAUSAL_LM"
     serving_padding_side = "left"  # generation continues every prompt of a batch from the same column
+    has_head = False  # the LM head is the backbone's: the pretrained body is the prompted model, zero-shot
 
     def check_labels(self, spec, labels: list, split: str, where: str) -> None:
         """Choices: the classification checks on the choice ids; free text was checked non-empty on loading."""

@@ -36,6 +36,7 @@ class TaskKind(Protocol):
 
     peft_task_type: str | None  # PEFT's task_type of the adapters (None: the pipeline's own classifier wrapping)
     serving_padding_side: str  # the exported tokenizer's padding side for transformers pipelines
+    has_head: bool  # a trained task head (the pretrained body borrows the reference arm's); False: the body alone scores
 
     def check_labels(self, spec: TaskSpec, labels: list, split: str, where: str) -> None: ...
     def check_inputs(self, spec: TaskSpec, data, backbone: BackboneSpec, tokenizer: Callable[[], Any], max_length: int,

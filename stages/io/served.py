@@ -1,12 +1,13 @@
-"""What a `--model` serves: each task's adapter (its head, and the arm's adapters a merge must come from),
-the merge when it is one, and the body update each task gets (evaluate, select, export and predict share these;
-how a task is scored under it is osrm_pipeline/task_scores.py)."""
+"""What a `--model` serves: each task's adapter (its head, and the arm's adapters a merge must come from; the
+pretrained body borrows only the heads it lacks), the merge when it is one, and the body update each task gets
+(evaluate, select, export and predict share these; how a task is scored under it is osrm_pipeline/task_scores.py)."""
 
 from __future__ import annotations
 
 import torch
 
 from osrm_core.errors import OsrmError
+from osrm_core.tasks.kinds import kind_of
 from osrm_pipeline.layout import ModelRef, parse_models
 from stages.io.adapters import individual_delta
 from stages.io.artifacts import Merged, TaskAdapter
@@ -21,12 +22,33 @@ def one_model(run, text: str, allow_base: bool = False) -> ModelRef:
     return refs[0]
 
 
-def open_model(run, ref: ModelRef) -> tuple[dict[str, TaskAdapter], Merged | None]:
-    """Every task's adapter of the model's arm (the pretrained body is served with the reference arm's heads)
-    and the merge, checked against those adapters (it must have been merged from them)."""
-    heads = {t: TaskAdapter.open(run, ref.arm or run.cfg.reference, t) for t in run.tasks}
+def open_model(run, ref: ModelRef, tasks: list[str] | None = None) -> tuple[dict[str, TaskAdapter], Merged | None]:
+    """Every task's adapter of the model's arm and the merge, checked against those adapters (it must have been
+    merged from them). The pretrained body ('base') opens adapters only for their heads: a task whose kind has a
+    head (classification) borrows the reference arm's; a head-less (generative) task is the prompted backbone
+    alone, zero-shot, and has no entry, so the base needs no fine-tune at all. `tasks` limits the heads the base
+    opens (default: every task); an arm's model always opens every task's adapter."""
+    if ref.kind == "base":
+        wanted = run.tasks if tasks is None else tasks
+        return {t: _borrowed_head(run, t) for t in wanted if kind_of(run.load_task(t)[0]).has_head}, None
+    heads = {t: TaskAdapter.open(run, ref.arm, t) for t in run.tasks}
     merged = Merged.open(run, ref.arm, ref.what, {t: a.content_hash for t, a in heads.items()}) if ref.kind == "merge" else None
     return heads, merged
+
+
+def _borrowed_head(run, task: str) -> TaskAdapter:
+    """The reference arm's adapter of a classification task: the base model is scored with its head."""
+    try:
+        return TaskAdapter.open(run, run.cfg.reference, task)
+    except OsrmError as err:
+        raise OsrmError(f"--model base: task '{task}' needs a classifier head, which the pretrained body lacks; it is "
+                        f"taken from the reference arm '{run.cfg.reference}' (`reference`), whose adapter is not usable: "
+                        f"{err}") from None
+
+
+def task_head(heads: dict[str, TaskAdapter], task: str) -> dict[str, torch.Tensor]:
+    """The head `task` is served with ({} for a head-less task of the pretrained body)."""
+    return heads[task].peft.head() if task in heads else {}
 
 
 def body_update(model: ModelRef, task: str, heads: dict[str, TaskAdapter], merged: Merged | None) -> dict[str, torch.Tensor]:

@@ -73,4 +73,7 @@ def test_generative_suite_through_osrm_run(cli, tmp_path):
     assert set(metrics["tasks"]["topic"]) == {"matthews", "score"} and set(metrics["tasks"]["colour"]) == {"token_f1", "score"}
     report = json.loads((root / "report/metrics.json").read_text())
     assert {"task_arithmetic", "fisher"} <= set(report["osrm"])
+    assert json.loads((root / "eval/seed42/base/manifest.json").read_text())["upstream"] == {}  # the base opened no adapter
+    for task, check in report["task_check"].items():  # the floor is the prompted base model, zero-shot
+        assert check["floor"] == pytest.approx(report["base"]["tasks"][task]) and check["learnt"] in (0, 1)
     assert yaml.safe_load(config.read_text())["tasks"] == ["sentiment", "topic", "colour"]
