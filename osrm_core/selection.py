@@ -87,6 +87,37 @@ def grid_edges(grid: Sequence[Mapping[str, Any]], chosen: Mapping[str, Any],
     return out
 
 
+def beyond_edges(grid: Sequence[Mapping[str, Any]], chosen: Mapping[str, Any],
+                 bounds: Mapping[str, tuple[float | None, float | None]] | None = None) -> list[dict]:
+    """The next points to score when the choice sits on a grid edge that is not a natural bound (docs/merging.md,
+    "Edges"): per such parameter, the chosen point with that parameter one grid step further out (the step between
+    the edge value and its neighbour in the grid), clipped to the bound; a positive parameter halves instead of
+    reaching 0 or below; integers stay integers. Points already in the grid are left out.
+    grid: [{"params": dict, ...}] or plain params dicts; chosen: the chosen params. Returns params dicts."""
+    bounds = bounds or {}
+    points = [g["params"] if "params" in g else g for g in grid]
+    seen = {params_key(q) for q in points}
+    out = []
+    for key, side in grid_edges(points, chosen, bounds).items():
+        if side not in ("min", "max"):
+            continue
+        values = sorted({float(q[key]) for q in points if key in q and _is_number(q[key])})
+        v, lo, hi = float(chosen[key]), *bounds.get(key, (None, None))
+        step = values[1] - values[0] if side == "min" else values[-1] - values[-2]
+        new = v - step if side == "min" else v + step
+        if side == "min" and v > 0 >= new:  # merge parameters are positive scales, shares and counts: approach 0
+            new = v / 2
+        new = max(new, lo) if lo is not None else new
+        new = min(new, hi) if hi is not None else new
+        if isinstance(chosen[key], int) and not isinstance(chosen[key], bool):
+            new = int(round(new))
+        point = {**chosen, key: new}
+        if float(new) != v and params_key(point) not in seen:
+            seen.add(params_key(point))
+            out.append(point)
+    return out
+
+
 def param_bounds(model: type, scale: str | None = None) -> dict[str, tuple[float | None, float | None]]:
     """parameter (alias) -> (lowest, highest) attainable value of a pydantic Params model: its inclusive
     ge / le constraints (an exclusive gt / lt bound is never reached, so it is no bound here), and 0 as

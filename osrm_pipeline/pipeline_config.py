@@ -167,6 +167,9 @@ class MergeConfig(Strict):
         description="`osrm select`: method -> parameter -> grid values, chosen on the validation split (the product is "
                     "scored, the method's `methods` parameters first so that ties prefer them; docs/study.md). "
                     "Default: the grid each method of `methods` declares (osrm_core.merge.METHODS).")
+    widen: int = Field(2, ge=0, description="`osrm select`: rounds of widening the grid where the validation choice "
+                       "sits on an edge that is not a natural bound: one more point one grid step beyond it (the other "
+                       "parameters at their chosen values), then choose again; 0 = the grid as written (docs/merging.md, \"Edges\").")
     sweep_tasks: list[str] = Field(default_factory=lambda: ["task_arithmetic"],
                                    description="Methods whose `osrm select` also scores merges of the first 2..T tasks "
                                                "on validation with their `methods` parameters (score vs number of tasks).")

@@ -23,7 +23,7 @@ import torch
 from osrm_core.merge import get_method
 from osrm_core.merge.engine import CachedFactors, merged_deltas
 from osrm_core.report import normalised_score
-from osrm_core.selection import choose_on_validation, grid_edges, param_bounds, params_key
+from osrm_core.selection import beyond_edges, choose_on_validation, grid_edges, param_bounds, params_key
 from osrm_core.study import Plan, plan, variant_params
 from osrm_pipeline.run import Run, open_run
 from osrm_pipeline.task_scores import score_task
@@ -127,6 +127,21 @@ class MethodSearch:
         by_point = {i: self.validate(g[i], tasks) for i in progress(order, f"select {self.inputs.arm}/{self.p.method}")}
         return [{"params": q, **by_point[i]} for i, q in enumerate(g)]
 
+    @property
+    def bounds(self) -> dict:
+        return param_bounds(self.m.params, self.m.scale)
+
+    def widen(self, grid: list[dict], rounds: int) -> list[dict]:
+        """grid plus, for up to `rounds` rounds, the points one step beyond each edge of the validation choice that is
+        not a natural bound (osrm_core.selection.beyond_edges), scored on validation only; in grid order, then theirs."""
+        grid = list(grid)
+        for _ in range(rounds if grid else 0):
+            new = beyond_edges(grid, choose_on_validation(grid)["params"], self.bounds)
+            if not new:
+                break
+            grid += [{"params": q, **self.validate(q, self.run.tasks)} for q in new]
+        return grid
+
     def test(self, chosen: dict) -> tuple[dict, dict, list]:
         """(variants: name -> test scores, logits: variant -> task -> test logits, groups of identical variants)."""
         tasks, variants, logits, done, groups = self.run.tasks, {}, {}, {}, {}
@@ -149,14 +164,14 @@ def select_method(run: Run, p: Plan, inputs: MergeInputs, scorer: Scorer, indivi
     tasks = run.tasks
     with ExitStack() as stack:
         search = MethodSearch(run, p, inputs, scorer, individual, stack)
-        grid = search.grid()
+        grid = search.widen(search.grid(), run.cfg.merge.widen)
         chosen = choose_on_validation(grid)["params"] if grid else p.default  # test is never seen before this line
         variants, logits, identical = search.test(chosen)
         curve = [{"n": n, "tasks": tasks[:n], **search.validate(p.default, tasks[:n])}
                  for n in range(2, len(tasks) + 1)] if p.method in run.cfg.merge.sweep_tasks else []
-    m = search.m
-    edge = grid_edges(p.grid, chosen, param_bounds(m.params, m.scale))
-    return {"default": p.default, "grid": grid, "chosen": chosen, "edge": edge, "identical": identical,
+    edge = grid_edges(grid, chosen, search.bounds)
+    widened = [g["params"] for g in grid[len(p.grid):]]
+    return {"default": p.default, "grid": grid, "widened": widened, "chosen": chosen, "edge": edge, "identical": identical,
             "variants": variants, "tasks_curve": curve}, logits
 
 
@@ -170,11 +185,13 @@ def _write(run: Run, arm: str, result: dict, logits: dict, upstream: dict) -> No
             save_file({f"{m}::{t}": x for m, per in logits.items() for t, x in per.get(v, {}).items()},
                       tmp / f"logits-{v}.safetensors")
         Selection.seal(tmp, {"arm": arm, "seed": run.cfg.seed, "methods": run.cfg.merge.methods, "sweep": run.cfg.merge.sweep,
+                             "widen": run.cfg.merge.widen,
                              "sweep_tasks": run.cfg.merge.sweep_tasks, "tasks": run.tasks, "data": run.cfg.data.model_dump()},
                        upstream=upstream, seed=run.cfg.seed, arm=arm, methods=list(run.cfg.merge.methods), tasks=run.tasks,
                        variants=variants, validation_rows=rows["validation"], test_rows=rows["test"])
     for name, r in result["methods"].items():
         edge = "".join(f", {k} on the grid's {side}" for k, side in r["edge"].items())
-        print(f"select {arm}/{name}: chosen {r['chosen']} ({len(r['grid'])} points{edge}), test average "
+        wider = f", {len(r['widened'])} beyond the grid's edges" if r["widened"] else ""
+        print(f"select {arm}/{name}: chosen {r['chosen']} ({len(r['grid'])} points{wider}{edge}), test average "
               f"{r['variants']['chosen']['average']:.2f} (default {r['variants']['default']['average']:.2f})")
     print(f"selection: {out / Selection.RESULTS}")

@@ -120,3 +120,21 @@ def test_format_params_marks_edges():
     edges = edge_numbers({"seed1": {"density": "max-bound"}, "seed2": {}})
     assert format_params({"1": {"density": 1.0, "lambda": 1.0}, "2": {"density": 0.5, "lambda": 1.0}}, edges) == \
         "seed 1: density=1 (edge: max, a natural bound), lambda=1; seed 2: density=0.5, lambda=1"
+
+
+def test_beyond_edges_steps_out_of_each_open_edge():
+    """One point per parameter on an edge that is not a bound: the grid's step further out, the rest as chosen;
+    clipped to the bound (density 1); a positive parameter halves instead of reaching 0; integers stay integers."""
+    from osrm_core.merge import get_method
+    from osrm_core.selection import beyond_edges
+
+    bounds = param_bounds(get_method("ties").params, "lambda")
+    assert beyond_edges(TIES, {"lambda": 2.0, "density": 0.1}, bounds) == [{"lambda": 2.0, "density": 0.05},
+                                                                         {"lambda": 3.0, "density": 0.1}]
+    assert beyond_edges(TIES, {"lambda": 1.0, "density": 0.2}, bounds) == []  # interior: nothing to widen
+    assert beyond_edges([{"density": 0.5}, {"density": 0.9}], {"density": 0.9}, bounds) == [{"density": 1.0}]
+    assert beyond_edges([{"density": 0.5}, {"density": 1.0}], {"density": 1.0}, bounds) == []  # at the bound
+    assert beyond_edges([{"lambda": 0.3}, {"lambda": 0.7}], {"lambda": 0.3}, bounds) == [{"lambda": 0.15}]
+    assert beyond_edges([{"k": 1}, {"k": 3}], {"k": 3}) == [{"k": 5}]
+    grid = [{"lambda": 0.5}, {"lambda": 1.0}, {"lambda": 1.5}]  # a point already scored is not proposed again
+    assert beyond_edges(grid + [{"lambda": 0.25}], {"lambda": 0.25}, bounds) == [{"lambda": 0.125}]

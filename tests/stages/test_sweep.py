@@ -41,9 +41,10 @@ METHODS = {"weight_average": {}, "task_arithmetic": {"lambda": 0.5}, "ties": {"d
 SWEEP = {"task_arithmetic": {"lambda": [0.2, 0.6, 1.0]}, "ties": {"lambda": [0.5, 1.0], "density": [0.2, 0.8]}}
 
 
-def select_config(folder, backbone, methods=METHODS, sweep=SWEEP, **overrides):
+def select_config(folder, backbone, methods=METHODS, sweep=SWEEP, widen=2, **overrides):
     """A tiny pipeline (test split scored) with fake adapters for both arms and every seed; returns the config path."""
-    cfg = tiny_pipeline(folder / "runs", backbone, merge={"methods": methods, "sweep": sweep, "sweep_tasks": ["task_arithmetic"]},
+    cfg = tiny_pipeline(folder / "runs", backbone, merge={"methods": methods, "sweep": sweep, "sweep_tasks": ["task_arithmetic"],
+                                                          "widen": widen},
                         evaluate={"split": "test", "batch_size": 32}, **overrides)
     path = folder / "pipeline.yaml"
     path.write_text(yaml.safe_dump(cfg))
@@ -69,8 +70,9 @@ def test_select_writes_the_choice_and_three_variants(cli, sweep_config):
     res = _results(sweep_config)
     ta, ties, wa = (res["methods"][m] for m in ("task_arithmetic", "ties", "weight_average"))
     # the default (merge.methods) is the first grid point, then the product; the default is not repeated
-    assert [g["params"]["lambda"] for g in ta["grid"]] == [0.5, 0.2, 0.6, 1.0]
-    assert ties["grid"][0]["params"] == {"density": 0.5, "lambda": 1.0} and len(ties["grid"]) == 5
+    assert [g["params"]["lambda"] for g in ta["grid"][:4]] == [0.5, 0.2, 0.6, 1.0]
+    assert ties["grid"][0]["params"] == {"density": 0.5, "lambda": 1.0} and len(ties["grid"]) == 5 + len(ties["widened"])
+    assert ta["widened"] == [g["params"] for g in ta["grid"][4:]]  # merge.widen: points beyond an edge, after the grid
     best = max(g["average"] for g in ta["grid"])
     assert ta["chosen"] == next(g["params"] for g in ta["grid"] if g["average"] == best)  # first of the best
     assert set(ta["variants"]) == {"chosen", "default", "lambda1"} and ta["variants"]["lambda1"]["params"] == {"lambda": 1.0}
@@ -94,7 +96,7 @@ def test_select_records_edges_and_identical_variants(cli, tmp_path, tiny_backbon
     """Two λ values (the default 0.5 and 1): TA's choice is always an edge; ties' density ∈ {0.5, 1} is one too, at
     1 the natural bound; ties' λ has one value (no edge). ties chosen = default = λ1 when density 0.5 wins."""
     config = select_config(tmp_path, tiny_backbone, methods={"task_arithmetic": {"lambda": 0.5}, "ties": {"density": 0.5}},
-                           sweep={"task_arithmetic": {"lambda": [1.0]}, "ties": {"density": [1.0]}})
+                           sweep={"task_arithmetic": {"lambda": [1.0]}, "ties": {"density": [1.0]}}, widen=0)
     out = cli("select", "-c", config, "--arm", "lora").output
     ta, ties = (_results(config)["methods"][m] for m in ("task_arithmetic", "ties"))
     assert ta["edge"] == {"lambda": "min" if ta["chosen"]["lambda"] == 0.5 else "max"}
@@ -106,6 +108,27 @@ def test_select_records_edges_and_identical_variants(cli, tmp_path, tiny_backbon
         assert ties["identical"] == [["default", "lambda1"]]
     for v in ties["identical"][0][1:]:  # scored once: the same numbers
         assert ties["variants"][v]["scores"] == ties["variants"][ties["identical"][0][0]]["scores"]
+
+
+def test_select_widens_open_edges_on_validation(cli, tmp_path, tiny_backbone):
+    """merge.widen rounds: while the validation choice sits on an edge that is not a natural bound, the points one
+    grid step beyond it (osrm_core.selection.beyond_edges) are scored and the choice is made again; the edge then
+    recorded is the widened grid's. Two λ values, so the first choice is always an edge."""
+    from osrm_core.merge import get_method
+    from osrm_core.selection import beyond_edges, choose_on_validation, param_bounds
+
+    config = select_config(tmp_path, tiny_backbone, methods={"task_arithmetic": {"lambda": 0.5}},
+                           sweep={"task_arithmetic": {"lambda": [1.0]}})
+    cli("select", "-c", config, "--arm", "lora")
+    ta = _results(config)["methods"]["task_arithmetic"]
+    bounds = param_bounds(get_method("task_arithmetic").params, "lambda")
+    grid, n = ta["grid"][:2], 2
+    for _ in range(2):  # the default merge.widen
+        new = beyond_edges(grid, choose_on_validation(grid)["params"], bounds)
+        assert [g["params"] for g in ta["grid"][n:n + len(new)]] == new
+        grid, n = ta["grid"][:n + len(new)], n + len(new)
+    assert len(ta["grid"]) == n and ta["widened"] == [g["params"] for g in ta["grid"][2:]] and ta["widened"]
+    assert ta["chosen"] == choose_on_validation(ta["grid"])["params"]
 
 
 def test_scrambled_test_labels_do_not_change_the_choice(cli, sweep_config, monkeypatch):
