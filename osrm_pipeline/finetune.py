@@ -46,7 +46,6 @@ class Job:
     steps_per_epoch: int = 0
     epochs: int = 0
     total: int = 0
-    zero_stage: int | None = None
 
     def batches(self, tokenizer):
         """epoch -> this rank's micro-batches (same global batches for any world size, DistributedSampler-style)."""
@@ -98,6 +97,16 @@ def evaluator(model, tokenizer, data, spec, cfg: PipelineConfig, device, bf16) -
     return lambda: metrics(spec, kind.predict(model, batches, device, bf16), labels)
 
 
+@dataclass(frozen=True)
+class Trained:
+    """What a fine-tuning loop returns: its state (history, best epoch), the trainable tensors to save (final_tensors)
+    and the ZeRO stage it ran under (None: the plain torch loop)."""
+
+    state: LoopState
+    final: dict
+    zero_stage: int | None = None
+
+
 def final_tensors(job: Job, best: dict | None, current: Callable[[], dict]) -> dict:
     """The tensors that are saved: the best epoch's (select_on=validation) or the last ones."""
     if job.cfg.finetune.select_on == "validation" and best is not None:
@@ -105,10 +114,10 @@ def final_tensors(job: Job, best: dict | None, current: Callable[[], dict]) -> d
     return current()
 
 
-def train_plain(job: Job, model, tokenizer, store, make_bar):
+def train_plain(job: Job, model, tokenizer, store, make_bar) -> Trained:
     """Single-process torch loop with resumable checkpoints in `store` (stages/io/checkpoint.Store: its
     `resume` says whether a matching checkpoint is read first; checkpoints are written either way).
-    make_bar(state) -> a progress bar with update/log/close. Returns (state, final trainable tensors)."""
+    make_bar(state) -> a progress bar with update/log/close."""
     cfg, cfg_hash = job.cfg, job.cfg_hash()
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=job.hp["lr"],
                                   weight_decay=cfg.finetune.weight_decay)
@@ -135,7 +144,7 @@ def train_plain(job: Job, model, tokenizer, store, make_bar):
                   job.bf16, cfg.finetune.log_every, cfg.finetune.checkpoint_every, on_batch=lambda: bar.update(1),
                   loss_fn=kind_of(job.spec).loss)
     bar.close()
-    return state, final_tensors(job, holder["best"], lambda: lora.trainable_state(model))
+    return Trained(state, final_tensors(job, holder["best"], lambda: lora.trainable_state(model)))
 
 
 def deepspeed_config(path: str, micro_batch: int, grad_accum: int, bf16: bool) -> dict:
@@ -151,8 +160,8 @@ def deepspeed_config(path: str, micro_batch: int, grad_accum: int, bf16: bool) -
     return cfg
 
 
-def train_zero(job: Job, model, tokenizer, make_bar):
-    """DeepSpeed ZeRO-2/3 on every rank (one process or several). Returns (state, gathered final tensors).
+def train_zero(job: Job, model, tokenizer, make_bar) -> Trained:
+    """DeepSpeed ZeRO-2/3 on every rank (one process or several); the final tensors are gathered.
 
     Every rank evaluates the whole validation split each epoch (ZeRO-3 forwards are collective), so
     they agree on the best epoch; no mid-run checkpoints are written on this path.
@@ -173,8 +182,7 @@ def train_zero(job: Job, model, tokenizer, make_bar):
                   str(engine.device), False, cfg.finetune.log_every, 0, on_batch=lambda: bar.update(1),
                   loss_fn=kind_of(job.spec).loss)
     bar.close()
-    job.zero_stage = stage
-    return state, final_tensors(job, holder["best"], lambda: gathered_trainable(engine.module, stage))
+    return Trained(state, final_tensors(job, holder["best"], lambda: gathered_trainable(engine.module, stage)), stage)
 
 
 def start_deepspeed(job: Job) -> None:

@@ -13,7 +13,7 @@ import typer
 from osrm_core import distributed, lora
 from osrm_core.tasks.kinds import kind_of
 from osrm_core.train import LoopState
-from osrm_pipeline.finetune import Job, make_job, start_deepspeed, train_plain, train_zero
+from osrm_pipeline.finetune import Job, Trained, make_job, start_deepspeed, train_plain, train_zero
 from osrm_pipeline.run import Run, open_run, seed_everything
 from stages.io import checkpoint, derived
 from stages.io.artifacts import Subspace, TaskAdapter
@@ -96,20 +96,20 @@ def finetune_task(run: Run, task: str, resume: bool) -> Path:
     start, make_bar = time.time(), lambda state: Bar(job, state)
     if run.cfg.finetune.deepspeed:
         start_deepspeed(job)  # joins the process group once; later tasks reuse it
-        state, final = train_zero(job, model, run.tokenizer, make_bar)
+        trained = train_zero(job, model, run.tokenizer, make_bar)
         if job.world.main:
-            _write(run, job, model, final, a0, state, time.time() - start, upstream)
+            _write(run, job, model, trained, a0, time.time() - start, upstream)
         distributed.barrier()
         return run.layout.adapter(arm, task)
     model.to(job.device)
     store = checkpoint.Store(run.layout.checkpoints(arm, task), resume)
-    state, final = train_plain(job, model, run.tokenizer, store, make_bar)
-    return _write(run, job, model, final, a0, state, time.time() - start, upstream)
+    trained = train_plain(job, model, run.tokenizer, store, make_bar)
+    return _write(run, job, model, trained, a0, time.time() - start, upstream)
 
 
-def _write(run: Run, job: Job, model, final: dict, a0: dict, state: LoopState, elapsed: float, upstream: dict) -> Path:
-    """Write the adapter folder (PEFT format + head, training.json, manifest) from the `final` tensors."""
-    cfg, task, arm = job.cfg, job.task, job.arm
+def _write(run: Run, job: Job, model, trained: Trained, a0: dict, elapsed: float, upstream: dict) -> Path:
+    """Write the adapter folder (PEFT format + head, training.json, manifest) from the trained tensors."""
+    cfg, task, arm, state, final = job.cfg, job.task, job.arm, trained.state, trained.final
     drift = lora.a_drift({n: final[f"{lora.PEFT_PREFIX}{n}.lora_A.default.weight"] for n in a0}, a0)
     a0_norm = lora.a_norms(a0)
     a0_norm_mean = sum(a0_norm.values()) / len(a0_norm)
@@ -119,7 +119,7 @@ def _write(run: Run, job: Job, model, final: dict, a0: dict, state: LoopState, e
                "a_drift_mean": sum(drift.values()) / len(drift), "a0_norm": a0_norm, "a0_norm_mean": a0_norm_mean,
                "train_seconds": round(elapsed, 2),
                "examples_per_second": round(n_train * job.epochs / max(elapsed, 1e-9), 1), "bf16": job.bf16,
-               "device": job.device, "world_size": job.world.size, "deepspeed": cfg.finetune.deepspeed, "zero_stage": job.zero_stage}
+               "device": job.device, "world_size": job.world.size, "deepspeed": cfg.finetune.deepspeed, "zero_stage": trained.zero_stage}
     out = run.layout.adapter(arm, task)
     with atomic_dir(out) as tmp:
         model.save_pretrained(tmp, state_dict=final)
