@@ -71,5 +71,5 @@ def test_the_generative_study_config_loads():
     from osrm_pipeline.pipeline_config import load_config
 
     cfg = load_config(Path(__file__).resolve().parents[2] / "configs/generative.yaml")
-    assert cfg.backbone == "smollm2" and cfg.suite == "generative" and set(cfg.arms) == {"lora", "osrm", "contrast"}
+    assert cfg.backbone == "smollm2" and cfg.suite == "generative" and set(cfg.arms) == {"lora", "osrm", "contrast", "orthonormal"}
     assert set(cfg.tasks) <= set(list_tasks("generative")) and cfg.finetune.hparams_file is None
