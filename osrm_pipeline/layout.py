@@ -12,17 +12,18 @@ from osrm_core.errors import OsrmError
 @dataclass(frozen=True)
 class ModelRef:
     """A model that can be scored: the pretrained body ('base'), an arm's individual adapters
-    ('<arm>/individual') or one of its merges ('<arm>/<method>')."""
+    ('<arm>/individual') or one of its merges ('<arm>/<method>'). method: 'individual' or the merge method ('base',
+    unread, for the pretrained body)."""
 
     arm: str | None = None
-    what: str = "base"
+    method: str = "base"
 
     @property
     def kind(self) -> str:
-        return "base" if self.arm is None else ("individual" if self.what == "individual" else "merge")
+        return "base" if self.arm is None else ("individual" if self.method == "individual" else "merge")
 
     def __str__(self) -> str:
-        return "base" if self.arm is None else f"{self.arm}/{self.what}"
+        return "base" if self.arm is None else f"{self.arm}/{self.method}"
 
 
 def parse_models(texts: list[str], arms: list[str], methods: list[str]) -> list[ModelRef]:
@@ -85,7 +86,7 @@ class Layout:
             return self._kind("eval") / "base"
         if model.kind == "individual":
             return self._kind("eval") / "individual" / model.arm
-        return self._kind("eval") / "merged" / model.arm / model.what
+        return self._kind("eval") / "merged" / model.arm / model.method
 
     def selection(self, arm: str) -> Path:
         """Merge parameters chosen on validation for every method of an arm, and their test scores."""

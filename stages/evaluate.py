@@ -47,12 +47,12 @@ def main(config: Path = CONFIG, model: list[str] = MODEL, seed: int = SEED, work
 def _evaluate(run: Run, model: ModelRef, world, batches: dict) -> None:
     split = run.cfg.evaluate.split
     results, logits, upstream = {}, {}, {}
-    heads, merged = open_model(run, model)
+    adapters, merged = open_model(run, model)
     for task in progress(run.tasks, f"evaluate {model}"):
-        update = body_update(model, task, heads, merged)
-        if task in heads:  # the base model of a head-less (generative) task is the backbone alone
-            upstream[task] = heads[task].content_hash
-        results[task], logits[task] = score_task(run, task, update, task_head(heads, task), split, world, batches)
+        update = body_update(model, task, adapters, merged)
+        if task in adapters:  # the base model of a head-less (generative) task is the backbone alone
+            upstream[task] = adapters[task].content_hash
+        results[task], logits[task] = score_task(run, task, update, task_head(adapters, task), split, world, batches)
     if not world.main:
         return
     if merged is not None:

@@ -42,19 +42,19 @@ def main(config: Path = CONFIG, model: str = MODEL, out: Path = OUT, max_rank: i
     for task in run.tasks:  # every task's data and backbone checked before anything is written
         run.load_task(task)
     ref = one_model(run, model)
-    heads, merged = open_model(run, ref)
+    adapters, merged = open_model(run, ref)
     per_task = ref.kind == "individual" or merged.manifest.per_task
     base = portable_base(run.spec)
     with atomic_dir(out) as tmp:
         for task in progress(run.tasks, f"export {ref}"):
-            write_task_model(run, task, body_update(ref, task, heads, merged), heads[task].peft.head(), tmp / task, base)
-        errors = write_adapters(run, ref, merged, heads, tmp / "adapter", max_rank, per_task)
+            write_task_model(run, task, body_update(ref, task, adapters, merged), adapters[task].peft.head(), tmp / task, base)
+        errors = write_adapters(run, ref, merged, adapters, tmp / "adapter", max_rank, per_task)
         summary = {k: truncation_summary(v, max_rank) for k, v in errors.items()}
         worst = max(s["max_error"] for s in summary.values())
         mean = sum(s["mean_error"] for s in summary.values()) / len(summary)
         (tmp / "export.json").write_text(json.dumps({"model": str(ref), "tasks": run.tasks, "per_task": per_task, "max_rank": max_rank,
                                                      "base_model": base, "adapters": summary}, indent=1, sort_keys=True) + "\n")
-        upstream = {t: a.content_hash for t, a in heads.items()} | ({"merge": merged.content_hash} if merged else {})
+        upstream = {t: a.content_hash for t, a in adapters.items()} | ({"merge": merged.content_hash} if merged else {})
         Exported.seal(tmp, {"model": str(ref), "max_rank": max_rank, "tasks": run.tasks}, upstream=upstream, seed=run.cfg.seed,
                       backbone=run.backbone_identity(), model=str(ref), tasks=run.tasks, per_task=per_task, max_rank=max_rank,
                       base_model=base, truncation={"max_error": worst, "mean_error": mean})
@@ -76,20 +76,20 @@ def write_task_model(run: Run, task: str, update: dict, head: dict, folder: Path
     tokenizer.save_pretrained(folder)
 
 
-def write_adapters(run: Run, ref: ModelRef, merged: Merged | None, heads: dict[str, TaskAdapter], folder: Path,
+def write_adapters(run: Run, ref: ModelRef, merged: Merged | None, adapters: dict[str, TaskAdapter], folder: Path,
                    max_rank: int, per_task: bool) -> dict[str, dict[str, float]]:
     """Write the LoRA export; returns {adapter ('shared' or task): {module: relative truncation error}}."""
-    template = next(iter(heads.values())).peft.config
+    template = next(iter(adapters.values())).peft.config
     if not per_task:
         factors, errors = _serving(_shared_sources(merged), max_rank)
         _write_lora(folder, factors, {}, template, run, **headless(template))
-        for t, a in heads.items():
+        for t, a in adapters.items():
             if a.peft.head():  # a generative task's adapter has none
                 (folder / "heads").mkdir(exist_ok=True)
                 save_file(a.peft.head(), folder / "heads" / f"{t}.safetensors")
         return {"shared": errors}
     out = {}
-    for t, a in heads.items():
+    for t, a in adapters.items():
         sources = _factor_sources(a.peft) if ref.kind == "individual" else merged.deltas(t)
         factors, out[t] = _serving(sources, max_rank)
         _write_lora(folder / t, factors, a.peft.head(), template, run)

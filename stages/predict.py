@@ -105,8 +105,8 @@ def main(config: Path = CONFIG, model: str = MODEL, task: str = TASK, input: Pat
     spec, data = run.load_task(run.check_task(task))
     inputs = read_rows(input, spec.text_fields)
     ref = one_model(run, model, allow_base=True)
-    heads, merged = open_model(run, ref, tasks=[task])
-    net = task_model(run, spec, body_update(ref, task, heads, merged), task_head(heads, task))
+    adapters, merged = open_model(run, ref, tasks=[task])
+    net = task_model(run, spec, body_update(ref, task, adapters, merged), task_head(adapters, task))
     track = lambda batches, total: progress(batches, f"predict {ref} on {task}", total=total)  # noqa: E731
     rows = {f: [str(r[f]) for r in inputs] for f in spec.text_fields}
     predictions = kind_of(spec).serve(net, run.tokenizer, spec, data, rows, batch_size or run.cfg.evaluate.batch_size,

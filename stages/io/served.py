@@ -31,9 +31,9 @@ def open_model(run, ref: ModelRef, tasks: list[str] | None = None) -> tuple[dict
     if ref.kind == "base":
         wanted = run.tasks if tasks is None else tasks
         return {t: _borrowed_head(run, t) for t in wanted if kind_of(run.load_task(t)[0]).has_head}, None
-    heads = {t: TaskAdapter.open(run, ref.arm, t) for t in run.tasks}
-    merged = Merged.open(run, ref.arm, ref.what, {t: a.content_hash for t, a in heads.items()}) if ref.kind == "merge" else None
-    return heads, merged
+    adapters = {t: TaskAdapter.open(run, ref.arm, t) for t in run.tasks}
+    merged = Merged.open(run, ref.arm, ref.method, {t: a.content_hash for t, a in adapters.items()}) if ref.kind == "merge" else None
+    return adapters, merged
 
 
 def _borrowed_head(run, task: str) -> TaskAdapter:
@@ -46,15 +46,15 @@ def _borrowed_head(run, task: str) -> TaskAdapter:
                         f"{err}") from None
 
 
-def task_head(heads: dict[str, TaskAdapter], task: str) -> dict[str, torch.Tensor]:
+def task_head(adapters: dict[str, TaskAdapter], task: str) -> dict[str, torch.Tensor]:
     """The head `task` is served with ({} for a head-less task of the pretrained body)."""
-    return heads[task].peft.head() if task in heads else {}
+    return adapters[task].peft.head() if task in adapters else {}
 
 
-def body_update(model: ModelRef, task: str, heads: dict[str, TaskAdapter], merged: Merged | None) -> dict[str, torch.Tensor]:
+def body_update(model: ModelRef, task: str, adapters: dict[str, TaskAdapter], merged: Merged | None) -> dict[str, torch.Tensor]:
     """{module: update (d_out x d_in)} of the target modules that `model` serves `task` ({} for the pretrained body)."""
     if model.kind == "base":
         return {}
     if model.kind == "individual":
-        return individual_delta(heads[task].peft)
+        return individual_delta(adapters[task].peft)
     return merged.deltas(task)
