@@ -81,7 +81,7 @@ def diagnose_arm(run: Run, arm: str) -> tuple[dict, list[str], dict[str, str]]:
     with one_thread():
         result = {"arm": arm, "init": run.cfg.lora.init, "seed": run.cfg.seed,
                   "grams": {"heldout": {"split": next(iter(held.values())).split, "rows": {t: h.n_rows for t, h in held.items()}},
-                            "in_sample": {"split": "train", "rows": {t: f.manifest.k for t, f in features.items()}}},
+                            "in_sample": {"split": "train", "rows": {t: f.manifest.rows for t, f in features.items()}}},
                   **on(*read_grams(features, modules, heldout=True)),  # the headline: held-out Grams
                   "in_sample": on(*read_grams(features, modules)),
                   "drift": None if init is None else diagnose.drift(trained, init).as_dict()}

@@ -116,7 +116,7 @@ def _publish(run, task: str, stage: Path, idx: list[int], world: int, held: list
                   backbone=run.backbone_identity(), task=task, suite=suite, data=cfg.data.model_dump(),
                   blocks=cfg.lora.blocks, sampling={"k": cfg.feature_k, "include_padding": cfg.osrm.include_padding,
                                                     "seed": cfg.seed},
-                  modules=attrs["modules"], dims=attrs["dims"], k=len(idx), world=world,
+                  modules=attrs["modules"], dims=attrs["dims"], rows=len(idx), world=world,
                   heldout={"split": HELDOUT_SPLIT, "rows": len(held)})
     with atomic_dir(out) as tmp:
         tmp.rmdir()

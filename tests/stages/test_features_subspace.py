@@ -22,12 +22,14 @@ def test_extract_then_subspace(cli, tiny_config):
     root = tiny_config.parent / "runs"
     cache = FeatureCache(root / "features/seed42" / TINY_TASKS[0])
     manifest = json.loads((root / "features/seed42" / TINY_TASKS[0] / "manifest.json").read_text())
-    assert manifest["k"] == 16 and len(manifest["modules"]) == 4  # 2 layers x (query, value)
+    assert manifest["rows"] == 16 and len(manifest["modules"]) == 4  # 2 layers x (query, value)
     q = manifest["modules"][0]
     v = q.replace("query", "value")
     assert cache.aliases[v] == q  # value reads the same hidden states as query: stored once
     assert cache.rows(q).shape == (16, 32) and cache.gram(v).shape == (32, 32)
     assert cache.count(q) > 16  # tokens, not samples
+    manifest["k"] = manifest.pop("rows")  # as written before the key was named rows: still read, still fits
+    (root / "features/seed42" / TINY_TASKS[0] / "manifest.json").write_text(json.dumps(manifest))
     for t in TINY_TASKS:
         cli("build-subspace", "--config", tiny_config, "--task", t)
     sub = load_file(root / "subspaces/seed42/osrm" / TINY_TASKS[0] / "subspace.safetensors")

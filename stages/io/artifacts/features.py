@@ -6,7 +6,7 @@ from __future__ import annotations
 from functools import cached_property
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 from osrm_core.errors import OsrmError
 from stages.io.artifacts.base import Artifact
@@ -15,7 +15,8 @@ from stages.io.manifest import BackboneId, Manifest, require_same
 
 
 class Sampling(BaseModel):
-    """The settings that decide what goes into the cache: which k rows (seed) and whether padding counts."""
+    """The settings that decide what goes into the cache: k rows asked for (the largest osrm.k), drawn with `seed`,
+    and whether padding counts."""
 
     model_config = ConfigDict(extra="forbid")
     k: int
@@ -41,7 +42,8 @@ class FeaturesManifest(Manifest):
     sampling: Sampling
     modules: list[str]
     dims: dict[str, int]
-    k: int
+    # the rows sampled: sampling.k, or every training row of a task with fewer ("k" in manifests written before)
+    rows: int = Field(validation_alias=AliasChoices("rows", "k"))
     world: int
     heldout: HeldOut | None = None  # None: written before held-out Grams existed (diagnose asks to re-extract)
 
