@@ -2,6 +2,8 @@
 
 - choice_task: a classification task of the default suite written as text, its label words as `choices`
   (scored by label likelihood; trained on the label word + EOS);
+- suite_choice_task: a task with choices of the packaged generative suite (configs/suites/generative.yaml) as
+  `osrm evaluate` loads it, its first validation rows;
 - headline_task: a BBC headline from its lead sentence (the matching rows of `headline_match`), free text
   scored by exact match;
 - completion_rows: what a Hugging Face `Trainer` user feeds a completion-only fine-tune (input_ids, labels with
@@ -30,6 +32,21 @@ def choice_task(name: str, test_rows: int, train_rows: int | None = None) -> tup
     gen = Generation(prompt=PROMPTS[name], target="label", choices=base.label_names)
     spec = TaskSpec(name, ("sentence",), len(base.label_names), base.metric, base.label_names, base.description, gen)
     return spec, {"train": data["train"], "test": data["test"]}
+
+
+#: the packaged generative suite's tasks with choices that the label-likelihood benchmark scores by default
+SUITE_CHOICE_TASKS = ("question_type", "movie_sentiment", "sms_spam")
+
+
+def suite_choice_task(name: str, rows: int, split: str = "validation") -> tuple[TaskSpec, dict]:
+    """(spec, {split: its first `rows` rows}) of task `name` of the packaged generative suite, loaded as a pipeline
+    on `suite: generative` loads it (same split seed, same rows)."""
+    from osrm_pipeline.suites import load_task
+
+    spec, data = load_task("generative", name, max_eval=rows)
+    if not spec.label_names:
+        raise ValueError(f"task '{name}' of the generative suite has no choices: label likelihood needs some")
+    return spec, {split: data[split]}
 
 
 def headline_task(test_rows: int, train_rows: int | None = None) -> tuple[TaskSpec, dict]:
