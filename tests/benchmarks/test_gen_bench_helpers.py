@@ -85,3 +85,22 @@ def test_speed_ratios_and_step1_check():
     times = {"ours": {"wall": [2.0], "cpu": [1.0]}, "plain loop": {"wall": [3.0], "cpu": [2.5]}}
     table = {r["side"]: r for r in bench_gen_scoring.rows_of(times, {"ours": {}, "plain loop": {}}, 10)}
     assert table["plain loop"]["ours_speedup_cpu"] == 2.5 and table["ours"]["rows_per_cpu_s"] == 10.0
+
+
+def test_label_likelihood_run_on_validation_rows_sums_its_tasks(tiny):
+    """run_label_likelihood as the benchmark runs it on the suite's validation rows (split `ll_split`): per task and
+    summed over tasks, the plain loop's scores agree with ours."""
+    model, tok, left = tiny
+    ds = datasets.Dataset.from_dict({"review": REVIEWS, "label": [1, 0, 0, 1, 1]})
+    ctx = {"model": model, "tok": tok, "left_tok": left, "max_length": 64, "ll_spec": SPEC, "ll_data": {"validation": ds},
+           "ll_split": "validation", "ll_prompts": [f"review : {r} sentiment :" for r in REVIEWS]}
+    saved = []
+    result = bench_gen_scoring.run_label_likelihood({"a": ctx, "b": bench_gen_scoring.first_rows(ctx, 3)}, 2, saved.append)
+    assert [s["completed_repeats"] for s in saved] == [1, 2]
+    assert {t: (v["rows"], v["sequences"]) for t, v in result["tasks"].items()} == {"a": (5, 10), "b": (3, 6)}
+    every = {r["side"]: r for r in result["all_tasks"]["table"]}
+    assert result["all_tasks"]["rows"] == 8 and every["plain loop"]["close"] and every["plain loop"]["argmax_agreement"] == 1.0
+    assert all(len(v[n]["cpu"]) == 2 for v in result["times"].values() for n in v) and every["ours"]["cpu_s"] > 0
+    agree = {"a": {"max_abs_diff": 1e-5, "close": True, "argmax_agreement": 1.0},
+             "b": {"max_abs_diff": 3e-5, "close": False, "argmax_agreement": 0.5}}
+    assert bench_gen_scoring.combined(agree, {"a": 3, "b": 1}) == {"max_abs_diff": 3e-5, "close": False, "argmax_agreement": 0.875}
