@@ -45,7 +45,7 @@ from gen_tasks import SUITE_CHOICE_TASKS, headline_task, in_dataset_order, load_
 
 from osrm_core.generative import encode
 from osrm_core.kinds.generative import Generative
-from osrm_pipeline.pipeline_config import EvaluateConfig
+from osrm_pipeline.config_sections import EvaluateConfig
 
 BATCH = EvaluateConfig.model_fields["batch_size"].default
 KIND = Generative()

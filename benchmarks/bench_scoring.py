@@ -30,7 +30,7 @@ import torch
 
 from bench_finetune import machine, median, setup, timed, write_json
 
-from osrm_pipeline.pipeline_config import EvaluateConfig
+from osrm_pipeline.config_sections import EvaluateConfig
 
 BATCH = EvaluateConfig.model_fields["batch_size"].default  # what `osrm evaluate` uses unless told otherwise
 

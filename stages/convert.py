@@ -18,7 +18,7 @@ from osrm_core.errors import OsrmError
 from osrm_core.lora import INITS
 from osrm_core.models import load_causal_lm, load_classifier
 from osrm_core.tasks.kinds import kind_of
-from osrm_pipeline.pipeline_config import ArmConfig
+from osrm_pipeline.config_sections import ArmConfig
 from osrm_pipeline.run import Run, open_run
 from stages.io.adapters import Adapter, head_num_labels, individual_delta, write_lora
 from stages.io.artifacts import Converted, Folded, Subspace

@@ -9,14 +9,14 @@ from pathlib import Path
 
 import yaml
 
-from osrm_pipeline.pipeline_config import MergeConfig
+from osrm_pipeline.config_sections import MergeConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = {  # table label -> the sweep it states
     "`pipeline.yaml` (the default run)": lambda: _sweep("pipeline.yaml"),
     "`configs/study.yaml` (the study)": lambda: _sweep("configs/study.yaml"),
     "`configs/starter/pipeline.yaml` (`osrm init`)": lambda: _sweep("configs/starter/pipeline.yaml"),
-    "`MergeConfig` defaults (`osrm_pipeline/pipeline_config.py`)": lambda: MergeConfig().sweep,
+    "`MergeConfig` defaults (`osrm_pipeline/config_sections.py`)": lambda: MergeConfig().sweep,
 }
 BEGIN, END = "<!-- grids:begin (tests/test_docs_grids.py) -->", "<!-- grids:end -->"
 

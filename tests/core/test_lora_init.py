@@ -15,7 +15,8 @@ from osrm_core import lora
 from osrm_core.errors import OsrmError
 from osrm_core.report import individual_table
 from osrm_core.subspace import random_orthonormal
-from osrm_pipeline.pipeline_config import Init, parse_config
+from osrm_pipeline.config_sections import Init
+from osrm_pipeline.pipeline_config import parse_config
 from tests.conftest import TINY_TASKS, tiny_pipeline
 
 TASK = TINY_TASKS[0]

@@ -9,7 +9,8 @@ from merge_testlib import random_updates
 
 from osrm_core.errors import OsrmError
 from osrm_core.merge import METHODS
-from osrm_pipeline.pipeline_config import MergeConfig, parse_config
+from osrm_pipeline.config_sections import MergeConfig
+from osrm_pipeline.pipeline_config import parse_config
 
 # name -> (scale, scaled_last, low_rank): a new method must be added here, so its metadata is a decision
 DECLARED = {
