@@ -111,6 +111,8 @@ def beyond_edges(grid: Sequence[Mapping[str, Any]], chosen: Mapping[str, Any],
         new = min(new, hi) if hi is not None else new
         if isinstance(chosen[key], int) and not isinstance(chosen[key], bool):
             new = int(round(new))
+        else:
+            new = float(f"{new:.10g}")  # 0.3 - 0.2 is 0.09999999999999998: a grid value as a user would write it
         point = {**chosen, key: new}
         if float(new) != v and params_key(point) not in seen:
             seen.add(params_key(point))

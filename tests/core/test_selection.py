@@ -136,5 +136,6 @@ def test_beyond_edges_steps_out_of_each_open_edge():
     assert beyond_edges([{"density": 0.5}, {"density": 1.0}], {"density": 1.0}, bounds) == []  # at the bound
     assert beyond_edges([{"lambda": 0.3}, {"lambda": 0.7}], {"lambda": 0.3}, bounds) == [{"lambda": 0.15}]
     assert beyond_edges([{"k": 1}, {"k": 3}], {"k": 3}) == [{"k": 5}]
+    assert beyond_edges([{"lambda": 0.3}, {"lambda": 0.5}, {"lambda": 0.9}], {"lambda": 0.3}, bounds) == [{"lambda": 0.1}]
     grid = [{"lambda": 0.5}, {"lambda": 1.0}, {"lambda": 1.5}]  # a point already scored is not proposed again
     assert beyond_edges(grid + [{"lambda": 0.25}], {"lambda": 0.25}, bounds) == [{"lambda": 0.125}]
