@@ -6,14 +6,13 @@ import json
 import sys
 from pathlib import Path
 
-import yaml
-
 from osrm_core.report import summary_table
+from osrm_pipeline.pipeline_config import load_config
 
 
 def table(metrics: Path, config: Path) -> str:
-    cfg = yaml.safe_load(config.read_text())
-    return summary_table(json.loads(metrics.read_text()), list(cfg["arms"]), cfg["reference"])
+    cfg = load_config(config)  # arms in the config's order, those under `derived` after them
+    return summary_table(json.loads(metrics.read_text()), list(cfg.arms), cfg.reference)
 
 
 if __name__ == "__main__":

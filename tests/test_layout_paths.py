@@ -33,7 +33,7 @@ def _outs() -> list[str]:
         for key in ("outs", "metrics", "plots"):
             for entry in body.get(key, []):
                 path = entry if isinstance(entry, str) else next(iter(entry))
-                out.append(re.sub(r"\$\{item(\.[a-z_]+)?\}", ANY, path).replace("seed*", "seed" + ANY))
+                out.append(re.sub(r"\$\{item(\.[a-z_]+)*\}", ANY, path).replace("seed*", "seed" + ANY))
     return out
 
 

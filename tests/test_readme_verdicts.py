@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
 from osrm_core.report import summary_table
+from osrm_pipeline.pipeline_config import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 STUDIES = [("docs/results/study_metrics.json", "configs/study.yaml"),
@@ -20,8 +20,8 @@ STUDIES = [("docs/results/study_metrics.json", "configs/study.yaml"),
 
 @pytest.mark.parametrize("metrics,config", STUDIES)
 def test_readme_table_is_the_published_numbers(metrics, config):
-    cfg = yaml.safe_load((ROOT / config).read_text())
-    table = summary_table(json.loads((ROOT / metrics).read_text()), list(cfg["arms"]), cfg["reference"])
+    cfg = load_config(ROOT / config)  # its arms include those under `derived`
+    table = summary_table(json.loads((ROOT / metrics).read_text()), list(cfg.arms), cfg.reference)
     assert table in (ROOT / "README.md").read_text()
     out = subprocess.run([sys.executable, "scripts/study_table.py", metrics, config], cwd=ROOT, capture_output=True,
                          text=True, check=True)
@@ -41,7 +41,7 @@ def _comparisons(numbers: dict):
 def test_every_published_verdict_follows_its_interval(metrics, config):
     """Exploratory rows: better iff the interval is above 0, worse iff below; primary rows: p_Holm < 0.05 and the
     sign of Δ. The whole primary family (study.primary's methods × the arms but the reference) is there."""
-    numbers, cfg = json.loads((ROOT / metrics).read_text()), yaml.safe_load((ROOT / config).read_text())
+    numbers, cfg = json.loads((ROOT / metrics).read_text()), load_config(ROOT / config)
     seen = primary = 0
     for arm, key, e in _comparisons(numbers):
         seen += 1
@@ -52,4 +52,4 @@ def test_every_published_verdict_follows_its_interval(metrics, config):
         else:
             want = 1 if e["ci_low"] > 0 else -1 if e["ci_high"] < 0 else 0
         assert e["verdict_code"] == want, (arm, key, e)
-    assert primary == len(cfg["study"]["primary"]) * (len(cfg["arms"]) - 1) and seen >= 5 * (len(cfg["arms"]) - 1)
+    assert primary == len(cfg.study.primary) * (len(cfg.arms) - 1) and seen >= 5 * (len(cfg.arms) - 1)
