@@ -37,7 +37,7 @@ def build_model(run: Run, task: str, spec):
     lora.initialise(model, run.cfg.lora.init, run.cfg.seed, None if sub is None else sub.tensors(), run.cfg.lora.a0_norm)
     upstream = {} if sub is None else {"subspace": sub.content_hash}
     if begin is not None:
-        derived.apply(model, begin)
+        lora.set_start(model, begin.factors, begin.head, begin.source.manifest.arm)
         upstream |= begin.upstream
         derived.announce(task, begin.report)
     lora.set_freeze(model, run.cfg.lora.freeze)

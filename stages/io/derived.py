@@ -2,7 +2,7 @@
 artifacts they read (the tasks' token Grams, the source adapter and subspace a derived arm starts from), what a
 conversion kept, printed (a warning when a task loses most of itself), and how such an adapter is written
 (docs/osrm.md, "Convert"). The computing is the core's: the moments and what a conversion keeps (osrm_core.keep),
-a derived arm's start (osrm_core.derive) and setting it in the model (osrm_core.lora.set_start)."""
+a derived arm's start (osrm_core.derive); stages/finetune sets it in the model (osrm_core.lora.set_start)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import typer
 
 from osrm_core import keep
 from osrm_core.derive import Source, kept
-from osrm_core.lora import INITS, set_start
+from osrm_core.lora import INITS
 from stages.io.adapters import write_lora
 from stages.io.artifacts import Features, Subspace, TaskAdapter
 from stages.io.artifacts.base import recorded_hash
@@ -106,11 +106,6 @@ def start(run, task: str) -> Start:
     factors = INITS[run.cfg.lora.init].start(source)
     upstream = {"from": src.content_hash, **({"subspace": sub.content_hash} if sub else {}), **Moments.of_run(run).upstream}
     return Start(factors, src.peft.head(), upstream, kept(source, factors), src)
-
-
-def apply(model, begin: Start) -> None:
-    """Set the PEFT model's LoRA factors and its trainable head copy to the start's (osrm_core.lora.set_start)."""
-    set_start(model, begin.factors, begin.head, begin.source.manifest.arm)
 
 
 def write_start(run, task: str) -> Path:
