@@ -16,6 +16,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from osrm_core.errors import OsrmError
+from osrm_core.split_zip import unpacked_folder
 
 Family = Literal["encoder", "decoder", "encoder-decoder"]
 
@@ -26,7 +27,8 @@ class BackboneSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     name: str
     family: Family
-    source: str = Field(description="Local folder, 'package:<module>/<subdir>' or a hub id.")
+    source: str = Field(description="Local folder, 'package:<module>/<subdir>', 'parts:<dist>-{001..005}/<folder in "
+                        "zip>' (a zip split across installed distributions: osrm_core/split_zip.py) or a hub id.")
     targets: dict[Literal["q", "k", "v", "o"], str] | None = Field(
         None, description="Block letter -> module-name suffix; empty = from the model's model_type (TARGETS_BY_MODEL_TYPE).")
     gguf_file: str | None = Field(None, description="GGUF file name (glob) inside the source folder.")
@@ -54,8 +56,11 @@ def _package_dir(module: str) -> Path | None:
 
 
 def resolve_source(spec: BackboneSpec) -> tuple[str, str | None]:
-    """(folder or hub id, gguf file name or None). Packages resolve to their installed folder."""
+    """(folder or hub id, gguf file name or None). Packages resolve to their installed folder; split-zip parts to
+    their unpacked folder in the cache (unpacked on first use)."""
     src = spec.source
+    if src.startswith("parts:"):
+        src = str(unpacked_folder(spec.name, src[len("parts:"):]))
     if src.startswith("package:"):
         module, _, sub = src[len("package:"):].partition("/")
         root = _package_dir(module)
@@ -116,12 +121,12 @@ def check_local(spec: BackboneSpec) -> None:
             _check_safetensors(f, spec.name)
 
 
-_POSITION_OFFSET = {"roberta", "xlm-roberta", "camembert"}  # positions start after padding_idx (pad_token_id + 1)
+_POSITION_OFFSET = {"roberta", "xlm-roberta", "camembert", "mpnet"}  # positions start after padding_idx (pad_token_id + 1)
 
 
 def max_tokens(spec: BackboneSpec) -> int | None:
     """The longest input, in tokens, a local backbone can embed: config.json's max_position_embeddings (less the
-    RoBERTa family's padding offset); None without that field (relative positions: T5), a config.json or a folder."""
+    RoBERTa family's and MPNet's padding offset); None without that field (relative positions: T5), a config.json or a folder."""
     import json
 
     src, gguf = resolve_source(spec)
@@ -182,6 +187,7 @@ TARGETS_BY_MODEL_TYPE: dict[str, dict[str, str]] = {
     "deberta-v2": {"q": "query_proj", "k": "key_proj", "v": "value_proj", "o": "attention.output.dense"},
     "llama": _LLAMA, "mistral": _LLAMA, "qwen2": _LLAMA, "gemma": _LLAMA, "gemma2": _LLAMA,
     "t5": {"q": "q", "k": "k", "v": "v", "o": "o"},  # SelfAttention.q and EncDecAttention.q alike
+    "mpnet": {"q": "attn.q", "k": "attn.k", "v": "attn.v", "o": "attn.o"},  # MPNetAttention.attn (MPNetSelfAttention)
 }
 _DECODER_TYPES = {"llama", "mistral", "qwen2", "gemma", "gemma2"}
 

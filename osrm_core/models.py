@@ -13,6 +13,7 @@ from torch import nn
 
 from osrm_core.backbones import BackboneSpec, resolve_source
 from osrm_core.errors import OsrmError
+from osrm_core.split_zip import cache_root
 
 
 def _hub_error(spec: BackboneSpec, src: str, err: Exception) -> OsrmError:
@@ -26,7 +27,7 @@ def gguf_cache_dir(src: str, gguf: str) -> Path:
     """Where a GGUF checkpoint is kept unpacked (fp32 safetensors + tokenizer), keyed by file path, size and mtime.
 
     OSRM_CACHE_DIR overrides the root (default ~/.cache/osrm)."""
-    root = Path(os.environ.get("OSRM_CACHE_DIR") or Path.home() / ".cache" / "osrm") / "gguf"
+    root = cache_root() / "gguf"
     f = (Path(src) / gguf).resolve()
     st = f.stat()
     return root / hashlib.sha256(f"{f}:{st.st_size}:{st.st_mtime_ns}".encode()).hexdigest()[:16]

@@ -30,11 +30,11 @@ def headless(template: dict) -> dict:
 
 def portable_base(spec: BackboneSpec) -> str:
     """What adapters record as their base model: the spec's hub id or declared source ('package:<module>/<dir>',
-    a relative folder) as written in its YAML; the backbone's name when the source is an absolute path."""
+    'parts:<dist>-{001..005}/<dir>', a relative folder) as written in its YAML; the backbone's name when the source is an absolute path."""
     src = spec.source
     if Path(src).expanduser().is_absolute() or src.startswith("~"):
         return spec.name
-    return src if (HUB_ID.match(src) or src.startswith(("package:", "."))) else spec.name
+    return src if (HUB_ID.match(src) or src.startswith(("package:", "parts:", "."))) else spec.name
 
 
 def rank_fields(factors: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> dict:

@@ -17,7 +17,7 @@ def test_shipped_specs_parse(name):
 
 
 def test_paper_backbones_are_listed():
-    assert {"minilm", "roberta-large", "t5-large", "llama-3.2-1b", "llama-3-8b"} <= set(NAMES)
+    assert {"minilm", "roberta-large", "t5-large", "llama-3.2-1b", "llama-3-8b", "mpnet"} <= set(NAMES)
 
 
 def test_hub_id_offline_is_one_line(monkeypatch):
@@ -49,6 +49,7 @@ TINY = {  # config, family, attention modules per block letter
     "bert": (tf.BertConfig(**_ENC), "encoder", 2),
     "roberta": (tf.RobertaConfig(**_ENC), "encoder", 2),
     "deberta-v2": (tf.DebertaV2Config(**_ENC), "encoder", 2),
+    "mpnet": (tf.MPNetConfig(**_ENC), "encoder", 2),  # MPNetAttention.attn.{q,k,v,o}
     "llama": (tf.LlamaConfig(**_DEC, architectures=["LlamaForCausalLM"]), "decoder", 2),
     "mistral": (tf.MistralConfig(**_DEC), "decoder", 2),
     "qwen2": (tf.Qwen2Config(**_DEC), "decoder", 2),
@@ -135,6 +136,7 @@ def test_max_length_longer_than_the_backbone_embeds_is_one_line(cli, tmp_path, t
 def test_roberta_positions_start_after_padding(tmp_path):
     from osrm_core.backbones import BackboneSpec, max_tokens
 
-    (tmp_path / "config.json").write_text('{"model_type": "roberta", "max_position_embeddings": 514, "pad_token_id": 1}')
     spec = BackboneSpec(name="r", family="encoder", source=str(tmp_path), targets={"q": "query", "v": "value"})
-    assert max_tokens(spec) == 512
+    for model_type in ("roberta", "mpnet"):  # all-mpnet-base-v2's config.json: 514 positions, pad_token_id 1
+        (tmp_path / "config.json").write_text(f'{{"model_type": "{model_type}", "max_position_embeddings": 514, "pad_token_id": 1}}')
+        assert max_tokens(spec) == 512
