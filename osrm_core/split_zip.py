@@ -86,8 +86,12 @@ def unpacked_folder(name: str, text: str) -> Path:
     files = part_files(name, dists)
     folder = cache_root() / "parts" / f"{dists[0]}-{_key(files, inner)}"
     if not folder.is_dir():
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        _unpack(name, dists, files, inner, folder)
+        try:
+            folder.parent.mkdir(parents=True, exist_ok=True)
+            _unpack(name, dists, files, inner, folder)
+        except OSError as err:
+            raise OsrmError(f"backbone '{name}': cannot unpack into {folder.parent} ({err.strerror or err}) — free disk "
+                            "space there (about twice the parts' size) or set OSRM_CACHE_DIR to a writable folder") from None
     return folder / inner
 
 

@@ -116,6 +116,14 @@ def test_an_interrupted_unpack_is_never_trusted(site, tmp_path, monkeypatch):
     assert ".tmp-" not in folder and (Path(folder) / "model.safetensors").is_file()
 
 
+def test_an_unwritable_cache_is_one_line(site, tmp_path, monkeypatch):
+    (tmp_path / "file").write_text("")
+    monkeypatch.setenv("OSRM_CACHE_DIR", str(tmp_path / "file"))  # a file where the cache folder should be
+    with pytest.raises(OsrmError) as err:
+        resolve_source(load_spec("mpnet").model_copy(update={"source": standin_spec()["source"]}))
+    assert "\n" not in str(err.value) and "cannot unpack into" in str(err.value) and "OSRM_CACHE_DIR" in str(err.value)
+
+
 def test_a_distribution_without_one_data_file_is_refused(site, tmp_path):
     (site / "tiny-mpnet-part_002" / "input" / "extra.bin").write_bytes(b"x")
     record = next(site.glob("tiny_mpnet_part_002-*.dist-info")) / "RECORD"
