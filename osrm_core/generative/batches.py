@@ -2,8 +2,8 @@
 
 Training and feature batches hold prompt + target + EOS (B x L, padded on the right, pads masked); the labels
 (B x L) are -100 on the prompt and on padding, so the loss is on the target tokens only. Scoring batches are
-padded on the left so that every sequence ends at the last position: the choices' tokens sit at the end (a
-forward keeps only those logits) and generation continues every prompt from the same place.
+padded on the left so that every prompt ends at the last position: the choices continue every prompt from its KV
+cache and generation continues every prompt from the same place.
 """
 
 from __future__ import annotations
@@ -53,32 +53,32 @@ def feature_batches(examples: list[tuple[list[int], int]], batch_size: int, pad_
 
 
 class ChoiceBatch(NamedTuple):
-    """Every (row, choice) sequence of a block of rows, left-padded: N = rows x choices sequences.
+    """A block of rows scored against every choice: the prompts run once and each choice continues each prompt
+    from its KV cache (osrm_core.generative.score.choice_scores), so a prompt costs one forward, not one per choice.
 
-    inputs: input_ids, attention_mask, position_ids (N x L); keep: positions whose logits are needed (K = the
-    longest choice + 1); targets (N x K-1): the tokens that the kept logits predict; mask (N x K-1): 1 on the
-    choice's own tokens."""
+    prompt: input_ids, attention_mask, position_ids (B x P), left-padded so that every prompt ends at the last
+    column; choices (C x L): the choices' token ids, right-padded with 0; choice_mask (C x L): 1 on real tokens."""
 
-    inputs: dict
-    keep: int
-    targets: torch.Tensor
-    mask: torch.Tensor
-    rows: int
-    choices: int
+    prompt: dict
+    choices: torch.Tensor
+    choice_mask: torch.Tensor
+
+    @property
+    def rows(self) -> int:
+        return self.prompt["input_ids"].shape[0]
+
+    @property
+    def n_choices(self) -> int:
+        return self.choices.shape[0]
 
 
 def choice_batches(prompts: list[list[int]], choices: list[list[int]], batch_size: int, order: Sequence[int],
                    pad_id: int) -> Iterator[ChoiceBatch]:
-    """One ChoiceBatch per `batch_size` rows of `order` (sequences row-major: row r's choice c is r * C + c)."""
-    keep = max(len(c) for c in choices) + 1
+    """One ChoiceBatch per `batch_size` rows of `order`; scores come back rows x choices in that order."""
+    tokens, real = pad(choices, 0)
     for i in range(0, len(order), batch_size):
-        block = [prompts[j] for j in order[i:i + batch_size]]
-        seqs = [p + c for p in block for c in choices]
-        ids, mask = pad(seqs, pad_id, left=True)
-        lengths = torch.as_tensor([len(c) for c in choices] * len(block))
-        tail = torch.arange(keep - 1).flip(0)  # distance of each predicted position from the end
-        yield ChoiceBatch({"input_ids": ids, "attention_mask": mask, "position_ids": positions(mask)}, keep,
-                          ids[:, -(keep - 1):], (tail[None, :] < lengths[:, None]).long(), len(block), len(choices))
+        ids, mask = pad([prompts[j] for j in order[i:i + batch_size]], pad_id, left=True)
+        yield ChoiceBatch({"input_ids": ids, "attention_mask": mask, "position_ids": positions(mask)}, tokens, real)
 
 
 class Decoding(NamedTuple):

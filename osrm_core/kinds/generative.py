@@ -126,10 +126,10 @@ class Generative:
                                  self._decoding(tokenizer, spec, data))
 
     def _choice_batches(self, tokenizer, spec, prompts: list[list[int]], batch_size: int, order):
-        """(ChoiceBatches of `order`'s rows, rows per batch): about batch_size sequences per forward (rows x choices)."""
+        """(ChoiceBatches of `order`'s rows, rows per batch): batch_size prompts per forward, each scored against
+        every choice from its KV cache."""
         choices = encode.completion_ids(tokenizer, spec, list(spec.label_names))
-        per = max(1, batch_size // len(choices))
-        return gb.choice_batches(prompts, choices, per, order, tokenizer.pad_token_id), per
+        return gb.choice_batches(prompts, choices, batch_size, order, tokenizer.pad_token_id), batch_size
 
     def _decoding(self, tokenizer, spec, data) -> gb.Decoding:
         """Greedy decoding for at most the longest choice, or the longest training target, + EOS tokens."""

@@ -57,6 +57,24 @@ def test_label_likelihood_is_the_per_choice_sum_of_log_probs(lm):
             assert got[i, c] == pytest.approx(float(want), abs=1e-4)
 
 
+def test_choices_of_different_lengths_continue_each_prompt_from_its_cache(lm):
+    """Choices of 1, 2 and 3 tokens after prompts of different lengths, several rows per batch: the cached
+    continuation (prompt once, choices from its KV cache) equals one forward per (prompt + choice) sequence."""
+    from osrm_core.generative import batches as gb
+    from osrm_core.generative import score
+
+    model, tok, _ = lm
+    prompts = [[5, 6, 7, 8, 9, 10], [11, 12], [13, 14, 15, 16], [17]]
+    choices = [[20], [21, 22], [23, 24, 25]]
+    got = score.label_likelihood(model, gb.choice_batches(prompts, choices, 3, [2, 0, 1, 3], tok.pad_token_id))
+    for k, i in enumerate([2, 0, 1, 3]):
+        for c, choice in enumerate(choices):
+            with torch.no_grad():
+                logp = torch.log_softmax(model(input_ids=torch.tensor([prompts[i] + choice])).logits[0, :-1], -1)
+            want = sum(logp[len(prompts[i]) - 1 + j, t] for j, t in enumerate(choice))
+            assert got[k, c] == pytest.approx(float(want), abs=1e-4)
+
+
 def test_left_padded_greedy_generation_matches_one_row_at_a_time(lm):
     model, tok, suite = lm
     spec, dd = load_task(suite, "colour")
