@@ -6,7 +6,8 @@ arms, `n_seeds` seeds. Row i of a task has a difficulty z_i ~ N(1.5, 2.5²) on t
 interaction δ_i ~ N(0, 0.5²): the arm's merged model has quality σ(z_i − 1 + δ_i), the reference's σ(z_i − 1 − δ_i)
 (some rows favour one arm, some the other, none on average over the population of rows — why the test rows are a
 sample too). Each (arm, seed) adds a seed effect u ~ N(0, seed_sd²) points to every row's quality (clipped to
-[0, 1]): training luck that moves a whole run. Individual adapters follow the same model without the −1. What a
+[0, 1]): training luck that moves a run — each task's own (the default) or, with `shared`, partly one effect
+common to every task of the run. Individual adapters follow the same model without the −1. What a
 row's quality means depends on the metric (:data:`KINDS`):
 
 - classification (accuracy: 4 classes; accuracy_f1: 2 classes, 40% positive; matthews: 2 classes, 15% positive,
@@ -88,12 +89,15 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 
 
 def one_study(rng: np.random.Generator, n_seeds: int, seed_sd: float, delta: float,
-              metrics: tuple[str, ...] = TWO_ACCURACY, n_rows: int = 500) -> tuple[dict, dict, dict, dict, dict[str, Rows]]:
+              metrics: tuple[str, ...] = TWO_ACCURACY, n_rows: int = 500,
+              shared: float = 0.0) -> tuple[dict, dict, dict, dict, dict[str, Rows]]:
     """(arm, ref, arm individual, ref individual) as seed -> task -> preds (n_rows,), and the task rows; one task
-    per entry of `metrics` (keys of KINDS)."""
+    per entry of `metrics` (keys of KINDS). shared: the share of the seed variance common to every task of one
+    (arm, seed) run (0: each task's seed effect independent; 1: one effect moves the whole run)."""
     if delta and not all(KINDS[m].classes for m in metrics):
         raise ValueError(f"calibration: a true delta is simulated on classification tasks only, got {metrics}")
     rows, runs = {}, [{str(s): {} for s in range(n_seeds)} for _ in range(4)]
+    common = rng.normal(0.0, seed_sd, (n_seeds, 4)) if shared else None  # drawn only then: shared = 0 keeps the stream
     for t, metric in enumerate(metrics):
         name, kind = f"task{t}", KINDS[metric]
         labels = kind.labels(rng, n_rows)
@@ -103,7 +107,10 @@ def one_study(rng: np.random.Generator, n_seeds: int, seed_sd: float, delta: flo
         q = delta / 100.0 / float(np.mean(1.0 - base[0]))
         for s in range(n_seeds):
             for g in range(4):
-                p = np.clip(base[g] + rng.normal(0.0, seed_sd) / 100.0, 0.0, 1.0)
+                u = rng.normal(0.0, seed_sd)
+                if common is not None:
+                    u = np.sqrt(shared) * common[s, g] + np.sqrt(1.0 - shared) * u
+                p = np.clip(base[g] + u / 100.0, 0.0, 1.0)
                 if g == 0:
                     p = p + (1.0 - p) * q
                 runs[g][str(s)][name] = kind.draw(rng, p, labels)
@@ -112,16 +119,17 @@ def one_study(rng: np.random.Generator, n_seeds: int, seed_sd: float, delta: flo
 
 def rate(n_seeds: int, seed_sd: float, delta: float = 0.0, n_studies: int = 400, n_boot: int = 200, seed: int = 0,
          method: Literal["seed", "seed_total", "seeds_x_rows"] = "seed", metrics: tuple[str, ...] = TWO_ACCURACY,
-         n_rows: int = 500) -> Rate:
+         n_rows: int = 500, shared: float = 0.0) -> Rate:
     """Verdict rates over n_studies simulated studies. method 'seed': the report's seed-level interval
     (osrm_core.study.compare, row term "cross"); 'seed_total': the same with the conservative row term "total"
     (osrm_core.inference.row_variance); 'seeds_x_rows': the percentile bootstrap over seeds × rows that earlier
     reports used (kept here only to show why it was replaced; average only, its normalised rates are reported as 0).
-    metrics: one simulated task per entry (keys of KINDS), e.g. a study's own mix of metrics."""
+    metrics: one simulated task per entry (keys of KINDS), e.g. a study's own mix of metrics; shared: the share of
+    the seed variance common to a run's tasks (one_study)."""
     rng = np.random.default_rng(seed)
     counts = np.zeros(4)
     for i in range(n_studies):
-        arm, ref, arm_ind, ref_ind, rows = one_study(rng, n_seeds, seed_sd, delta, metrics, n_rows)
+        arm, ref, arm_ind, ref_ind, rows = one_study(rng, n_seeds, seed_sd, delta, metrics, n_rows, shared)
         if method in ("seed", "seed_total"):
             c = compare(arm, ref, rows, arm_ind, ref_ind, n_boot=n_boot, seed=i,
                         row_term="cross" if method == "seed" else "total")

@@ -25,6 +25,8 @@ def main(seeds: list[int] = SEEDS, seed_sd: list[float] = SDS,
          n_boot: int = typer.Option(100, "--n-boot", min=10, help="Row-bootstrap replicates per simulated comparison."),
          n_rows: int = typer.Option(300, "--rows", min=10, help="Test rows per simulated task."),
          metric: list[str] = METRICS,
+         shared: float = typer.Option(0.0, "--shared", min=0.0, max=1.0,
+                                      help="Share of the seed variance common to every task of a run (0: each task's own)."),
          json_out: Path | None = typer.Option(None, "--json", help="Also write the table as JSON here.")) -> None:
     """False-verdict rate under the null (true Δ = 0) per seed count × seed sd, for the seed-level interval, its
     conservative total-row-term variant and the seeds × rows percentile bootstrap it replaced, and the power to detect
@@ -34,7 +36,7 @@ def main(seeds: list[int] = SEEDS, seed_sd: list[float] = SDS,
         raise OsrmError(f"--metric: no simulation for {unknown} — use metrics of {sorted(KINDS)}")
     mix = tuple(metric)
     power_mix = tuple(m for m in mix if KINDS[m].classes) or TWO_ACCURACY
-    sim = dict(n_studies=studies, n_boot=n_boot, n_rows=n_rows)
+    sim = dict(n_studies=studies, n_boot=n_boot, n_rows=n_rows, shared=shared)
     rows = []
     cells = [(k, sd) for k in seeds for sd in seed_sd]
     for k, sd in progress(cells, "simulated cells"):
@@ -52,8 +54,9 @@ def main(seeds: list[int] = SEEDS, seed_sd: list[float] = SDS,
     print(f"\npower to detect +{delta:g} points, 10 seeds, sd 2: {power.better:.3f} (average), "
           f"{power.norm_better:.3f} (normalised); with the total row term {power_total.better:.3f} / "
           f"{power_total.norm_better:.3f} (tasks {', '.join(power_mix)}); {studies} studies per cell, {n_rows} rows × "
-          f"tasks {', '.join(mix)}, {n_boot} row replicates")
+          f"tasks {', '.join(mix)}, {n_boot} row replicates, shared seed variance {shared:g}")
     if json_out is not None:
         write_json_atomic(json_out, {"null": rows, "power": power._asdict(), "power_total_rows": power_total._asdict(),
                                      "delta": delta, "studies": studies,
-                                     "metrics": list(mix), "power_metrics": list(power_mix), "rows": n_rows})
+                                     "metrics": list(mix), "power_metrics": list(power_mix), "rows": n_rows,
+                                     "shared": shared})
