@@ -51,15 +51,27 @@ def _done(folder: Path | None) -> bool:
     return (folder / Subspace.UNUSED).is_file() or any(folder.rglob("manifest.json"))
 
 
+def for_seeds(steps: list[tuple[str, list[str], Path | None]], seeds: list[int]) -> list:
+    """The steps of these seeds only; the pooled steps (diagnose summary, report: no --seed) need every seed and go."""
+    wanted = {str(s) for s in seeds}
+    return [st for st in steps if "--seed" in st[1] and st[1][st[1].index("--seed") + 1] in wanted]
+
+
 @guarded
 def main(config: Path = CONFIG,
          skip_done: bool = typer.Option(False, "--skip-done", help="Skip steps whose artifact already has a manifest."),
-         only: list[str] = typer.Option(None, "--only", help=f"Run only these commands (repeatable), of {list(STEPS)}.")) -> None:
+         only: list[str] = typer.Option(None, "--only", help=f"Run only these commands (repeatable), of {list(STEPS)}."),
+         seed: list[int] = typer.Option(None, "--seed", help="Run only these seeds' steps (repeatable), without the pooled "
+                                        "summary and report: parallel workers split a study by seed (docs/study.md).")) -> None:
     """Run every stage of the pipeline for CONFIG in this one process (seeds x arms x tasks), then the report."""
     from stages.cli import load_command
 
     cfg = load_config(config)
+    unknown = sorted(set(seed or []) - set(cfg.seeds))
+    if unknown:
+        raise OsrmError(f"--seed {unknown[0]}: not one of the config's seeds {cfg.seeds} — pick from them or add it under `seeds`")
     steps = [s for s in plan(config, cfg) if not only or s[0] in only]
+    steps = for_seeds(steps, seed) if seed else steps
     start = time.time()
     for i, (name, args, folder) in enumerate(steps, 1):
         if skip_done and _done(folder):
@@ -68,4 +80,5 @@ def main(config: Path = CONFIG,
         code = load_command(name).main(args=args, prog_name=f"osrm {name}", standalone_mode=False)
         if code:
             raise OsrmError(f"step `osrm {name} {' '.join(args)}` failed (exit {code}) — fix it, then rerun with --skip-done")
-    typer.echo(f"pipeline finished in {time.time() - start:.0f} s; report: {Path(cfg.workdir) / 'report' / 'report.md'}", err=True)
+    done = f"report: {Path(cfg.workdir) / 'report' / 'report.md'}" if not seed else "the pooled steps: `osrm run` without --seed"
+    typer.echo(f"pipeline finished in {time.time() - start:.0f} s; {done}", err=True)

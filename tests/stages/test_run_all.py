@@ -39,3 +39,27 @@ def test_skip_done_skips_subspaces_when_the_last_arm_has_none(cli, tmp_path, tin
     cli("run", "-c", path, *steps)
     res = cli("run", "-c", path, *steps, "--skip-done")
     assert "osrm build-subspace" not in res.output and "osrm extract-features" not in res.output
+
+
+def test_a_seed_filter_keeps_that_seeds_steps_and_drops_the_pooled_ones(tmp_path, tiny_backbone):
+    """Two workers `osrm run --seed 1` and `--seed 2` split a study without writing one artifact twice; the pooled
+    summary and report wait for a run without --seed."""
+    from osrm_pipeline.pipeline_config import load_config
+    from stages.run_all import for_seeds, plan
+
+    cfg = tiny_pipeline(tmp_path / "runs", tiny_backbone, tasks=TINY_TASKS[:2], seeds=[1, 2])
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    steps = plan(path, load_config(path))
+    one, two = for_seeds(steps, [1]), for_seeds(steps, [2])
+    assert one and two and not {str(f) for *_, f in one} & {str(f) for *_, f in two}
+    assert len(one) + len(two) == len(steps) - 2 and all(a[a.index("--seed") + 1] == "1" for _, a, _ in one)
+    assert for_seeds(steps, [1, 2]) == steps[:-2]
+
+
+def test_a_seed_outside_the_config_is_one_line(cli, tmp_path, tiny_backbone):
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(yaml.safe_dump(tiny_pipeline(tmp_path / "runs", tiny_backbone, tasks=TINY_TASKS[:2], seeds=[1])))
+    res = cli("run", "-c", path, "--seed", "7", ok=False)
+    assert res.exit_code != 0 and "--seed 7: not one of the config's seeds [1]" in res.output
+    assert not (tmp_path / "runs").exists()
