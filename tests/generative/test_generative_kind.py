@@ -57,13 +57,22 @@ def test_label_likelihood_is_the_per_choice_sum_of_log_probs(lm):
             assert got[i, c] == pytest.approx(float(want), abs=1e-4)
 
 
-def test_choices_of_different_lengths_continue_each_prompt_from_its_cache(lm):
+@pytest.mark.parametrize("wrapped", [False, True], ids=["model", "peft"])
+def test_choices_of_different_lengths_continue_each_prompt_from_its_cache(lm, wrapped):
     """Choices of 1, 2 and 3 tokens after prompts of different lengths, several rows per batch: the cached
-    continuation (prompt once, choices from its KV cache) equals one forward per (prompt + choice) sequence."""
+    continuation (prompt once, choices from its KV cache) equals one forward per (prompt + choice) sequence, on the
+    model and through a PEFT LoRA wrapper (which passes the cache argument on to the model)."""
+    import copy
+
+    from peft import LoraConfig, get_peft_model
+
     from osrm_core.generative import batches as gb
     from osrm_core.generative import score
 
     model, tok, _ = lm
+    if wrapped:
+        cfg = LoraConfig(r=2, target_modules=["q_proj", "v_proj"], init_lora_weights=False, task_type="CAUSAL_LM")
+        model = get_peft_model(copy.deepcopy(model), cfg).eval()  # random B: the adapter changes the scores
     prompts = [[5, 6, 7, 8, 9, 10], [11, 12], [13, 14, 15, 16], [17]]
     choices = [[20], [21, 22], [23, 24, 25]]
     got = score.label_likelihood(model, gb.choice_batches(prompts, choices, 3, [2, 0, 1, 3], tok.pad_token_id))
