@@ -32,6 +32,7 @@ from osrm_core.stats import paired_bootstrap, verdict
 from osrm_core.study import Rows, compare
 from osrm_core.tasks.spec import ROW_MEAN_METRICS
 
+
 class Rate(NamedTuple):
     """Share of simulated studies whose verdict was better / worse, for the average and the normalised score."""
 
