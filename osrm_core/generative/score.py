@@ -1,8 +1,9 @@
 """One score per row of a generative task: the choices' log-likelihoods, or the generated text's score.
 
 label_likelihood: log p(choice tokens | prompt) summed over the choice's tokens, for every choice (the T0 /
-lm-eval multiple-choice convention); each prompt runs once and every choice continues it from the KV cache. generate: greedy decoding with the KV cache (model.generate), the new tokens
-decoded and scored against the reference (exact match or token F1).
+lm-eval multiple-choice convention); each prompt runs once and every choice continues it from the KV cache.
+generate: greedy decoding with the KV cache (model.generate), the new tokens decoded and scored against the
+reference (exact match or token F1).
 """
 
 from __future__ import annotations
