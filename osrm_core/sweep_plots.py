@@ -67,16 +67,21 @@ def plot_lambda(curves: dict[str, list[dict]], path: Path) -> None:
 
 
 def plot_tasks(curves: dict[str, list[dict]], path: Path) -> None:
-    """Normalised validation score vs the number of tasks merged, per arm and method."""
+    """Normalised validation score vs the number of tasks merged, per arm and method. Without any curve (no method
+    in merge.sweep_tasks) the file is still written, saying so: DVC declares it as a plot of the report stage."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5, 3.4))
+    if not any(curves.values()):
+        ax.text(0.5, 0.5, "no curve: merge.sweep_tasks names no merged method", ha="center", va="center")
+        ax.set_axis_off()
     for method, rows in curves.items():
         for arm in dict.fromkeys(r["arm"] for r in rows):
             pts = [r for r in rows if r["arm"] == arm]
             ax.plot([r["n"] for r in pts], [r["normalised"] for r in pts], marker="o", label=f"{label(arm)} · {method}")
-    ax.axhline(100, color="grey", lw=0.8, ls="--")
-    ax.set(xlabel="number of tasks merged", ylabel="normalised score (% of individual)")
-    ax.legend(fontsize=8)
+    if any(curves.values()):
+        ax.axhline(100, color="grey", lw=0.8, ls="--")
+        ax.set(xlabel="number of tasks merged", ylabel="normalised score (% of individual)")
+        ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

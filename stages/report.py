@@ -133,7 +133,8 @@ def markdown(run: Run, numbers: dict, params: dict, diag: str) -> str:
             + "\n\n## Is every task learnt?\n\n" + check_table(numbers["task_check"], cfg.reference, LEARNT_MARGIN)
             + "\n\n## Per task (test score, mean over seeds; merges with the chosen parameters)\n\n"
             + markdown_table(task_rows(numbers, arms, methods), run.tasks)
-            + "\n\n![normalised score](merge.png)\n\n![validation average vs λ](lambda.png)\n\n![number of tasks](tasks.png)\n" + diag)
+            + "\n\n![normalised score](merge.png)\n\n![validation average vs λ](lambda.png)\n"
+            + ("\n![number of tasks](tasks.png)\n" if set(cfg.merge.sweep_tasks) & set(methods) else "") + diag)
 
 
 @guarded

@@ -23,6 +23,9 @@ def test_run_all_stages_in_one_process(cli, tmp_path, tiny_backbone):
     entry = metrics["osrm"]["task_arithmetic"]
     assert entry["n_seeds"] == 2 and "ci_low" in entry and entry["ci_low"] <= entry["diff"] <= entry["ci_high"]
     assert (tmp_path / "runs/diagnostics_summary/summary.json").is_file()
+    # sweep_tasks is empty: the report links no task-count plot, yet writes the file DVC declares
+    assert "tasks.png" not in (tmp_path / "runs/report/report.md").read_text()
+    assert (tmp_path / "runs/report/tasks.png").is_file()
     stamp = (tmp_path / "runs/report/manifest.json").stat().st_mtime_ns
     res = cli("run", "-c", path, "--skip-done")  # every artifact exists: only the two pooled steps run again
     assert res.output.count("osrm ") <= 3 and (tmp_path / "runs/report/manifest.json").stat().st_mtime_ns > stamp
