@@ -74,11 +74,11 @@ def plot_tasks(curves: dict[str, list[dict]], path: Path) -> None:
     if not any(curves.values()):
         ax.text(0.5, 0.5, "no curve: merge.sweep_tasks names no merged method", ha="center", va="center")
         ax.set_axis_off()
-    for method, rows in curves.items():
-        for arm in dict.fromkeys(r["arm"] for r in rows):
-            pts = [r for r in rows if r["arm"] == arm]
-            ax.plot([r["n"] for r in pts], [r["normalised"] for r in pts], marker="o", label=f"{label(arm)} · {method}")
-    if any(curves.values()):
+    else:
+        for method, rows in curves.items():
+            for arm in dict.fromkeys(r["arm"] for r in rows):
+                pts = [r for r in rows if r["arm"] == arm]
+                ax.plot([r["n"] for r in pts], [r["normalised"] for r in pts], marker="o", label=f"{label(arm)} · {method}")
         ax.axhline(100, color="grey", lw=0.8, ls="--")
         ax.set(xlabel="number of tasks merged", ylabel="normalised score (% of individual)")
         ax.legend(fontsize=8)
