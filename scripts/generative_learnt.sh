@@ -11,7 +11,7 @@ mkdir -p $W
 # configs/generative.yaml with every task of its suite, the lora arm, seed 42, evaluate on validation
 sed -e "s#^workdir: runs/generative#workdir: $W#" -e 's#^seeds: \[.*\]#seeds: [42]#' -e 's#^  split: test#  split: validation#' \
     -e 's#^tasks: .*#tasks: [question_type, movie_sentiment, sms_spam, headline_match, news_headline]#' -e '/^#   (LoRA on validation/d' \
-    -e '/^  osrm: {init: osrm}/d' -e '/^  contrast: {init/d' configs/generative.yaml > $W/config.new.yaml
+    -e '/^  [a-z_]*: {init: /{/^  lora: /!d}' configs/generative.yaml > $W/config.new.yaml
 cmp -s $W/config.new.yaml $W/config.yaml || mv $W/config.new.yaml $W/config.yaml
 export OSRM_NO_PROGRESS=1 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 start=$(date +%s)

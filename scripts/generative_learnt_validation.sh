@@ -10,7 +10,7 @@ W=runs/gen_val300
 SEEDS=$(sed -n 's/^seeds: \[\(.*\)\].*/\1/p' configs/generative.yaml | tr -d ,)
 mkdir -p $W
 sed -e "s#^workdir: runs/generative#workdir: $W#" -e 's#^  split: test#  split: validation#' -e 's#^  max_eval: [0-9]*#  max_eval: 300#' \
-    -e '/^  osrm: {init: osrm}/d' -e '/^  contrast: {init/d' -e '/^  orthonormal: {init/d' configs/generative.yaml > $W/config.yaml
+    -e '/^  [a-z_]*: {init: /{/^  lora: /!d}' configs/generative.yaml > $W/config.yaml
 export OSRM_NO_PROGRESS=1 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 for s in $SEEDS; do
   [ -d $W/adapters/seed$s/lora ] || { mkdir -p $W/adapters/seed$s && cp -r "$STUDY/adapters/seed$s/lora" $W/adapters/seed$s/; }

@@ -24,6 +24,7 @@ from osrm_core.study import LEARNT_MARGIN, Rows, study, task_check
 from osrm_core.sweep_plots import lambda_rows, plot_lambda, plot_normalised, plot_tasks, tasks_rows
 from osrm_core.tasks.kinds import kind_of
 from osrm_pipeline.layout import Layout, ModelRef
+from osrm_pipeline.pipeline_config import PipelineConfig
 from osrm_pipeline.run import Run, open_run
 from stages.io.artifacts import DiagnosticsSummary, Evaluation, Report, Selection, Subspace, TaskAdapter
 from stages.io.atomic import atomic_dir
@@ -120,6 +121,11 @@ def _chosen_params(selections: dict, seeds: list[int]) -> dict:
             for a, per in selections.items()}
 
 
+def _task_methods(cfg: PipelineConfig) -> list[str]:
+    """The merged methods with a score-vs-number-of-tasks curve (merge.sweep_tasks): the figure and its link."""
+    return [m for m in cfg.merge.sweep_tasks if m in cfg.merge.methods]
+
+
 def markdown(run: Run, numbers: dict, params: dict, diag: str) -> str:
     arms, methods, cfg = list(run.cfg.arms), list(run.cfg.merge.methods), run.cfg
     head = (f"# OSRM study report\n\nBackbone `{run.spec.name}`, suite `{run.suite.suite}` ({len(run.tasks)} tasks), "
@@ -134,7 +140,7 @@ def markdown(run: Run, numbers: dict, params: dict, diag: str) -> str:
             + "\n\n## Per task (test score, mean over seeds; merges with the chosen parameters)\n\n"
             + markdown_table(task_rows(numbers, arms, methods), run.tasks)
             + "\n\n![normalised score](merge.png)\n\n![validation average vs λ](lambda.png)\n"
-            + ("\n![number of tasks](tasks.png)\n" if set(cfg.merge.sweep_tasks) & set(methods) else "") + diag)
+            + ("\n![number of tasks](tasks.png)\n" if _task_methods(cfg) else "") + diag)
 
 
 @guarded
@@ -176,7 +182,7 @@ def _write(run: Run, numbers: dict, selections: dict, text: str, upstream: dict)
             if rows:
                 (tmp / "curves" / f"{m}.json").write_text(json.dumps(rows, indent=1) + "\n")
         plot_lambda(lam, tmp / "lambda.png")
-        plot_tasks({m: tasks_rows(selections, m) for m in run.cfg.merge.sweep_tasks if m in methods}, tmp / "tasks.png")
+        plot_tasks({m: tasks_rows(selections, m) for m in _task_methods(run.cfg)}, tmp / "tasks.png")
         plot_normalised(numbers, list(run.cfg.arms), methods, tmp / "merge.png")
         Report.seal(tmp, {"seeds": run.cfg.seeds, "arms": list(run.cfg.arms), "reference": run.cfg.reference,
                           "methods": methods}, upstream=upstream)
